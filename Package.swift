@@ -1,0 +1,77 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "pq",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "pq", targets: ["pq"]),
+        .library(name: "PQKit", targets: ["PQKit"]),
+        .library(name: "PQCore", targets: ["PQCore"]),
+        // Example plugins: each is its own shared library, loaded by the host with dlopen.
+        .library(name: "pq_examples", type: .dynamic, targets: ["ExampleJobs"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // The plugin ABI: one C header, nothing else.
+        .target(name: "CPQPlugin"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .target(
+            name: "PQKit",
+            dependencies: ["CPQPlugin"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PQCore",
+            dependencies: [
+                "CPQPlugin",
+                "CSQLite",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "pq",
+            dependencies: [
+                "PQCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExampleJobs",
+            dependencies: ["PQKit"],
+            path: "Plugins/examples-swift",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PQCoreTests",
+            dependencies: ["PQCore", "CPQPlugin"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PQKitTests",
+            dependencies: ["PQKit", "CPQPlugin"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PQCLITests",
+            dependencies: [],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,2 @@
+import PQCore
+print("pq")
