@@ -1,2 +1,12 @@
-import PQCore
-print("pq")
+import ArgumentParser
+
+/// The pq command line: a job host for Linux whose jobs are shared libraries.
+@main
+struct PQ: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pq",
+        abstract: "A job host for Linux: jobs are plugins (.so) found through task_paths.",
+        version: "0.1.0",
+        subcommands: [Jobs.self]
+    )
+}

@@ -1,0 +1,240 @@
+import CPQPlugin
+import Glibc
+import Synchronization
+
+/// How one call of a job ended.
+public enum CallOutcome: Sendable, Equatable {
+    /// The job succeeded; the result is valid JSON text.
+    case success(String)
+    /// The job failed with this message.
+    case failure(String)
+}
+
+/// What a running call may ask of the host: log lines and child tasks.
+public struct CallHooks: Sendable {
+    /// Writes a log line for the task (level: PQ_LOG_*).
+    public var log: @Sendable (_ level: Int32, _ message: String) -> Void
+    /// Queues a child task; returns its id or throws. Called on a plugin thread; may block.
+    public var submit: @Sendable (_ job: String, _ argsJSON: String) throws -> String
+
+    /// Creates hooks.
+    /// - Parameters:
+    ///   - log: receives log lines.
+    ///   - submit: queues child tasks.
+    public init(
+        log: @escaping @Sendable (Int32, String) -> Void = { _, _ in },
+        submit: @escaping @Sendable (String, String) throws -> String = { job, _ in
+            throw CallHookError(message: "this host cannot queue child tasks (job '\(job)')")
+        }
+    ) {
+        self.log = log
+        self.submit = submit
+    }
+}
+
+/// An error from a call hook.
+public struct CallHookError: Error, CustomStringConvertible, Sendable {
+    /// What went wrong.
+    public var message: String
+    /// Creates the error.
+    /// - Parameter message: what went wrong.
+    public init(message: String) { self.message = message }
+    /// The message.
+    public var description: String { message }
+}
+
+/// One call of a JSON job across the C ABI.
+///
+/// Owns the `pq_call` and its strings until the plugin calls `complete`. The plugin may call
+/// `complete` from any thread, before or after `run` returns; `cancel` may race with it.
+///
+/// ```swift
+/// let call = PluginCall(job: job, taskID: id, argsJSON: "{\"a\":1}", attempt: 1, hooks: CallHooks())
+/// call.start(on: pool)
+/// let outcome = await call.outcome()
+/// ```
+public final class PluginCall: @unchecked Sendable {
+    // @unchecked: `call` and the strings are written once in init and freed in deinit; all mutable
+    // state is in the Mutex.
+    private struct State {
+        var completed: CallOutcome?
+        var waiters: [CheckedContinuation<CallOutcome, Never>] = []
+        var cancelled = false
+        var started = false
+    }
+
+    /// The job being called.
+    public let job: JobDefinition
+    /// The task id.
+    public let taskID: String
+    let hooks: CallHooks
+    private let state = Mutex(State())
+    private let call: UnsafeMutablePointer<pq_call>
+    private let strings: [UnsafeMutablePointer<CChar>]
+    /// Guards against the plugin's retained reference being released twice.
+    private let pluginReference = Atomic<Bool>(true)
+
+    /// Prepares a call.
+    /// - Parameters:
+    ///   - job: a JSON job.
+    ///   - taskID: the task id.
+    ///   - argsJSON: the kwargs, a JSON object.
+    ///   - attempt: 1 on the first run.
+    ///   - hooks: log and submit handlers.
+    public init(job: JobDefinition, taskID: String, argsJSON: String, attempt: Int, hooks: CallHooks) {
+        self.job = job
+        self.taskID = taskID
+        self.hooks = hooks
+        let id = strdup(taskID)!, name = strdup(job.name)!, args = strdup(argsJSON)!
+        strings = [id, name, args]
+        call = .allocate(capacity: 1)
+        call.initialize(
+            to: pq_call(
+                struct_size: UInt32(MemoryLayout<pq_call>.size), task_id: id, job_name: name, args_json: args,
+                attempt: UInt32(clamping: attempt), host_data: nil,
+                complete: pqHostComplete, log: pqHostLog, is_cancelled: pqHostIsCancelled, submit: pqHostSubmit))
+    }
+
+    deinit {
+        call.deallocate()
+        for s in strings { free(s) }
+    }
+
+    /// Runs the job's `run` on a pool thread. The plugin holds a reference to this call until it
+    /// calls `complete`.
+    /// - Parameter pool: the threads for blocking plugin code.
+    public func start(on pool: PluginThreadPool) {
+        let alreadyStarted = state.withLock { s in
+            defer { s.started = true }
+            return s.started
+        }
+        guard !alreadyStarted else { return }
+        call.pointee.host_data = Unmanaged.passRetained(self).toOpaque()
+        let run = job.definition.pointee.run
+        let callPointer = UnsafePointer(call)
+        let box = UnsafeSendable(callPointer)
+        pool.execute {
+            guard let run else { return }
+            run(box.value)
+        }
+    }
+
+    /// Waits until the plugin completes the call.
+    /// - Returns: the outcome.
+    public func outcome() async -> CallOutcome {
+        await withCheckedContinuation { continuation in
+            let done: CallOutcome? = state.withLock { s in
+                if let c = s.completed { return c }
+                s.waiters.append(continuation)
+                return nil
+            }
+            if let done { continuation.resume(returning: done) }
+        }
+    }
+
+    /// The outcome if the call completed, else nil.
+    public var completedOutcome: CallOutcome? { state.withLock { $0.completed } }
+
+    /// Asks the plugin to stop the call (revoke, timeout, shutdown): sets the flag that
+    /// `is_cancelled` reports and calls the job's `cancel` when it has one.
+    public func cancel() {
+        let shouldCall = state.withLock { s -> Bool in
+            guard s.completed == nil, !s.cancelled, s.started else {
+                s.cancelled = true
+                return false
+            }
+            s.cancelled = true
+            return true
+        }
+        guard shouldCall, let cancel = job.definition.pointee.cancel else { return }
+        // `self` is alive here (the caller holds it), so the pq_call memory is valid even if the
+        // plugin completes concurrently.
+        cancel(UnsafePointer(call))
+    }
+
+    /// Whether cancel was asked.
+    public var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+    fileprivate func complete(ok: Bool, text: String?) {
+        var outcome: CallOutcome
+        if ok {
+            let json = text ?? "null"
+            if (try? JSONValue.parse(json)) != nil {
+                outcome = .success(json)
+            } else {
+                outcome = .failure("job '\(job.name)' returned a result that is not valid JSON: \(json.prefix(200))")
+            }
+        } else {
+            outcome = .failure(text.map { $0.isEmpty ? "job '\(job.name)' failed without a message" : $0 } ?? "job '\(job.name)' failed without a message")
+        }
+        let waiters: [CheckedContinuation<CallOutcome, Never>]? = state.withLock { s in
+            guard s.completed == nil else { return nil }
+            s.completed = outcome
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        guard let waiters else {
+            hooks.log(Int32(PQ_LOG_WARNING), "job '\(job.name)' called complete more than once; ignored")
+            return
+        }
+        for w in waiters { w.resume(returning: outcome) }
+    }
+
+    fileprivate func releasePluginReference() {
+        if pluginReference.exchange(false, ordering: .acquiringAndReleasing) {
+            Unmanaged.passUnretained(self).release()
+        }
+    }
+
+    fileprivate static func from(_ call: UnsafePointer<pq_call>?) -> PluginCall? {
+        guard let raw = call?.pointee.host_data else { return nil }
+        return Unmanaged<PluginCall>.fromOpaque(raw).takeUnretainedValue()
+    }
+}
+
+/// Carries a value the compiler cannot prove Sendable across a thread hop where it is safe.
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+private func pqHostComplete(_ call: UnsafePointer<pq_call>?, _ ok: Int32, _ text: UnsafePointer<CChar>?) {
+    guard let host = PluginCall.from(call) else { return }
+    let message = text.map { String(cString: $0) }
+    // Keep `host` alive across the release of the plugin's reference.
+    withExtendedLifetime(host) {
+        host.complete(ok: ok != 0, text: message)
+        host.releasePluginReference()
+    }
+}
+
+private func pqHostLog(_ call: UnsafePointer<pq_call>?, _ level: Int32, _ message: UnsafePointer<CChar>?) {
+    guard let host = PluginCall.from(call), let message else { return }
+    host.hooks.log(level, String(cString: message))
+}
+
+private func pqHostIsCancelled(_ call: UnsafePointer<pq_call>?) -> Int32 {
+    guard let host = PluginCall.from(call) else { return 1 }
+    return host.isCancelled ? 1 : 0
+}
+
+private func pqHostSubmit(
+    _ call: UnsafePointer<pq_call>?, _ job: UnsafePointer<CChar>?, _ args: UnsafePointer<CChar>?,
+    _ idOut: UnsafeMutablePointer<CChar>?, _ idCap: Int
+) -> Int32 {
+    guard let host = PluginCall.from(call), let job else { return -1 }
+    let argsJSON = args.map { String(cString: $0) } ?? "{}"
+    do {
+        let id = try host.hooks.submit(String(cString: job), argsJSON.isEmpty ? "{}" : argsJSON)
+        if let idOut, idCap > 0 {
+            let bytes = Array(id.utf8)
+            guard bytes.count < idCap else { return -2 }
+            for (i, b) in bytes.enumerated() { idOut[i] = CChar(bitPattern: b) }
+            idOut[bytes.count] = 0
+        }
+        return 0
+    } catch {
+        host.hooks.log(Int32(PQ_LOG_ERROR), "submit of child task '\(String(cString: job))' failed: \(error)")
+        return -1
+    }
+}

@@ -1,0 +1,8 @@
+import Synchronization
+
+/// A thread-safe counter.
+final class AtomicCounter: Sendable {
+    private let value = Atomic<Int>(0)
+    /// Adds one and returns the new value.
+    func increment() -> Int { value.add(1, ordering: .relaxed).newValue }
+}

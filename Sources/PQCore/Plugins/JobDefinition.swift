@@ -1,0 +1,97 @@
+public import CPQPlugin
+
+/// One job of a loaded plugin, validated.
+public struct JobDefinition: Sendable {
+    /// How the host calls the job.
+    public enum Kind: Sendable {
+        /// A JSON job: `run` with JSON kwargs, `complete` with a JSON result.
+        case json
+        /// A typed job: a C function called through libffi.
+        case typed(TypedSignature)
+    }
+
+    /// The job's name (a slug).
+    public let name: String
+    /// One-line description, possibly empty.
+    public let doc: String
+    /// The options from `options_json`.
+    public let options: JobOptions
+    /// JSON or typed.
+    public let kind: Kind
+    /// The plugin generation it belongs to.
+    public let plugin: PluginInfo
+    /// The plugin's descriptor.
+    public let handle: PluginHandle
+    /// The index in the plugin's `jobs` array.
+    public let index: Int
+
+    /// The `pq_job_def` in the plugin's memory.
+    public var definition: UnsafePointer<pq_job_def> { handle.descriptor.pointee.jobs! + index }
+
+    /// `"periodic"` or `"regular"`.
+    public var typeName: String { options.isPeriodic ? "periodic" : "regular" }
+
+    /// The signature text for typed jobs, else nil.
+    public var signature: String? {
+        if case .typed(let s) = kind { return s.description }
+        return nil
+    }
+
+    /// Whether `name` is a valid job name: `[a-z0-9][a-z0-9._-]*`.
+    /// - Parameter name: a candidate name.
+    /// - Returns: true when it is a slug.
+    public static func isValidName(_ name: String) -> Bool {
+        guard let first = name.utf8.first, isSlugStart(first), name.utf8.count <= 200 else { return false }
+        return name.utf8.allSatisfy { isSlugStart($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+    }
+
+    private static func isSlugStart(_ c: UInt8) -> Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c)
+    }
+
+    init(plugin: PluginInfo, handle: PluginHandle, index: Int) throws {
+        let def = (handle.descriptor.pointee.jobs! + index).pointee
+        let path = plugin.path
+        guard let namePtr = def.name else {
+            throw PluginError(.invalidJob, path: path, "job #\(index) of plugin '\(plugin.name)' has no name (NULL)")
+        }
+        let name = String(cString: namePtr)
+        guard Self.isValidName(name) else {
+            throw PluginError(
+                .invalidJob, path: path,
+                "job name '\(name)' of plugin '\(plugin.name)' is not a slug ([a-z0-9][a-z0-9._-]*); job skipped")
+        }
+        let options: JobOptions
+        do {
+            options = try JobOptions.parse(def.options_json.map { String(cString: $0) })
+        } catch {
+            throw PluginError(.invalidJob, path: path, "job '\(name)' of plugin '\(plugin.name)': \(error); job skipped")
+        }
+        let kind: Kind
+        switch (def.run != nil, def.fn != nil, def.signature != nil) {
+        case (true, false, _):
+            kind = .json
+        case (false, true, true):
+            do {
+                kind = .typed(try TypedSignature.parse(String(cString: def.signature!)))
+            } catch {
+                throw PluginError(.invalidJob, path: path, "job '\(name)' of plugin '\(plugin.name)': \(error); job skipped")
+            }
+        case (true, true, _):
+            throw PluginError(
+                .invalidJob, path: path,
+                "job '\(name)' of plugin '\(plugin.name)' sets both run and fn; a job is either a JSON job (run) or a typed job (fn + signature)")
+        case (false, true, false):
+            throw PluginError(.invalidJob, path: path, "typed job '\(name)' of plugin '\(plugin.name)' has fn but no signature")
+        case (false, false, _):
+            throw PluginError(.invalidJob, path: path, "job '\(name)' of plugin '\(plugin.name)' has neither run nor fn")
+        }
+        self.name = name
+        self.doc = def.doc.map { String(cString: $0) } ?? ""
+        self.options = options
+        self.kind = kind
+        self.plugin = plugin
+        self.handle = handle
+        self.index = index
+    }
+}

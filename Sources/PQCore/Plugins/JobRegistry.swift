@@ -1,0 +1,90 @@
+import Synchronization
+
+/// The jobs this process can run, keyed by job name, and the plugins they came from, keyed by path.
+///
+/// When two plugins define the same job name, the one registered later wins and a warning names
+/// both (DESIGN.md section 3).
+public final class JobRegistry: Sendable {
+    private struct State {
+        var jobs: [String: JobDefinition] = [:]
+        var plugins: [String: LoadedPlugin] = [:]
+        var order: [String] = []  // plugin paths in registration order
+    }
+
+    private let state = Mutex(State())
+
+    /// Creates an empty registry.
+    public init() {}
+
+    /// Registers every job of a plugin (replacing an earlier generation from the same path).
+    /// - Parameter plugin: the loaded plugin.
+    /// - Returns: warnings, one per job name that another plugin also defines.
+    @discardableResult
+    public func register(_ plugin: LoadedPlugin) -> [String] {
+        state.withLock { state in
+            var warnings: [String] = []
+            if let previous = state.plugins[plugin.info.path] {
+                for job in previous.jobs where state.jobs[job.name]?.plugin.path == plugin.info.path {
+                    state.jobs[job.name] = nil
+                }
+            } else {
+                state.order.append(plugin.info.path)
+            }
+            state.plugins[plugin.info.path] = plugin
+            for job in plugin.jobs {
+                if let existing = state.jobs[job.name], existing.plugin.path != plugin.info.path {
+                    warnings.append(
+                        "job '\(job.name)' is defined by both \(existing.plugin.path) (plugin '\(existing.plugin.name)') "
+                            + "and \(plugin.info.path) (plugin '\(plugin.info.name)'); using the latter")
+                }
+                state.jobs[job.name] = job
+            }
+            return warnings
+        }
+    }
+
+    /// Removes a plugin's jobs (its file was removed). Jobs of the same name that an earlier
+    /// plugin defines come back.
+    /// - Parameter path: the plugin's original path.
+    /// - Returns: the plugin that was removed, if any.
+    @discardableResult
+    public func unregister(path: String) -> LoadedPlugin? {
+        state.withLock { state in
+            guard let removed = state.plugins.removeValue(forKey: path) else { return nil }
+            state.order.removeAll { $0 == path }
+            for job in removed.jobs where state.jobs[job.name]?.plugin.path == path {
+                state.jobs[job.name] = nil
+            }
+            // Re-expose shadowed definitions, in registration order (later wins).
+            for p in state.order {
+                guard let plugin = state.plugins[p] else { continue }
+                for job in plugin.jobs where state.jobs[job.name] == nil || removed.jobs.contains(where: { $0.name == job.name }) {
+                    if state.jobs[job.name] == nil || state.jobs[job.name]!.plugin.path != p { state.jobs[job.name] = job }
+                }
+            }
+            return removed
+        }
+    }
+
+    /// The job registered under `name`.
+    /// - Parameter name: the job name.
+    /// - Returns: its definition, or nil.
+    public func job(named name: String) -> JobDefinition? {
+        state.withLock { $0.jobs[name] }
+    }
+
+    /// Every registered job, sorted by name.
+    public var jobs: [JobDefinition] {
+        state.withLock { $0.jobs.values.sorted { $0.name < $1.name } }
+    }
+
+    /// The names of every registered job.
+    public var jobNames: Set<String> {
+        state.withLock { Set($0.jobs.keys) }
+    }
+
+    /// Every registered plugin, in registration order.
+    public var plugins: [LoadedPlugin] {
+        state.withLock { state in state.order.compactMap { state.plugins[$0] } }
+    }
+}

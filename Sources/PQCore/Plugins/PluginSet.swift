@@ -1,0 +1,44 @@
+/// Resolves task_paths, loads every plugin found and registers their jobs.
+public enum PluginSet {
+    /// What loading a set of task_paths produced.
+    public struct Report: Sendable {
+        /// The directories the entries resolved to.
+        public var directories: [TaskPaths.Directory]
+        /// Plugins that loaded.
+        public var loaded: [LoadedPlugin]
+        /// Files that failed to load (each names the file and the reason); they were skipped.
+        public var failures: [PluginError]
+        /// Warnings: duplicate job names, rejected jobs.
+        public var warnings: [String]
+    }
+
+    /// Loads all plugins of `taskPaths` into `registry`.
+    /// - Parameters:
+    ///   - taskPaths: the task_paths entries.
+    ///   - root: the plugins root.
+    ///   - loader: the loader to use.
+    ///   - registry: where jobs are registered.
+    /// - Returns: what was loaded and what failed.
+    /// - Throws: ``PluginError`` when an entry has no directory (nothing is loaded then).
+    public static func load(
+        taskPaths: [String], root: String, loader: PluginLoader, into registry: JobRegistry
+    ) throws -> Report {
+        let directories = try TaskPaths.resolve(taskPaths, root: root)
+        var report = Report(directories: directories, loaded: [], failures: [], warnings: [])
+        for directory in directories {
+            for file in directory.libraries {
+                do {
+                    let plugin = try loader.load(path: file)
+                    report.loaded.append(plugin)
+                    report.warnings += plugin.rejectedJobs.map(\.description)
+                    report.warnings += registry.register(plugin)
+                } catch let error as PluginError {
+                    report.failures.append(error)
+                } catch {
+                    report.failures.append(PluginError(.unreadable, path: file, "\(error)"))
+                }
+            }
+        }
+        return report
+    }
+}

@@ -1,0 +1,98 @@
+import ArgumentParser
+import PQCore
+
+extension PQ {
+    /// `pq jobs`: resolves task_paths, loads the plugins and lists their jobs.
+    struct Jobs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the jobs the task_paths resolve to (loads the plugins itself; no server needed).")
+
+        @OptionGroup var common: CommonOptions
+
+        @Flag(help: "Print a JSON array of job objects.")
+        var json = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let settings = try common.resolve()
+                let registry = JobRegistry()
+                _ = try settings.loadPlugins(into: registry)
+                let jobs = registry.jobs
+                if json {
+                    print(JobListing.json(jobs))
+                } else {
+                    print(JobListing.table(jobs), terminator: "")
+                }
+            }
+        }
+    }
+}
+
+/// Renders job lists.
+enum JobListing {
+    static func object(_ job: JobDefinition) -> JSONValue {
+        var pairs: [(String, JSONValue)] = [
+            ("name", .string(job.name)),
+            ("type", .string(job.typeName)),
+            ("kind", .string(job.signature == nil ? "json" : "typed")),
+            ("plugin", .string(job.plugin.name)),
+            ("plugin_version", .string(job.plugin.version)),
+            ("path", .string(job.plugin.path)),
+            ("doc", .string(job.doc)),
+        ]
+        if let signature = job.signature { pairs.append(("signature", .string(signature))) }
+        let o = job.options
+        var options: [(String, JSONValue)] = []
+        if let v = o.timeout { options.append(("timeout", .double(v))) }
+        if let v = o.maxRetries { options.append(("max_retries", .int(Int64(v)))) }
+        if let v = o.retryDelay { options.append(("retry_delay", .double(v))) }
+        if let v = o.maxConcurrency { options.append(("max_concurrency", .int(Int64(v)))) }
+        if !o.canOverlap { options.append(("can_overlap", .bool(false))) }
+        pairs.append(("queue", .string(o.queue ?? "default")))
+        if let v = o.runEvery { pairs.append(("run_every", .double(v))) }
+        if let v = o.anchor { pairs.append(("anchor", .string(v))) }
+        if let v = o.cron { pairs.append(("cron", .string(v))) }
+        pairs.append(("options", .object(options)))
+        return .object(pairs)
+    }
+
+    static func json(_ jobs: [JobDefinition]) -> String {
+        JSONValue.array(jobs.map(object)).jsonText
+    }
+
+    static func schedule(_ job: JobDefinition) -> String {
+        if let cron = job.options.cron { return "cron \(cron)" }
+        if let every = job.options.runEvery {
+            let e = every == every.rounded() ? String(Int(every)) : String(every)
+            return "every \(e)s" + (job.options.anchor.map { " from \($0)" } ?? "")
+        }
+        return ""
+    }
+
+    static func table(_ jobs: [JobDefinition]) -> String {
+        if jobs.isEmpty { return "no jobs registered\n" }
+        let header = ["NAME", "TYPE", "PLUGIN", "VERSION", "FILE", "SIGNATURE/SCHEDULE", "DOC"]
+        let rows = jobs.map { job in
+            [
+                job.name, job.typeName, job.plugin.name, job.plugin.version, job.plugin.path,
+                job.signature ?? schedule(job), job.doc,
+            ]
+        }
+        var widths = header.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() where i < row.count - 1 { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in
+                i == cells.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count)
+            }.joined(separator: "  ").trimmingTrailingSpaces() + "\n"
+        }
+        return line(header) + rows.map(line).joined()
+    }
+}
+
+extension String {
+    fileprivate func trimmingTrailingSpaces() -> String {
+        var s = self
+        while s.last == " " { s.removeLast() }
+        return s
+    }
+}

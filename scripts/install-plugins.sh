@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the C example plugin and installs both example plugins under a plugins root:
+#   <root>/examples/swift/libpq_examples.so   (task_paths entry: examples.*)
+#   <root>/examples/c/libexamples_c.so
+# Each file is written beside its target and renamed into place, so a running host never
+# sees a half-written .so.
+set -euo pipefail
+bin="$1"
+root="$2"
+here="$(cd "$(dirname "$0")/.." && pwd)"
+mkdir -p "$root/examples/swift" "$root/examples/c" "$bin/c-plugins"
+chmod go-w "$root" "$root/examples" "$root/examples/swift" "$root/examples/c"
+cc -Wall -Wextra -Werror -shared -fPIC -O2 -I"$here/Sources/CPQPlugin/include" \
+    -o "$bin/c-plugins/libexamples_c.so" "$here/Plugins/examples-c/examples_c.c" -lpthread
+install_atomic() {
+    local src="$1" dst="$2"
+    if [ -f "$dst" ] && cmp -s "$src" "$dst"; then return; fi
+    cp "$src" "$dst.tmp.$$"
+    chmod 755 "$dst.tmp.$$"
+    mv -f "$dst.tmp.$$" "$dst"
+}
+install_atomic "$bin/libpq_examples.so" "$root/examples/swift/libpq_examples.so"
+install_atomic "$bin/c-plugins/libexamples_c.so" "$root/examples/c/libexamples_c.so"
+echo "example plugins installed under $root (task_paths: examples.*)"
