@@ -68,10 +68,5 @@ let package = Package(
             dependencies: ["PQKit", "CPQPlugin"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(
-            name: "PQCLITests",
-            dependencies: [],
-            swiftSettings: swiftSettings
-        ),
     ]
 )

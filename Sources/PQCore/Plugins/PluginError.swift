@@ -66,7 +66,7 @@ public struct PluginError: Error, CustomStringConvertible, Sendable {
 
     /// The message, prefixed with the path when there is one.
     public var description: String {
-        if let path { return "\(path): \(message)" }
+        if let path, !message.contains(path) { return "\(path): \(message)" }
         return message
     }
 }
