@@ -34,7 +34,12 @@ struct CommonOptions: ParsableArguments {
             s.taskPaths = file.taskPaths ?? []
         }
         s.pluginsDir = pluginsDir ?? env["PQ_PLUGINS_DIR"] ?? file.pluginsDir ?? ".pq/plugins"
-        s.store = store ?? env["PQ_STORE"] ?? file.store ?? "sqlite:.pq/pq.sqlite"
+        if let chosen = store ?? env["PQ_STORE"] ?? file.store {
+            s.store = chosen
+        } else {
+            s.store = "sqlite:.pq/pq.sqlite"
+            s.storeIsDefault = true
+        }
         s.trustAllPlugins = trustAllPlugins || env["PQ_TRUST_ALL_PLUGINS"].map { $0 == "1" || $0 == "true" } ?? false
             || (file.trustAllPlugins ?? false)
         s.file = file
@@ -51,6 +56,20 @@ struct Settings {
     var file = ConfigFile()
 
     var loader: PluginLoader { PluginLoader(options: .init(trustAll: trustAllPlugins)) }
+
+    /// Whether the store is the default one (its folder is created when missing).
+    var storeIsDefault = false
+
+    /// Opens the store named by the settings.
+    func openStore() throws -> any TaskStore {
+        let url: StoreURL
+        do { url = try StoreURL(parsing: store) } catch { throw CLIError("\(error)") }
+        if storeIsDefault, case .sqlite(let path) = url {
+            try? FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        }
+        do { return try makeStore(url: url) } catch { throw CLIError("\(error)") }
+    }
 
     /// Loads the plugins of task_paths, printing load failures and warnings on stderr.
     func loadPlugins(into registry: JobRegistry, quiet: Bool = false) throws -> PluginSet.Report {
