@@ -366,13 +366,17 @@ func describeDecodingError(_ error: any Error) -> String {
     case .keyNotFound(let key, let context):
         return "missing key \"\(path(context.codingPath + [key]))\""
     case .valueNotFound(let type, let context):
+        if context.codingPath.isEmpty { return "they must be a JSON object, not null" }
         return "\"\(path(context.codingPath))\" is null, expected \(type)"
     case .typeMismatch(let type, let context):
-        let place = context.codingPath.isEmpty ? "the arguments" : "\"\(path(context.codingPath))\""
-        return "wrong type for \(place), expected \(type): \(context.debugDescription)"
+        if context.codingPath.isEmpty {
+            return "they must be a JSON object (\(context.debugDescription))"
+        }
+        return "wrong type for \"\(path(context.codingPath))\", expected \(type) (\(context.debugDescription))"
     case .dataCorrupted(let context):
         if context.codingPath.isEmpty {
-            return "the arguments are not valid JSON: \(context.debugDescription)"
+            let detail = context.underlyingError.map { "\($0)" } ?? context.debugDescription
+            return "they are not valid JSON (\(detail))"
         }
         return "invalid value for \"\(path(context.codingPath))\": \(context.debugDescription)"
     @unknown default:
