@@ -1,6 +1,7 @@
 import CSQLite
 import Foundation
 import Glibc
+import Synchronization
 
 /// Notices commits to a SQLite file by any process, without busy polling.
 ///
@@ -10,6 +11,7 @@ import Glibc
 /// inotify is not available, or as a safety net, `data_version` is checked every `fallback`.
 final class SQLiteChangeWatcher: @unchecked Sendable {
     private let stopWriteFD: Int32
+    private let stopped = Atomic<Bool>(false)
     private let onChange: @Sendable () -> Void
 
     init(path: String, fallback: Duration, onChange: @escaping @Sendable () -> Void) throws(TaskStoreError) {
@@ -38,6 +40,8 @@ final class SQLiteChangeWatcher: @unchecked Sendable {
 
     /// Ends the thread (it closes its own connection and file descriptors).
     func stop() {
+        // Only once: a second close could hit a descriptor number reused by another file.
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         var one: UInt8 = 1
         _ = write(stopWriteFD, &one, 1)
         close(stopWriteFD)
