@@ -1,0 +1,464 @@
+import Synchronization
+
+/// A task store held in this process: for tests, embedding, and the in-process engine.
+///
+/// All state sits behind one `Mutex`; every operation is a short critical section, so the
+/// async methods never suspend for long.
+///
+/// ```swift
+/// let store = MemoryTaskStore()
+/// let records = try await store.enqueue([NewTask(name: "add", kwargs: #"{"a":1}"#)])
+/// ```
+public final class MemoryTaskStore: TaskStore {
+    /// Settings of a memory store.
+    public struct Options: Sendable {
+        /// Events kept for ``events(after:limit:)``; older ones are dropped.
+        public var maxEvents: Int
+        /// Creates options.
+        /// - Parameter maxEvents: events kept, 10,000 by default.
+        public init(maxEvents: Int = 10_000) {
+            self.maxEvents = maxEvents
+        }
+    }
+
+    private struct WaitEntry: Comparable, Sendable {
+        var eta: Double
+        var timeQueued: Double
+        var order: Int
+        var id: String
+
+        static func < (a: WaitEntry, b: WaitEntry) -> Bool {
+            if a.eta != b.eta { return a.eta < b.eta }
+            if a.timeQueued != b.timeQueued { return a.timeQueued < b.timeQueued }
+            return a.order < b.order
+        }
+    }
+
+    private struct Slot {
+        var record: TaskRecord
+        var order: Int
+    }
+
+    private struct StoredEvent {
+        var kind: TaskEventKind
+        var record: TaskRecord
+    }
+
+    private struct State: Sendable {
+        var tasks: [String: Slot] = [:]
+        var order: [String] = []  // ids by queue time; purged ids are skipped and compacted lazily
+        var purgedSinceCompaction = 0
+        var nextOrder = 0
+        var waiting: [String: MinHeap<WaitEntry>] = [:]
+        var started: Set<String> = []
+        var startedByJob: [String: Int] = [:]
+        var overlap: [String: String] = [:]  // name \0 kwargs → id, for active tasks with canOverlap == false
+        var events: [StoredEvent] = []
+        var eventHead = 0  // index of the oldest kept event in `events` (ring)
+        var firstSeq: Int64 = 1  // seq of the oldest kept event
+        var nextSeq: Int64 = 1
+        var published: [String: (time: Double, jobs: [JobInfo])] = [:]
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+    private let broadcaster = ChangeBroadcaster()
+    private let options: Options
+
+    /// Creates an empty store.
+    /// - Parameter options: settings.
+    public init(options: Options = Options()) {
+        self.options = options
+    }
+
+    private func write<T>(_ body: (inout State) throws -> T) throws -> T {
+        let result = try state.withLock { (state) throws -> T in
+            guard !state.closed else { throw TaskStoreError(.closed, "the memory store was closed") }
+            return try body(&state)
+        }
+        broadcaster.signal()
+        return result
+    }
+
+    private func read<T>(_ body: (inout State) throws -> T) throws -> T {
+        try state.withLock { (state) throws -> T in
+            guard !state.closed else { throw TaskStoreError(.closed, "the memory store was closed") }
+            return try body(&state)
+        }
+    }
+
+    // MARK: - State helpers (called under the lock)
+
+    private func record(_ kind: TaskEventKind, _ record: TaskRecord, in state: inout State) {
+        let event = StoredEvent(kind: kind, record: record)
+        if state.events.count < options.maxEvents {
+            state.events.append(event)
+        } else {
+            state.events[state.eventHead] = event
+            state.eventHead = (state.eventHead + 1) % state.events.count
+            state.firstSeq += 1
+        }
+        state.nextSeq += 1
+    }
+
+    private func overlapKey(_ record: TaskRecord) -> String { record.name + "\u{0}" + record.kwargs }
+
+    private func pushWaiting(_ record: TaskRecord, order: Int, in state: inout State) {
+        let entry = WaitEntry(eta: record.eta, timeQueued: record.timeQueued, order: order, id: record.id)
+        state.waiting[record.queue, default: MinHeap()].push(entry)
+    }
+
+    /// Stores `new` in place of `old`, keeping the indexes right, and records the event.
+    private func update(_ old: TaskRecord, to new: TaskRecord, in state: inout State) {
+        guard let order = state.tasks[new.id]?.order else { return }
+        state.tasks[new.id] = Slot(record: new, order: order)
+        if old.status == .started, new.status != .started {
+            state.started.remove(new.id)
+            state.startedByJob[new.name, default: 1] -= 1
+        } else if old.status != .started, new.status == .started {
+            state.started.insert(new.id)
+            state.startedByJob[new.name, default: 0] += 1
+        }
+        if TaskStatus.waitingStates.contains(new.status),
+            !TaskStatus.waitingStates.contains(old.status) || old.eta != new.eta
+        {
+            pushWaiting(new, order: order, in: &state)
+        }
+        if !new.canOverlap, new.status.isReady {
+            let key = overlapKey(new)
+            if state.overlap[key] == new.id { state.overlap.removeValue(forKey: key) }
+        }
+        if old.status != new.status || new.status == .retry {
+            record(TaskEventKind(for: new.status), new, in: &state)
+        }
+    }
+
+    // MARK: - TaskStore
+
+    /// See ``TaskStore/enqueue(_:)``.
+    public func enqueue(_ tasks: [NewTask]) async throws -> [TaskRecord] {
+        for task in tasks { try TaskEngine.validate(task) }
+        let now = TaskClock.now()
+        return try write { state in
+            var out: [TaskRecord] = []
+            out.reserveCapacity(tasks.count)
+            for task in tasks {
+                var record = TaskEngine.newRecord(task, now: now)
+                if !record.canOverlap {
+                    let key = overlapKey(record)
+                    if let twinID = state.overlap[key], let twin = state.tasks[twinID]?.record,
+                        TaskStatus.activeStates.contains(twin.status)
+                    {
+                        out.append(twin)
+                        continue
+                    }
+                    state.overlap[key] = record.id
+                }
+                if state.tasks[record.id] != nil {
+                    throw TaskStoreError(.invalidArgument, "task id \(record.id) is already used", taskID: record.id)
+                }
+                record.status = .queued
+                let order = state.nextOrder
+                state.nextOrder += 1
+                state.tasks[record.id] = Slot(record: record, order: order)
+                state.order.append(record.id)
+                pushWaiting(record, order: order, in: &state)
+                self.record(.queued, record, in: &state)
+                out.append(record)
+            }
+            return out
+        }
+    }
+
+    /// See ``TaskStore/claim(_:)``.
+    public func claim(_ request: ClaimRequest) async throws -> [TaskRecord] {
+        guard request.limit > 0 else { return [] }
+        return try write { state in
+            var claimed: [TaskRecord] = []
+            var setAside: [(String, WaitEntry)] = []
+            let queues = request.queues.map { Array($0) } ?? Array(state.waiting.keys)
+            while claimed.count < request.limit {
+                // The earliest due entry across the queues asked for.
+                var best: (queue: String, entry: WaitEntry)?
+                for queue in queues {
+                    guard let top = state.waiting[queue]?.peek, top.eta <= request.now else { continue }
+                    if best == nil || top < best!.entry { best = (queue, top) }
+                }
+                guard let (queue, entry) = best else { break }
+                _ = state.waiting[queue]!.pop()
+                guard let slot = state.tasks[entry.id], TaskStatus.waitingStates.contains(slot.record.status),
+                    slot.record.eta == entry.eta
+                else { continue }  // stale entry
+                let old = slot.record
+                var new = old
+                if TaskEngine.isExpired(old, now: request.now) {
+                    try TaskEngine.expire(&new, now: request.now)
+                    update(old, to: new, in: &state)
+                    continue
+                }
+                if let jobs = request.jobs, !jobs.contains(old.name) {
+                    setAside.append((queue, entry))
+                    continue
+                }
+                if let limit = old.maxConcurrency, state.startedByJob[old.name, default: 0] >= limit {
+                    setAside.append((queue, entry))
+                    continue
+                }
+                try TaskEngine.claim(&new, request)
+                update(old, to: new, in: &state)
+                claimed.append(new)
+            }
+            for (queue, entry) in setAside { state.waiting[queue]!.push(entry) }
+            return claimed
+        }
+    }
+
+    /// See ``TaskStore/renew(ids:worker:leaseUntil:)``.
+    public func renew(ids: [String], worker: String, leaseUntil: Double) async throws -> Set<String> {
+        try read { state in
+            var cancel: Set<String> = []
+            for id in ids {
+                guard var slot = state.tasks[id], TaskEngine.owns(slot.record, worker: worker) else {
+                    cancel.insert(id)
+                    continue
+                }
+                slot.record.leaseExpires = leaseUntil
+                if slot.record.cancelRequested { cancel.insert(id) }
+                state.tasks[id] = slot
+            }
+            return cancel
+        }
+    }
+
+    /// See ``TaskStore/finish(_:)``.
+    public func finish(_ outcomes: [TaskOutcome]) async throws -> [TaskRecord] {
+        try write { state in
+            var out: [TaskRecord] = []
+            out.reserveCapacity(outcomes.count)
+            for outcome in outcomes {
+                guard let old = state.tasks[outcome.id]?.record, TaskEngine.owns(old, worker: outcome.worker)
+                else { continue }
+                var new = old
+                try TaskEngine.apply(outcome, to: &new)
+                update(old, to: new, in: &state)
+                out.append(new)
+            }
+            return out
+        }
+    }
+
+    /// See ``TaskStore/recoverExpiredLeases(now:maxDeadRuns:)``.
+    public func recoverExpiredLeases(now: Double, maxDeadRuns: Int) async throws -> [TaskRecord] {
+        try recover(now: now, maxDeadRuns: maxDeadRuns) { ($0.leaseExpires ?? 0) < now }
+    }
+
+    /// See ``TaskStore/recoverWorker(_:now:maxDeadRuns:)``.
+    public func recoverWorker(_ worker: String, now: Double, maxDeadRuns: Int) async throws -> [TaskRecord] {
+        try recover(now: now, maxDeadRuns: maxDeadRuns) { $0.worker == worker }
+    }
+
+    private func recover(now: Double, maxDeadRuns: Int, _ match: (TaskRecord) -> Bool) throws -> [TaskRecord] {
+        let hasWork = try read { state in state.started.contains { state.tasks[$0].map { match($0.record) } ?? false } }
+        guard hasWork else { return [] }
+        return try write { state in
+            let victims = state.started.compactMap { state.tasks[$0]?.record }.filter(match)
+                .sorted { $0.eta < $1.eta }
+            var out: [TaskRecord] = []
+            for old in victims {
+                var new = old
+                try TaskEngine.recover(&new, now: now, maxDeadRuns: maxDeadRuns)
+                update(old, to: new, in: &state)
+                out.append(new)
+            }
+            return out
+        }
+    }
+
+    /// See ``TaskStore/task(id:)``.
+    public func task(id: String) async throws -> TaskRecord? {
+        try read { $0.tasks[id]?.record }
+    }
+
+    /// See ``TaskStore/tasks(status:job:limit:)``.
+    public func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord] {
+        try read { state in
+            var out: [TaskRecord] = []
+            for id in state.order.reversed() {
+                guard out.count < limit else { break }
+                guard let record = state.tasks[id]?.record else { continue }
+                if let status, record.status != status { continue }
+                if let job, record.name != job { continue }
+                out.append(record)
+            }
+            return out
+        }
+    }
+
+    /// See ``TaskStore/revoke(id:now:)``.
+    public func revoke(id: String, now: Double) async throws -> RevokeOutcome {
+        try write { state in
+            guard let old = state.tasks[id]?.record else { return .notFound }
+            switch old.status {
+            case .queued, .retry:
+                var new = old
+                try TaskEngine.revoke(&new, now: now)
+                update(old, to: new, in: &state)
+                return .revoked(new)
+            case .started:
+                state.tasks[id]!.record.cancelRequested = true
+                return .cancelRequested
+            case .revoked, .failure, .success:
+                return .alreadyFinished(old.status)
+            }
+        }
+    }
+
+    /// See ``TaskStore/queueSizes(now:)``.
+    public func queueSizes(now: Double) async throws -> [QueueSize] {
+        try read { state in
+            var sizes: [String: QueueSize] = [:]
+            for slot in state.tasks.values {
+                let record = slot.record
+                guard !record.status.isReady else { continue }
+                var size = sizes[record.queue] ?? QueueSize(queue: record.queue)
+                switch record.status {
+                case .queued where record.eta > now: size.delayed += 1
+                case .queued: size.queued += 1
+                case .retry: size.retry += 1
+                case .started: size.started += 1
+                default: break
+                }
+                sizes[record.queue] = size
+            }
+            return sizes.values.sorted { $0.queue < $1.queue }
+        }
+    }
+
+    /// See ``TaskStore/nextDue(queues:)``.
+    public func nextDue(queues: Set<String>?) async throws -> Double? {
+        try read { state in
+            var best: Double?
+            for (queue, _) in state.waiting where queues?.contains(queue) ?? true {
+                // Drop stale heads so the answer is exact.
+                while let top = state.waiting[queue]!.peek {
+                    if let record = state.tasks[top.id]?.record, TaskStatus.waitingStates.contains(record.status),
+                        record.eta == top.eta
+                    {
+                        break
+                    }
+                    _ = state.waiting[queue]!.pop()
+                }
+                if let eta = state.waiting[queue]!.peek?.eta { best = min(best ?? eta, eta) }
+            }
+            return best
+        }
+    }
+
+    /// See ``TaskStore/purge(finishedBefore:)``.
+    public func purge(finishedBefore: Double) async throws -> Int {
+        try write { state in
+            let doomed = state.tasks.values.filter { slot in
+                slot.record.status.isReady && (slot.record.timeEnded ?? .infinity) < finishedBefore
+            }
+            for slot in doomed { state.tasks.removeValue(forKey: slot.record.id) }
+            state.purgedSinceCompaction += doomed.count
+            if state.purgedSinceCompaction > state.order.count / 2 {
+                state.order.removeAll { state.tasks[$0] == nil }
+                state.purgedSinceCompaction = 0
+            }
+            return doomed.count
+        }
+    }
+
+    /// See ``TaskStore/publishJobs(host:jobs:)``.
+    public func publishJobs(host: String, jobs: [JobInfo]) async throws {
+        let now = TaskClock.now()
+        try read { $0.published[host] = (now, jobs) }
+    }
+
+    /// See ``TaskStore/publishedJobs()``.
+    public func publishedJobs() async throws -> [JobInfo] {
+        try read { state in
+            var byName: [String: (Double, JobInfo)] = [:]
+            for (_, entry) in state.published {
+                for job in entry.jobs where (byName[job.name]?.0 ?? -.infinity) <= entry.time {
+                    byName[job.name] = (entry.time, job)
+                }
+            }
+            return byName.values.map(\.1).sorted { $0.name < $1.name }
+        }
+    }
+
+    /// See ``TaskStore/events(after:limit:)``.
+    public func events(after cursor: Int64, limit: Int) async throws -> [TaskEvent] {
+        try read { state in
+            let start = max(cursor + 1, state.firstSeq)
+            guard start < state.nextSeq, limit > 0 else { return [] }
+            let end = min(state.nextSeq, start + Int64(limit))
+            var out: [TaskEvent] = []
+            for seq in start..<end {
+                let index = (state.eventHead + Int(seq - state.firstSeq)) % state.events.count
+                let stored = state.events[index]
+                out.append(
+                    TaskEvent(
+                        seq: seq, kind: stored.kind, taskID: stored.record.id, status: stored.record.status,
+                        taskJSON: stored.record.json()))
+            }
+            return out
+        }
+    }
+
+    /// See ``TaskStore/lastEventCursor()``.
+    public func lastEventCursor() async throws -> Int64 {
+        try read { $0.nextSeq - 1 }
+    }
+
+    /// See ``TaskStore/changes()``.
+    public func changes() -> AsyncStream<Void> {
+        broadcaster.stream()
+    }
+
+    /// See ``TaskStore/close()``.
+    public func close() async {
+        state.withLock { $0.closed = true }
+        broadcaster.finish()
+    }
+}
+
+/// A binary min-heap ordered by the element's `<`.
+struct MinHeap<Element: Comparable & Sendable>: Sendable {
+    private var items: [Element] = []
+
+    private func less(_ a: Element, _ b: Element) -> Bool { a < b }
+
+    var peek: Element? { items.first }
+    var count: Int { items.count }
+
+    mutating func push(_ item: Element) {
+        items.append(item)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard less(items[child], items[parent]) else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> Element? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let top = items.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            guard left < items.count else { break }
+            var smallest = left
+            if left + 1 < items.count, less(items[left + 1], items[left]) { smallest = left + 1 }
+            guard less(items[smallest], items[parent]) else { break }
+            items.swapAt(smallest, parent)
+            parent = smallest
+        }
+        return top
+    }
+}

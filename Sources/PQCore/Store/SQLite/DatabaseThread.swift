@@ -1,0 +1,178 @@
+import Foundation
+
+/// A dedicated thread that owns one SQLite connection and runs jobs on it, so SQLite never blocks
+/// the Swift cooperative thread pool.
+///
+/// In writer mode every batch of jobs that piled up while the previous batch committed runs in one
+/// `BEGIN IMMEDIATE ... COMMIT` (group commit), each job inside its own savepoint so that one
+/// failing job does not undo the others. Callers are resumed only after the commit.
+final class DatabaseThread: @unchecked Sendable {
+    struct Job: Sendable {
+        /// Runs the job; stores its own result.
+        let perform: @Sendable (SQLiteConnection) -> Void
+        /// Delivers the result, or `error` when the batch could not commit.
+        let finish: @Sendable ((any Error)?) -> Void
+    }
+
+    private final class ResultBox<T>: @unchecked Sendable {
+        var result: Result<T, any Error>?
+    }
+
+    private let condition = NSCondition()
+    private var pending: [Job] = []  // guarded by `condition`
+    private var stopping = false  // guarded by `condition`
+    private var stopped = false  // guarded by `condition`
+    private var stopWaiters: [CheckedContinuation<Void, Never>] = []  // guarded by `condition`
+    private let groupCommit: Bool
+    private let name: String
+    private let path: String
+    /// Called on the thread inside each write transaction, after the jobs, before COMMIT.
+    private let beforeCommit: (@Sendable (SQLiteConnection) throws -> Void)?
+    /// Called on the thread after each successful commit.
+    private let afterCommit: (@Sendable () -> Void)?
+
+    /// Starts the thread; `connection` must not be used by anyone else from now on.
+    init(
+        name: String, connection: SQLiteConnection, groupCommit: Bool,
+        beforeCommit: (@Sendable (SQLiteConnection) throws -> Void)? = nil,
+        afterCommit: (@Sendable () -> Void)? = nil
+    ) {
+        self.groupCommit = groupCommit
+        self.name = name
+        self.path = connection.path
+        self.beforeCommit = beforeCommit
+        self.afterCommit = afterCommit
+        let box = UncheckedBox(connection)
+        let thread = Thread { [self] in self.run(box.take()) }
+        thread.name = name
+        thread.start()
+    }
+
+    private func closedError() -> TaskStoreError {
+        TaskStoreError(.closed, "the task store sqlite:\(path) was closed", path: path)
+    }
+
+    /// Runs `body` on the thread and returns its result; in writer mode, after the commit.
+    func perform<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        let box = ResultBox<T>()
+        let groupCommit = self.groupCommit
+        return try await withCheckedThrowingContinuation { continuation in
+            let job = Job(
+                perform: { db in
+                    if groupCommit {
+                        do {
+                            try db.statement("SAVEPOINT job").run()
+                        } catch {
+                            box.result = .failure(error)
+                            return
+                        }
+                        do {
+                            box.result = .success(try body(db))
+                            try? db.statement("RELEASE job").run()
+                        } catch {
+                            box.result = .failure(error)
+                            try? db.statement("ROLLBACK TO job").run()
+                            try? db.statement("RELEASE job").run()
+                        }
+                    } else {
+                        box.result = Result { try body(db) }
+                    }
+                },
+                finish: { error in
+                    if let error {
+                        continuation.resume(throwing: error)
+                    } else {
+                        continuation.resume(with: box.result!)
+                    }
+                })
+            condition.lock()
+            if stopping {
+                condition.unlock()
+                continuation.resume(throwing: closedError())
+                return
+            }
+            pending.append(job)
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    /// Lets pending jobs finish, then ends the thread and closes its connection.
+    func stop() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let alreadyStopped = condition.withLock {
+                stopping = true
+                if stopped { return true }
+                stopWaiters.append(continuation)
+                condition.broadcast()
+                return false
+            }
+            if alreadyStopped { continuation.resume() }
+        }
+    }
+
+    /// Asks the thread to stop without waiting (for deinit).
+    func stopSoon() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func run(_ db: SQLiteConnection) {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !stopping { condition.wait() }
+            if pending.isEmpty && stopping {
+                stopped = true
+                let waiters = stopWaiters
+                stopWaiters = []
+                condition.unlock()
+                _ = consume db  // closes the connection before waiters resume
+                for waiter in waiters { waiter.resume() }
+                return
+            }
+            let batch = pending
+            pending = []
+            condition.unlock()
+            if groupCommit {
+                runTransaction(batch, db)
+            } else {
+                for job in batch {
+                    job.perform(db)
+                    job.finish(nil)
+                }
+            }
+        }
+    }
+
+    private func runTransaction(_ batch: [Job], _ db: SQLiteConnection) {
+        do {
+            try db.statement("BEGIN IMMEDIATE").run()
+        } catch {
+            for job in batch { job.finish(error) }
+            return
+        }
+        for job in batch { job.perform(db) }
+        do {
+            try beforeCommit?(db)
+            try db.statement("COMMIT").run()
+        } catch {
+            try? db.statement("ROLLBACK").run()
+            for job in batch { job.finish(error) }
+            return
+        }
+        afterCommit?()
+        for job in batch { job.finish(nil) }
+    }
+}
+
+/// Moves a non-Sendable value to another thread exactly once.
+final class UncheckedBox<T>: @unchecked Sendable {
+    private var value: T?
+    init(_ value: T) { self.value = value }
+    func take() -> T {
+        defer { value = nil }
+        return value!
+    }
+}

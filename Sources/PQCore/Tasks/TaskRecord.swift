@@ -1,0 +1,225 @@
+/// One task as the store keeps it: every field of DESIGN.md §5 plus the fields the engine needs.
+///
+/// Times are epoch seconds. `kwargs` and `result` are JSON text kept as given; ``json()``
+/// embeds them as JSON values.
+///
+/// ```swift
+/// let record = try await store.task(id: id)
+/// print(record?.json() ?? "not found")
+/// ```
+public struct TaskRecord: Sendable, Equatable {
+    /// 32 lowercase hex digits (a UUID without dashes).
+    public var id: String
+    /// The job name.
+    public var name: String
+    /// The current state.
+    public var status: TaskStatus
+    /// The queue the task waits in.
+    public var queue: String
+    /// The arguments: the text of a JSON object, `"{}"` when there are none.
+    public var kwargs: String
+    /// The job's result as JSON text, once it succeeded.
+    public var result: String?
+    /// The error message of the last failed, revoked or cut-short run.
+    public var exception: String?
+    /// When the task was queued.
+    public var timeQueued: Double
+    /// When the last run started.
+    public var timeStarted: Double?
+    /// When the task reached a ready state.
+    public var timeEnded: Double?
+    /// Seconds between queueing and the first run, as asked at submit.
+    public var delay: Double?
+    /// Seconds a run may take before it is revoked.
+    public var timeout: Double?
+    /// Absolute epoch time after which a task that has not started is revoked instead.
+    public var expiry: Double?
+    /// Runs started so far: 0 while queued, 1 at the first claim.
+    public var retry: Int
+    /// Runs allowed after the first.
+    public var maxRetries: Int
+    /// The task that queued this one, if any.
+    public var fromTask: String?
+    /// Host name of the process that ran it last.
+    public var node: String?
+    /// `<node>:<pid>` of the process that ran it last.
+    public var worker: String?
+    /// Name of the plugin that defines the job.
+    public var plugin: String?
+    /// Version of that plugin.
+    public var pluginVersion: String?
+
+    // Engine fields, not part of the task JSON.
+
+    /// Not claimed before this time (queue time plus delay, or the retry time).
+    public var eta: Double
+    /// Seconds to wait before a retry.
+    public var retryDelay: Double
+    /// Whether the retry delay doubles with each run.
+    public var retryBackoff: Bool
+    /// Whether a random part is added to the retry delay.
+    public var retryJitter: Bool
+    /// At most this many tasks of the job run at once across all hosts; `nil` for no limit.
+    public var maxConcurrency: Int?
+    /// Whether a second task of the job with the same kwargs may be queued while this one is active.
+    public var canOverlap: Bool
+    /// While STARTED: the lease ends here unless renewed.
+    public var leaseExpires: Double?
+    /// Runs cut short by a host that died.
+    public var deadRuns: Int
+    /// A revoke asked the running task to stop.
+    public var cancelRequested: Bool
+
+    /// Creates a record; fields not given take the values of a freshly queued task.
+    public init(
+        id: String, name: String, status: TaskStatus = .queued, queue: String = "default",
+        kwargs: String = "{}", result: String? = nil, exception: String? = nil,
+        timeQueued: Double, timeStarted: Double? = nil, timeEnded: Double? = nil,
+        delay: Double? = nil, timeout: Double? = nil, expiry: Double? = nil,
+        retry: Int = 0, maxRetries: Int = 0, fromTask: String? = nil,
+        node: String? = nil, worker: String? = nil, plugin: String? = nil, pluginVersion: String? = nil,
+        eta: Double? = nil, retryDelay: Double = 0, retryBackoff: Bool = false, retryJitter: Bool = false,
+        maxConcurrency: Int? = nil, canOverlap: Bool = true, leaseExpires: Double? = nil,
+        deadRuns: Int = 0, cancelRequested: Bool = false
+    ) {
+        self.id = id
+        self.name = name
+        self.status = status
+        self.queue = queue
+        self.kwargs = kwargs
+        self.result = result
+        self.exception = exception
+        self.timeQueued = timeQueued
+        self.timeStarted = timeStarted
+        self.timeEnded = timeEnded
+        self.delay = delay
+        self.timeout = timeout
+        self.expiry = expiry
+        self.retry = retry
+        self.maxRetries = maxRetries
+        self.fromTask = fromTask
+        self.node = node
+        self.worker = worker
+        self.plugin = plugin
+        self.pluginVersion = pluginVersion
+        self.eta = eta ?? (timeQueued + (delay ?? 0))
+        self.retryDelay = retryDelay
+        self.retryBackoff = retryBackoff
+        self.retryJitter = retryJitter
+        self.maxConcurrency = maxConcurrency
+        self.canOverlap = canOverlap
+        self.leaseExpires = leaseExpires
+        self.deadRuns = deadRuns
+        self.cancelRequested = cancelRequested
+    }
+
+    /// The task object of DESIGN.md §5, on one line, keys in a fixed order.
+    ///
+    /// `kwargs` and `result` are embedded as JSON values; missing values are `null`.
+    /// - Returns: the JSON text.
+    public func json() -> String {
+        var out = JSONWriter(capacity: 512 + kwargs.utf8.count + (result?.utf8.count ?? 0))
+        out.raw("{\"id\":")
+        out.string(id)
+        out.raw(",\"name\":")
+        out.string(name)
+        out.raw(",\"status\":")
+        out.int(status.rawValue)
+        out.raw(",\"status_string\":")
+        out.string(status.name)
+        out.raw(",\"queue\":")
+        out.string(queue)
+        out.raw(",\"kwargs\":")
+        out.rawJSON(kwargs, empty: "{}")
+        out.raw(",\"result\":")
+        if let result { out.rawJSON(result, empty: "null") } else { out.raw("null") }
+        out.raw(",\"exception\":")
+        out.string(exception)
+        out.raw(",\"time_queued\":")
+        out.double(timeQueued)
+        out.raw(",\"time_started\":")
+        out.double(timeStarted)
+        out.raw(",\"time_ended\":")
+        out.double(timeEnded)
+        out.raw(",\"delay\":")
+        out.double(delay)
+        out.raw(",\"timeout\":")
+        out.double(timeout)
+        out.raw(",\"expiry\":")
+        out.double(expiry)
+        out.raw(",\"retry\":")
+        out.int(retry)
+        out.raw(",\"max_retries\":")
+        out.int(maxRetries)
+        out.raw(",\"from_task\":")
+        out.string(fromTask)
+        out.raw(",\"node\":")
+        out.string(node)
+        out.raw(",\"worker\":")
+        out.string(worker)
+        out.raw(",\"plugin\":")
+        out.string(plugin)
+        out.raw(",\"plugin_version\":")
+        out.string(pluginVersion)
+        out.raw("}")
+        return out.finish()
+    }
+}
+
+/// A small JSON writer for the task object: appends UTF-8 bytes, no intermediate dictionaries.
+struct JSONWriter {
+    private var bytes: [UInt8]
+
+    init(capacity: Int) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    mutating func raw(_ text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+    }
+
+    /// Embeds JSON text as a value; trims surrounding whitespace, uses `empty` when nothing is left.
+    mutating func rawJSON(_ text: String, empty: StaticString) {
+        var utf8 = Substring(text).utf8
+        while let first = utf8.first, first == 0x20 || first == 0x0A || first == 0x0D || first == 0x09 {
+            utf8 = utf8.dropFirst()
+        }
+        while let last = utf8.last, last == 0x20 || last == 0x0A || last == 0x0D || last == 0x09 {
+            utf8 = utf8.dropLast()
+        }
+        if utf8.isEmpty { raw(empty) } else { bytes.append(contentsOf: utf8) }
+    }
+
+    mutating func string(_ value: String?) {
+        guard let value else { return raw("null") }
+        bytes.append(0x22)
+        for byte in value.utf8 {
+            switch byte {
+            case 0x22: bytes.append(0x5C); bytes.append(0x22)
+            case 0x5C: bytes.append(0x5C); bytes.append(0x5C)
+            case 0x0A: bytes.append(0x5C); bytes.append(0x6E)
+            case 0x0D: bytes.append(0x5C); bytes.append(0x72)
+            case 0x09: bytes.append(0x5C); bytes.append(0x74)
+            case 0..<0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                bytes.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(0x22)
+    }
+
+    mutating func int(_ value: Int) {
+        bytes.append(contentsOf: String(value).utf8)
+    }
+
+    mutating func double(_ value: Double?) {
+        guard let value, value.isFinite else { return raw("null") }
+        bytes.append(contentsOf: value.description.utf8)
+    }
+
+    mutating func finish() -> String {
+        String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import PQCore
+import Testing
+
+enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
+    case memory, sqlite
+    var testDescription: String { rawValue }
+}
+
+/// A fresh store of `kind`; SQLite stores live in a fresh temporary folder.
+struct TestStore {
+    let store: any TaskStore
+    let folder: URL?
+
+    init(_ kind: StoreKind) throws {
+        switch kind {
+        case .memory:
+            store = MemoryTaskStore()
+            folder = nil
+        case .sqlite:
+            let folder = try makeTempFolder()
+            self.folder = folder
+            store = try SQLiteTaskStore(path: folder.appendingPathComponent("pq.db").path)
+        }
+    }
+
+    func close() async {
+        await store.close()
+        if let folder { try? FileManager.default.removeItem(at: folder) }
+    }
+}
+
+func makeTempFolder() throws -> URL {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pq-store-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    return folder
+}
+
+/// Runs `body` with a fresh store and closes it afterwards.
+func withStore(_ kind: StoreKind, _ body: (any TaskStore) async throws -> Void) async throws {
+    let test = try TestStore(kind)
+    do {
+        try await body(test.store)
+    } catch {
+        await test.close()
+        throw error
+    }
+    await test.close()
+}
+
+/// Waits for the next element of `iterator`, or `nil` after `timeout`.
+func next(_ stream: AsyncStream<Void>, timeout: Duration) async -> Bool {
+    await withTaskGroup(of: Bool.self) { group in
+        group.addTask {
+            var iterator = stream.makeAsyncIterator()
+            return await iterator.next() != nil
+        }
+        group.addTask {
+            try? await Task.sleep(for: timeout)
+            return false
+        }
+        let first = await group.next() ?? false
+        group.cancelAll()
+        return first
+    }
+}
+
+let worker = "testhost:100"
+let otherWorker = "testhost:200"
+
+func claimRequest(
+    limit: Int = 10, now: Double = TaskClock.now(), worker: String = worker, queues: Set<String>? = nil,
+    jobs: Set<String>? = nil, lease: Double = 30
+) -> ClaimRequest {
+    ClaimRequest(
+        worker: worker, node: "testhost", queues: queues, jobs: jobs, limit: limit, leaseSeconds: lease, now: now)
+}

@@ -1,0 +1,420 @@
+import Foundation
+import PQCore
+import Testing
+
+/// The conformance suite: every test runs against every store.
+@Suite("TaskStore conformance")
+struct TaskStoreConformanceTests {
+    @Test(arguments: StoreKind.allCases)
+    func enqueueAndClaimFIFO(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let queued = try await store.enqueue((1...3).map { NewTask(name: "add", kwargs: #"{"n":\#($0)}"#) })
+            #expect(queued.count == 3)
+            #expect(queued.allSatisfy { $0.status == .queued && $0.retry == 0 && TaskID.isValid($0.id) })
+            let later = try await store.enqueue([NewTask(name: "add", kwargs: #"{"n":4}"#)])
+
+            let now = TaskClock.now()
+            let first = try await store.claim(claimRequest(limit: 2, now: now))
+            #expect(first.map(\.id) == queued.prefix(2).map(\.id))
+            for record in first {
+                #expect(record.status == .started)
+                #expect(record.retry == 1)
+                #expect(record.worker == worker)
+                #expect(record.node == "testhost")
+                #expect(record.timeStarted == now)
+                #expect(record.leaseExpires == now + 30)
+            }
+            let second = try await store.claim(claimRequest(limit: 5, now: now))
+            #expect(second.map(\.id) == [queued[2].id, later[0].id])
+            #expect(try await store.claim(claimRequest(now: now)).isEmpty)
+            let stored = try await store.task(id: queued[0].id)
+            #expect(stored == first[0])
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func claimRespectsQueuesAndJobs(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let a = try await store.enqueue([NewTask(name: "a", queue: "q1")])[0]
+            let b = try await store.enqueue([NewTask(name: "b", queue: "q2")])[0]
+            let c = try await store.enqueue([NewTask(name: "c", queue: "q1")])[0]
+            #expect(try await store.claim(claimRequest(queues: ["q2"])).map(\.id) == [b.id])
+            #expect(try await store.claim(claimRequest(jobs: ["c"])).map(\.id) == [c.id])
+            #expect(try await store.claim(claimRequest()).map(\.id) == [a.id])
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func delayedTasksWaitForTheirEta(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let task = try await store.enqueue([NewTask(name: "later", delay: 60)])[0]
+            #expect(task.delay == 60)
+            #expect(abs(task.eta - (task.timeQueued + 60)) < 1e-6)
+            #expect(try await store.claim(claimRequest()).isEmpty)
+            #expect(try await store.nextDue(queues: nil) == task.eta)
+            #expect(try await store.nextDue(queues: ["other"]) == nil)
+            let sizes = try await store.queueSizes()
+            #expect(sizes == [QueueSize(queue: "default", delayed: 1)])
+            let claimed = try await store.claim(claimRequest(now: task.eta + 0.001))
+            #expect(claimed.map(\.id) == [task.id])
+            #expect(try await store.nextDue(queues: nil) == nil)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func expiredTasksAreRevokedNotClaimed(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let start = TaskClock.now()
+            let stale = try await store.enqueue([NewTask(name: "x", expiry: start - 1)])[0]
+            let fresh = try await store.enqueue([NewTask(name: "x", expiry: start + 100)])[0]
+            let now = TaskClock.now()
+            let claimed = try await store.claim(claimRequest(now: now))
+            #expect(claimed.map(\.id) == [fresh.id])
+            let revoked = try #require(try await store.task(id: stale.id))
+            #expect(revoked.status == .revoked)
+            #expect(revoked.exception == "expired before it started")
+            #expect(revoked.timeEnded == now)
+            #expect(revoked.retry == 0)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func maxConcurrencyLimitsRunningTasks(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let tasks = try await store.enqueue(
+                (1...3).map { NewTask(name: "slow", kwargs: #"{"i":\#($0)}"#, maxConcurrency: 2) }
+                    + [NewTask(name: "free")])
+            let first = try await store.claim(claimRequest(limit: 10))
+            #expect(Set(first.map(\.id)) == [tasks[0].id, tasks[1].id, tasks[3].id])
+            // Another process claims: still limited.
+            #expect(try await store.claim(claimRequest(worker: otherWorker)).isEmpty)
+            let sizes = try await store.queueSizes()
+            #expect(sizes == [QueueSize(queue: "default", queued: 1, started: 3)])
+            _ = try await store.finish([TaskOutcome(id: tasks[0].id, worker: worker, .success(result: "1"))])
+            #expect(try await store.claim(claimRequest(worker: otherWorker)).map(\.id) == [tasks[2].id])
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func canOverlapFalseReturnsTheActiveTwin(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let single = NewTask(name: "sync", kwargs: #"{"repo":"a"}"#, canOverlap: false)
+            let first = try await store.enqueue([single])[0]
+            let batch = try await store.enqueue([
+                single, NewTask(name: "sync", kwargs: #"{"repo":"b"}"#, canOverlap: false), single,
+            ])
+            #expect(batch[0] == first)
+            #expect(batch[2].id == batch[1].id ? false : batch[2].id == first.id)
+            #expect(batch[1].id != first.id)
+            // Still a twin while running.
+            _ = try await store.claim(claimRequest(limit: 10))
+            #expect(try await store.enqueue([single])[0].id == first.id)
+            // Not once finished.
+            _ = try await store.finish([TaskOutcome(id: first.id, worker: worker, .success(result: "null"))])
+            let again = try await store.enqueue([single])[0]
+            #expect(again.id != first.id)
+            #expect(again.status == .queued)
+            // Overlapping tasks are always queued.
+            let overlapping = try await store.enqueue([NewTask(name: "sync", kwargs: #"{"repo":"a"}"#)])[0]
+            #expect(overlapping.id != again.id)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func retriesKeepTheIdAndCountRuns(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let task = try await store.enqueue([NewTask(name: "flaky", maxRetries: 2, retryDelay: 5)])[0]
+            let now = TaskClock.now()
+            let run1 = try await store.claim(claimRequest(now: now))[0]
+            #expect(run1.retry == 1 && run1.mayRetry)
+            let eta = run1.retryETA(now: now)
+            #expect(abs(eta - (now + 5)) < 1e-6)
+            let retried = try await store.finish([
+                TaskOutcome(id: task.id, worker: worker, .retry("boom", eta: eta), time: now)
+            ])
+            #expect(retried.count == 1)
+            #expect(retried[0].status == .retry)
+            #expect(retried[0].exception == "boom")
+            #expect(retried[0].timeEnded == nil)
+            #expect(try await store.claim(claimRequest(now: now + 1)).isEmpty)
+            #expect(try await store.queueSizes(now: now + 1) == [QueueSize(queue: "default", retry: 1)])
+            let run2 = try await store.claim(claimRequest(now: eta))
+            #expect(run2.map(\.id) == [task.id])
+            #expect(run2[0].retry == 2)
+            let done = try await store.finish([TaskOutcome(id: task.id, worker: worker, .failure("boom again"))])
+            #expect(done[0].status == .failure)
+            #expect(done[0].timeEnded != nil)
+            #expect(done[0].exception == "boom again")
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func leasesRenewAndExpiredLeasesAreRecovered(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let task = try await store.enqueue([NewTask(name: "job")])[0]
+            var now = TaskClock.now()
+            _ = try await store.claim(claimRequest(now: now, lease: 30))
+            #expect(try await store.renew(ids: [task.id], worker: worker, leaseUntil: now + 60).isEmpty)
+            #expect(try await store.task(id: task.id)?.leaseExpires == now + 60)
+            #expect(try await store.recoverExpiredLeases(now: now + 59, maxDeadRuns: 3).isEmpty)
+            // The host dies: twice it comes back, the third time it fails.
+            for deadRun in 1...3 {
+                let recovered = try await store.recoverExpiredLeases(now: now + 61, maxDeadRuns: 3)
+                #expect(recovered.count == 1)
+                #expect(recovered[0].deadRuns == deadRun)
+                if deadRun < 3 {
+                    #expect(recovered[0].status == .queued)
+                    #expect(recovered[0].retry == 0)
+                    now += 100
+                    let again = try await store.claim(claimRequest(now: now, lease: -39))
+                    #expect(again.map(\.id) == [task.id])
+                    #expect(again[0].retry == 1)
+                } else {
+                    #expect(recovered[0].status == .failure)
+                    #expect(
+                        recovered[0].exception
+                            == "run cut short 3 times by a host that died (last: \(worker)); not retried")
+                    #expect(recovered[0].timeEnded != nil)
+                }
+            }
+            // A renew by a worker that lost the task tells it to cancel.
+            #expect(try await store.renew(ids: [task.id], worker: worker, leaseUntil: now + 60) == [task.id])
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func recoverWorkerRequeuesItsTasksAtOnce(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let tasks = try await store.enqueue([NewTask(name: "a"), NewTask(name: "b"), NewTask(name: "c")])
+            _ = try await store.claim(claimRequest(limit: 2))
+            _ = try await store.claim(claimRequest(limit: 1, worker: otherWorker))
+            let recovered = try await store.recoverWorker(worker, now: TaskClock.now(), maxDeadRuns: 3)
+            #expect(Set(recovered.map(\.id)) == [tasks[0].id, tasks[1].id])
+            #expect(recovered.allSatisfy { $0.status == .queued && $0.deadRuns == 1 })
+            #expect(try await store.task(id: tasks[2].id)?.status == .started)
+            #expect(try await store.claim(claimRequest(worker: otherWorker)).count == 2)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func revokeInEachState(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let tasks = try await store.enqueue([NewTask(name: "a"), NewTask(name: "b"), NewTask(name: "c")])
+            #expect(try await store.revoke(id: "0123456789abcdef0123456789abcdef") == .notFound)
+            // QUEUED → REVOKED
+            guard case .revoked(let record) = try await store.revoke(id: tasks[0].id) else {
+                Issue.record("expected revoked")
+                return
+            }
+            #expect(record.status == .revoked && record.exception == "revoked" && record.timeEnded != nil)
+            #expect(try await store.revoke(id: tasks[0].id) == .alreadyFinished(.revoked))
+            // STARTED → cancel requested, seen at renew; the worker then reports it revoked.
+            let running = try await store.claim(claimRequest(limit: 1))[0]
+            #expect(running.id == tasks[1].id)
+            #expect(try await store.revoke(id: running.id) == .cancelRequested)
+            #expect(try await store.task(id: running.id)?.cancelRequested == true)
+            #expect(try await store.renew(ids: [running.id], worker: worker, leaseUntil: TaskClock.now() + 30) == [running.id])
+            let stopped = try await store.finish([TaskOutcome(id: running.id, worker: worker, .revoked("revoked while running"))])
+            #expect(stopped[0].status == .revoked && !stopped[0].cancelRequested)
+            // RETRY → REVOKED
+            _ = try await store.claim(claimRequest(limit: 1))
+            _ = try await store.finish([
+                TaskOutcome(id: tasks[2].id, worker: worker, .retry("x", eta: TaskClock.now() + 100))
+            ])
+            guard case .revoked = try await store.revoke(id: tasks[2].id) else {
+                Issue.record("expected revoked")
+                return
+            }
+            #expect(try await store.revoke(id: tasks[2].id) == .alreadyFinished(.revoked))
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func finishAppliesOnlyForTheLeaseHolder(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let task = try await store.enqueue([NewTask(name: "a")])[0]
+            // Not started yet: skipped.
+            #expect(try await store.finish([TaskOutcome(id: task.id, worker: worker, .success(result: "1"))]).isEmpty)
+            _ = try await store.claim(claimRequest())
+            #expect(
+                try await store.finish([TaskOutcome(id: task.id, worker: otherWorker, .success(result: "1"))]).isEmpty)
+            #expect(try await store.task(id: task.id)?.status == .started)
+            let done = try await store.finish([
+                TaskOutcome(id: task.id, worker: worker, .success(result: #"{"sum": 3}"#)),
+                TaskOutcome(id: "ffffffffffffffffffffffffffffffff", worker: worker, .success(result: "1")),
+            ])
+            #expect(done.count == 1)
+            #expect(done[0].status == .success && done[0].result == #"{"sum": 3}"# && done[0].leaseExpires == nil)
+            // Already finished: a second outcome is skipped.
+            #expect(try await store.finish([TaskOutcome(id: task.id, worker: worker, .failure("late"))]).isEmpty)
+            #expect(try await store.task(id: task.id)?.status == .success)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func releasedTasksGoBackUncounted(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let task = try await store.enqueue([NewTask(name: "a")])[0]
+            _ = try await store.claim(claimRequest())
+            let released = try await store.finish([TaskOutcome(id: task.id, worker: worker, .released)])
+            #expect(released[0].status == .queued && released[0].retry == 0 && released[0].leaseExpires == nil)
+            let again = try await store.claim(claimRequest(worker: otherWorker))
+            #expect(again.map(\.id) == [task.id] && again[0].retry == 1 && again[0].worker == otherWorker)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func purgeDeletesOldFinishedTasks(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let tasks = try await store.enqueue([NewTask(name: "a"), NewTask(name: "b"), NewTask(name: "c")])
+            _ = try await store.claim(claimRequest(limit: 2))
+            let t0 = TaskClock.now()
+            _ = try await store.finish([
+                TaskOutcome(id: tasks[0].id, worker: worker, .success(result: "1"), time: t0 - 100),
+                TaskOutcome(id: tasks[1].id, worker: worker, .failure("x"), time: t0),
+            ])
+            #expect(try await store.purge(finishedBefore: t0 - 50) == 1)
+            #expect(try await store.task(id: tasks[0].id) == nil)
+            #expect(try await store.task(id: tasks[1].id) != nil)
+            #expect(try await store.purge(finishedBefore: t0 + 1) == 1)
+            #expect(try await store.task(id: tasks[2].id)?.status == .queued)
+            #expect(try await store.tasks(status: nil, job: nil, limit: 10).map(\.id) == [tasks[2].id])
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func listingIsNewestFirstAndFiltered(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let tasks = try await store.enqueue([NewTask(name: "a"), NewTask(name: "b"), NewTask(name: "a")])
+            _ = try await store.claim(claimRequest(limit: 1))
+            #expect(try await store.tasks(status: nil, job: nil, limit: 10).map(\.id) == tasks.reversed().map(\.id))
+            #expect(try await store.tasks(status: nil, job: nil, limit: 2).map(\.id) == [tasks[2].id, tasks[1].id])
+            #expect(try await store.tasks(status: nil, job: "a", limit: 10).map(\.id) == [tasks[2].id, tasks[0].id])
+            #expect(try await store.tasks(status: .started, job: nil, limit: 10).map(\.id) == [tasks[0].id])
+            #expect(try await store.tasks(status: .queued, job: "a", limit: 10).map(\.id) == [tasks[2].id])
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func queueSizesPerQueue(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            _ = try await store.enqueue([
+                NewTask(name: "a", queue: "fast"), NewTask(name: "a", queue: "fast"),
+                NewTask(name: "a", queue: "slow", delay: 100), NewTask(name: "a", queue: "fast"),
+            ])
+            _ = try await store.claim(claimRequest(limit: 1))
+            #expect(
+                try await store.queueSizes() == [
+                    QueueSize(queue: "fast", queued: 2, started: 1), QueueSize(queue: "slow", delayed: 1),
+                ])
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func eventsFollowEveryStateChangeInOrder(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let start = try await store.lastEventCursor()
+            let task = try await store.enqueue([NewTask(name: "a", maxRetries: 1)])[0]
+            _ = try await store.claim(claimRequest())
+            _ = try await store.finish([TaskOutcome(id: task.id, worker: worker, .retry("x", eta: 0))])
+            _ = try await store.claim(claimRequest())
+            _ = try await store.finish([TaskOutcome(id: task.id, worker: worker, .success(result: "[1,2]"))])
+            let events = try await store.events(after: start, limit: 100)
+            #expect(events.map(\.kind) == [.queued, .started, .retry, .started, .done])
+            #expect(events.map(\.status) == [.queued, .started, .retry, .started, .success])
+            #expect(events.allSatisfy { $0.taskID == task.id })
+            #expect(zip(events, events.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq })
+            #expect(try await store.lastEventCursor() == events.last?.seq)
+            let last = try #require(events.last)
+            let object = try #require(
+                try JSONSerialization.jsonObject(with: Data(last.json().utf8)) as? [String: Any])
+            #expect(object["event"] as? String == "done")
+            let taskObject = try #require(object["task"] as? [String: Any])
+            #expect(taskObject["result"] as? [Int] == [1, 2])
+            #expect(try await store.events(after: events[2].seq, limit: 1).map(\.seq) == [events[3].seq])
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func eventStreamDeliversNewEvents(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let stream = store.eventStream()
+            try await Task.sleep(for: .milliseconds(50))  // let the follower read its start cursor
+            let task = try await store.enqueue([NewTask(name: "a")])[0]
+            _ = try await store.claim(claimRequest())
+            var kinds: [TaskEventKind] = []
+            for try await event in stream {
+                #expect(event.taskID == task.id)
+                kinds.append(event.kind)
+                if kinds.count == 2 { break }
+            }
+            #expect(kinds == [.queued, .started])
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func publishedJobsStayAndNewestWins(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            #expect(try await store.publishedJobs().isEmpty)
+            try await store.publishJobs(
+                host: "h1",
+                jobs: [
+                    JobInfo(name: "add", plugin: "math", pluginVersion: "1.0", signature: "(a:i64,b:i64)->i64"),
+                    JobInfo(name: "tick", plugin: "clock", pluginVersion: "1.0", periodic: true, doc: "every minute"),
+                ])
+            try await Task.sleep(for: .milliseconds(5))
+            try await store.publishJobs(
+                host: "h2", jobs: [JobInfo(name: "add", plugin: "math", pluginVersion: "2.0")])
+            let jobs = try await store.publishedJobs()
+            #expect(jobs.map(\.name) == ["add", "tick"])
+            #expect(jobs[0].pluginVersion == "2.0")
+            #expect(jobs[1] == JobInfo(name: "tick", plugin: "clock", pluginVersion: "1.0", periodic: true, doc: "every minute"))
+            // A host republishing replaces its own set only.
+            try await store.publishJobs(host: "h1", jobs: [])
+            #expect(try await store.publishedJobs().map(\.name) == ["add"])
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func changesFireOnWrites(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let changes = store.changes()
+            _ = try await store.enqueue([NewTask(name: "a")])
+            #expect(await next(changes, timeout: .seconds(2)))
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func badInputIsRefused(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            await #expect(throws: TaskStoreError.self) {
+                _ = try await store.enqueue([NewTask(name: "a", kwargs: "[1,2]")])
+            }
+            await #expect(throws: TaskStoreError.self) {
+                _ = try await store.enqueue([NewTask(name: "a", id: "not-an-id")])
+            }
+            let id = TaskID.make()
+            _ = try await store.enqueue([NewTask(name: "a", id: id)])
+            do {
+                _ = try await store.enqueue([NewTask(name: "a", id: id)])
+                Issue.record("a duplicate id was accepted")
+            } catch let error as TaskStoreError {
+                #expect(error.code == .invalidArgument)
+                #expect(error.message.contains(id))
+            }
+            #expect(try await store.tasks(status: nil, job: nil, limit: 10).count == 1)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func closedStoreRefusesWork(kind: StoreKind) async throws {
+        let test = try TestStore(kind)
+        await test.close()
+        do {
+            _ = try await test.store.enqueue([NewTask(name: "a")])
+            Issue.record("a closed store accepted work")
+        } catch let error as TaskStoreError {
+            #expect(error.code == .closed)
+        }
+    }
+}
