@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PQCore
 import ServiceLifecycle
+import UnixSignals
 
 extension PQ {
     /// `pq serve`: the host.
@@ -83,6 +84,7 @@ extension JobInfo {
     init(job: JobDefinition) {
         self.init(
             name: job.name, plugin: job.plugin.name, pluginVersion: job.plugin.version, signature: job.signature,
-            periodic: job.options.isPeriodic, doc: job.doc)
+            periodic: job.options.isPeriodic, doc: job.doc,
+            options: job.optionsJSON)
     }
 }

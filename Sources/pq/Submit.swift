@@ -17,7 +17,7 @@ extension PQ {
         @Argument(help: "Keyword arguments as KEY=VALUE.")
         var assignments: [String] = []
 
-        @Option(help: "Keyword arguments as a JSON object (KEY=VALUE pairs override its keys).")
+        @Option(help: "Keyword arguments as a JSON object, or - to read it from stdin (KEY=VALUE pairs override its keys).")
         var args: String?
 
         @Option(help: "Seconds before the task may run.")
@@ -137,7 +137,8 @@ extension PQ {
 
         func buildKwargs() throws -> String {
             var pairs: [(String, JSONValue)] = []
-            if let args {
+            if var args {
+                if args == "-" { args = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) }
                 do {
                     let checked = try TaskArguments.validate(args)
                     if case .object(let p) = try JSONValue.parse(checked) { pairs = p }

@@ -58,7 +58,7 @@ public final class PluginCall: @unchecked Sendable {
     // state is in the Mutex.
     private struct State {
         var completed: CallOutcome?
-        var waiters: [CheckedContinuation<CallOutcome, Never>] = []
+        var waiters: [(Int, CheckedContinuation<CallOutcome?, Never>)] = []
         var cancelled = false
         var started = false
     }
@@ -120,15 +120,25 @@ public final class PluginCall: @unchecked Sendable {
     }
 
     /// Waits until the plugin completes the call.
-    /// - Returns: the outcome.
-    public func outcome() async -> CallOutcome {
-        await withCheckedContinuation { continuation in
-            let done: CallOutcome? = state.withLock { s in
-                if let c = s.completed { return c }
-                s.waiters.append(continuation)
-                return nil
+    /// - Returns: the outcome, or nil when the waiting task was cancelled first (the call goes on).
+    public func outcome() async -> CallOutcome? {
+        let token = AtomicCounter.nextToken()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<CallOutcome?, Never>) in
+                let done: CallOutcome?? = state.withLock { s in
+                    if let c = s.completed { return .some(c) }
+                    if Task.isCancelled { return .some(nil) }
+                    s.waiters.append((token, continuation))
+                    return nil
+                }
+                if let done { continuation.resume(returning: done) }
             }
-            if let done { continuation.resume(returning: done) }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<CallOutcome?, Never>? in
+                guard let i = s.waiters.firstIndex(where: { $0.0 == token }) else { return nil }
+                return s.waiters.remove(at: i).1
+            }
+            waiter?.resume(returning: nil)
         }
     }
 
@@ -167,7 +177,7 @@ public final class PluginCall: @unchecked Sendable {
         } else {
             outcome = .failure(text.map { $0.isEmpty ? "job '\(job.name)' failed without a message" : $0 } ?? "job '\(job.name)' failed without a message")
         }
-        let waiters: [CheckedContinuation<CallOutcome, Never>]? = state.withLock { s in
+        let waiters: [(Int, CheckedContinuation<CallOutcome?, Never>)]? = state.withLock { s in
             guard s.completed == nil else { return nil }
             s.completed = outcome
             defer { s.waiters = [] }
@@ -177,7 +187,7 @@ public final class PluginCall: @unchecked Sendable {
             hooks.log(Int32(PQ_LOG_WARNING), "job '\(job.name)' called complete more than once; ignored")
             return
         }
-        for w in waiters { w.resume(returning: outcome) }
+        for w in waiters { w.1.resume(returning: outcome) }
     }
 
     fileprivate func releasePluginReference() {

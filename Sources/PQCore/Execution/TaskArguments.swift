@@ -66,3 +66,10 @@ extension NewTask {
             retryJitter: o.retryJitter, maxConcurrency: o.maxConcurrency, canOverlap: o.canOverlap, fromTask: fromTask)
     }
 }
+
+extension JobInfo {
+    /// The published options, parsed; defaults when absent or unreadable.
+    public var jobOptions: JobOptions {
+        (try? JobOptions.parse(options)) ?? JobOptions()
+    }
+}

@@ -257,7 +257,7 @@ public final class WorkerPool: Service, Sendable {
 
     /// Waits for the call's outcome, or nil when `timeout` seconds pass first.
     private func awaitOutcome(_ call: PluginCall, timeout: Double?) async -> CallOutcome? {
-        guard let timeout, timeout > 0 else { return await call.outcome() }
+        guard let timeout, timeout > 0 else { return await call.outcome() ?? call.completedOutcome }
         return await withTaskGroup(of: CallOutcome?.self) { group in
             group.addTask { await call.outcome() }
             group.addTask {
@@ -270,7 +270,6 @@ public final class WorkerPool: Service, Sendable {
                 return done
             }
             group.cancelAll()
-            // The outcome child cannot be cancelled; leave it to finish when the plugin completes.
             return first
         }
     }
@@ -448,7 +447,7 @@ public enum HostIdentity {
     public static let node: String = {
         var buffer = [CChar](repeating: 0, count: 256)
         gethostname(&buffer, 255)
-        let name = String(cString: buffer)
+        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return name.isEmpty ? "localhost" : name
     }()
 }

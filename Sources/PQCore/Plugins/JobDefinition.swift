@@ -16,6 +16,8 @@ public struct JobDefinition: Sendable {
     public let doc: String
     /// The options from `options_json`.
     public let options: JobOptions
+    /// The `options_json` text as the plugin gave it.
+    public let optionsJSON: String?
     /// JSON or typed.
     public let kind: Kind
     /// The plugin generation it belongs to.
@@ -62,8 +64,9 @@ public struct JobDefinition: Sendable {
                 "job name '\(name)' of plugin '\(plugin.name)' is not a slug ([a-z0-9][a-z0-9._-]*); job skipped")
         }
         let options: JobOptions
+        let optionsJSON = def.options_json.map { String(cString: $0) }
         do {
-            options = try JobOptions.parse(def.options_json.map { String(cString: $0) })
+            options = try JobOptions.parse(optionsJSON)
         } catch {
             throw PluginError(.invalidJob, path: path, "job '\(name)' of plugin '\(plugin.name)': \(error); job skipped")
         }
@@ -89,6 +92,7 @@ public struct JobDefinition: Sendable {
         self.name = name
         self.doc = def.doc.map { String(cString: $0) } ?? ""
         self.options = options
+        self.optionsJSON = optionsJSON
         self.kind = kind
         self.plugin = plugin
         self.handle = handle

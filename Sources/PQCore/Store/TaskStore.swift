@@ -322,12 +322,15 @@ public struct JobInfo: Sendable, Equatable {
     public var periodic: Bool
     /// Its documentation.
     public var doc: String?
+    /// Its options as a JSON object (`options_json`), so clients queue its tasks with them.
+    public var options: String?
 
     /// Creates a job description.
     public init(
         name: String, plugin: String, pluginVersion: String, signature: String? = nil, periodic: Bool = false,
-        doc: String? = nil
+        doc: String? = nil, options: String? = nil
     ) {
+        self.options = options
         self.name = name
         self.plugin = plugin
         self.pluginVersion = pluginVersion

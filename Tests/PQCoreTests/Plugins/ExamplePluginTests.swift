@@ -11,7 +11,7 @@ import Testing
         let job = try #require(registry.job(named: name))
         let call = PluginCall(job: job, taskID: String(repeating: "a", count: 32), argsJSON: args, attempt: attempt, hooks: hooks)
         call.start(on: pool)
-        return await call.outcome()
+        return await call.outcome() ?? .failure("wait cancelled")
     }
 
     func loadExamples() throws -> JobRegistry {

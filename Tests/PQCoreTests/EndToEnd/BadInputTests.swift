@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+
+/// Every way a user can get a command wrong: one clear line on stderr, non-zero exit, nothing queued.
+@Suite struct BadInputTests {
+    let dir = Fixtures.temporaryDirectory("pqbad")
+    var store: String { "sqlite:\(dir)/pq.sqlite" }
+    var client: PQClient { PQClient(store: store, directory: dir) }
+
+    func expectOneLineError(_ r: Fixtures.ProcessResult, _ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(r.status != 0, sourceLocation: sourceLocation)
+        #expect(r.stdout.isEmpty, sourceLocation: sourceLocation)
+        #expect(r.stderr.split(separator: "\n").count == 1, "stderr: \(r.stderr)", sourceLocation: sourceLocation)
+        for f in fragments { #expect(r.stderr.contains(f), "stderr lacks '\(f)': \(r.stderr)", sourceLocation: sourceLocation) }
+    }
+
+    func expectNothingQueued() throws {
+        let r = try client.run(["tasks", "--json"])
+        #expect(r.status == 0)
+        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+    }
+
+    @Test func unknownJobQueuesNothing() throws {
+        expectOneLineError(try client.run(["submit", "no.such.job", "a=1"]), ["'no.such.job'", "nothing was queued"])
+        try expectNothingQueued()
+    }
+
+    @Test func argsThatAreNotAJSONObject() throws {
+        expectOneLineError(try client.run(["submit", "addition", "--args", "[1,2]"]), ["JSON object"])
+        expectOneLineError(try client.run(["submit", "addition", "--args", "{not json"]), ["not valid JSON"])
+        expectOneLineError(try client.run(["submit", "addition", "novalue"]), ["KEY=VALUE"])
+        try expectNothingQueued()
+    }
+
+    @Test func oversizedArguments() throws {
+        let big = "{\"blob\":\"" + String(repeating: "x", count: (1 << 20) + 10) + "\"}"
+        let path = dir + "/big.json"
+        try big.write(toFile: path, atomically: true, encoding: .utf8)
+        expectOneLineError(try client.run(["submit", "addition", "--args", "-"], stdin: big), ["over the limit"])
+        expectOneLineError(try client.run(["submit", "addition", "--batch", path]), ["batch line 1", "over the limit"])
+        try expectNothingQueued()
+    }
+
+    @Test func badBatchLineQueuesNothing() throws {
+        let r = try client.run(["submit", "addition", "--batch", "-"], stdin: "{\"a\":1,\"b\":2}\n[3]\n")
+        expectOneLineError(r, ["batch line 2", "nothing was queued"])
+        try expectNothingQueued()
+    }
+
+    @Test func malformedStoreURLs() throws {
+        for url in ["postgres://x", "sqlite:", "redis://host:notaport/0", "memory:extra"] {
+            let r = try PQCommand.run(["tasks", "--store", url], currentDirectory: dir)
+            expectOneLineError(r, [url])
+        }
+    }
+
+    @Test func storeInAMissingOrUnwritableFolder() throws {
+        let missing = "sqlite:\(dir)/no/such/folder/pq.sqlite"
+        expectOneLineError(try PQCommand.run(["tasks", "--store", missing], currentDirectory: dir), ["\(dir)/no/such/folder"])
+        // /proc refuses new files even to root.
+        expectOneLineError(try PQCommand.run(["tasks", "--store", "sqlite:/proc/pq.sqlite"], currentDirectory: dir), ["/proc/pq.sqlite"])
+    }
+
+    @Test func statusOfAnUnknownID() throws {
+        expectOneLineError(try client.run(["status", "0123456789abcdef0123456789abcdef"]), ["no task with id 0123456789abcdef0123456789abcdef"])
+        expectOneLineError(try client.run(["revoke", "0123456789abcdef0123456789abcdef"]), ["no task with id"])
+    }
+
+    @Test func badOptionValues() throws {
+        let r = try client.run(["submit", "addition", "--delay", "-1"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("--delay"))
+        try expectNothingQueued()
+    }
+}
