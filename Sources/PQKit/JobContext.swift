@@ -108,7 +108,8 @@ public struct JobContext: Sendable {
                 }
             }
             guard status == 0 else {
-                return .failure(.submitFailed(job: jobName, child: job, detail: "the host refused it (status \(status))"))
+                return .failure(
+                    .submitFailed(job: jobName, child: job, detail: "the host refused it (status \(status))"))
             }
             buffer[capacity - 1] = 0  // never trust the host to have terminated it
             return .success(buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })

@@ -49,7 +49,8 @@ public enum PQPlugin {
         guard hostABI == abiVersion else { return nil }
         let address = descriptors.withLock { built -> UInt in
             if let address = built[name] { return address }
-            let address = UInt(bitPattern: buildDescriptor(name: name, version: version, jobs: jobs, typedJobs: typedJobs))
+            let address = UInt(
+                bitPattern: buildDescriptor(name: name, version: version, jobs: jobs, typedJobs: typedJobs))
             built[name] = address
             return address
         }
@@ -66,7 +67,8 @@ public enum PQPlugin {
     public static func problems(jobs: [any Job.Type], typedJobs: [TypedJob] = []) -> [String] {
         var problems: [String] = []
         var seen: Set<String> = []
-        let all = jobs.map { ($0.name, JobOptions(of: $0), nil as String?) }
+        let all =
+            jobs.map { ($0.name, JobOptions(of: $0), nil as String?) }
             + typedJobs.map { ($0.name, $0.options, $0.signature as String?) }
         for (name, options, signature) in all {
             if !isValidJobName(name) {
@@ -387,7 +389,8 @@ func describeDecodingError(_ error: any Error) -> String {
 /// Whether a string is an anchor, `"HH:MM:SS"` with hours 00-23 and minutes and seconds 00-59.
 func isAnchor(_ text: String) -> Bool {
     let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-    guard parts.count == 3, parts.allSatisfy({ $0.utf8.count == 2 && $0.utf8.allSatisfy { (0x30...0x39).contains($0) } })
+    guard parts.count == 3,
+        parts.allSatisfy({ $0.utf8.count == 2 && $0.utf8.allSatisfy { (0x30...0x39).contains($0) } })
     else { return false }
     let numbers = parts.compactMap { Int($0) }
     return numbers.count == 3 && numbers[0] < 24 && numbers[1] < 60 && numbers[2] < 60
