@@ -1,5 +1,9 @@
 internal import CPQPlugin
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials  // JSON coding without loading ICU into every plugin
+#else
+    import Foundation
+#endif
 import Synchronization
 
 /// What a running job knows about its task, and how it talks back to the host.

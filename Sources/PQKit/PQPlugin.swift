@@ -1,5 +1,9 @@
 internal import CPQPlugin
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials  // JSON coding without loading ICU into every plugin
+#else
+    import Foundation
+#endif
 import Synchronization
 
 #if canImport(Glibc)
@@ -399,7 +403,7 @@ func isAnchor(_ text: String) -> Bool {
 /// Whether a string is a typed job signature, `(name:type,...)->type` without spaces.
 func isSignature(_ text: String) -> Bool {
     let argumentTypes: Set<Substring> = ["bool", "i32", "i64", "u32", "u64", "f32", "f64", "str"]
-    guard text.hasPrefix("("), let close = text.range(of: ")->") else { return false }
+    guard text.hasPrefix("("), let close = text.firstRange(of: ")->") else { return false }
     let returnType = text[close.upperBound...]
     guard returnType == "void" || argumentTypes.contains(returnType) else { return false }
     let list = text[text.index(after: text.startIndex)..<close.lowerBound]
