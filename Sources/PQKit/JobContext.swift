@@ -1,5 +1,9 @@
 internal import CPQPlugin
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials  // JSON coding without loading ICU into every plugin
+#else
+    import Foundation
+#endif
 import Synchronization
 
 /// What a running job knows about its task, and how it talks back to the host.
@@ -108,7 +112,8 @@ public struct JobContext: Sendable {
                 }
             }
             guard status == 0 else {
-                return .failure(.submitFailed(job: jobName, child: job, detail: "the host refused it (status \(status))"))
+                return .failure(
+                    .submitFailed(job: jobName, child: job, detail: "the host refused it (status \(status))"))
             }
             buffer[capacity - 1] = 0  // never trust the host to have terminated it
             return .success(buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials  // JSON coding without loading ICU into every plugin
+#else
+    import Foundation
+#endif
 
 /// A job's options as the host reads them from `pq_job_def.options_json`. Unset (`nil`) options are
 /// left out, so the host's defaults apply.

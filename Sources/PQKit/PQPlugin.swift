@@ -1,5 +1,9 @@
 internal import CPQPlugin
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials  // JSON coding without loading ICU into every plugin
+#else
+    import Foundation
+#endif
 import Synchronization
 
 #if canImport(Glibc)
@@ -49,7 +53,8 @@ public enum PQPlugin {
         guard hostABI == abiVersion else { return nil }
         let address = descriptors.withLock { built -> UInt in
             if let address = built[name] { return address }
-            let address = UInt(bitPattern: buildDescriptor(name: name, version: version, jobs: jobs, typedJobs: typedJobs))
+            let address = UInt(
+                bitPattern: buildDescriptor(name: name, version: version, jobs: jobs, typedJobs: typedJobs))
             built[name] = address
             return address
         }
@@ -66,7 +71,8 @@ public enum PQPlugin {
     public static func problems(jobs: [any Job.Type], typedJobs: [TypedJob] = []) -> [String] {
         var problems: [String] = []
         var seen: Set<String> = []
-        let all = jobs.map { ($0.name, JobOptions(of: $0), nil as String?) }
+        let all =
+            jobs.map { ($0.name, JobOptions(of: $0), nil as String?) }
             + typedJobs.map { ($0.name, $0.options, $0.signature as String?) }
         for (name, options, signature) in all {
             if !isValidJobName(name) {
@@ -387,7 +393,8 @@ func describeDecodingError(_ error: any Error) -> String {
 /// Whether a string is an anchor, `"HH:MM:SS"` with hours 00-23 and minutes and seconds 00-59.
 func isAnchor(_ text: String) -> Bool {
     let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-    guard parts.count == 3, parts.allSatisfy({ $0.utf8.count == 2 && $0.utf8.allSatisfy { (0x30...0x39).contains($0) } })
+    guard parts.count == 3,
+        parts.allSatisfy({ $0.utf8.count == 2 && $0.utf8.allSatisfy { (0x30...0x39).contains($0) } })
     else { return false }
     let numbers = parts.compactMap { Int($0) }
     return numbers.count == 3 && numbers[0] < 24 && numbers[1] < 60 && numbers[2] < 60
@@ -396,7 +403,7 @@ func isAnchor(_ text: String) -> Bool {
 /// Whether a string is a typed job signature, `(name:type,...)->type` without spaces.
 func isSignature(_ text: String) -> Bool {
     let argumentTypes: Set<Substring> = ["bool", "i32", "i64", "u32", "u64", "f32", "f64", "str"]
-    guard text.hasPrefix("("), let close = text.range(of: ")->") else { return false }
+    guard text.hasPrefix("("), let close = text.firstRange(of: ")->") else { return false }
     let returnType = text[close.upperBound...]
     guard returnType == "void" || argumentTypes.contains(returnType) else { return false }
     let list = text[text.index(after: text.startIndex)..<close.lowerBound]

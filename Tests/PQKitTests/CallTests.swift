@@ -154,7 +154,8 @@ import Testing
         let completion = try #require(await call.completion())
         #expect(
             completion
-                == .init(ok: false, text: #"job "parent" could not submit a "sum" task: the host refused it (status 7)"#))
+                == .init(
+                    ok: false, text: #"job "parent" could not submit a "sum" task: the host refused it (status 7)"#))
         #expect(call.host.submissions.isEmpty)
     }
 }

@@ -68,7 +68,9 @@ final class TestCall {
     let pointer: UnsafeMutablePointer<pq_call>
     let host = FakeHost()
 
-    init(job: String, arguments: String? = "{}", attempt: UInt32 = 1, taskID: String = "0123456789abcdef0123456789abcdef") {
+    init(
+        job: String, arguments: String? = "{}", attempt: UInt32 = 1, taskID: String = "0123456789abcdef0123456789abcdef"
+    ) {
         pointer = .allocate(capacity: 1)
         pointer.initialize(
             to: pq_call(
