@@ -26,16 +26,19 @@ let package = Package(
     targets: [
         // The plugin ABI: one C header, nothing else.
         .target(name: "CPQPlugin"),
+        // The compiler version string, shared by the host and the SDK.
+        .target(name: "PQToolchain", swiftSettings: swiftSettings),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .target(
             name: "PQKit",
-            dependencies: ["CPQPlugin"],
+            dependencies: ["CPQPlugin", "PQToolchain"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "PQCore",
             dependencies: [
                 "CPQPlugin",
+                "PQToolchain",
                 "CSQLite",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -53,6 +56,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "pq-bench",
+            dependencies: [
+                "PQCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ExampleJobs",
             dependencies: ["PQKit"],
@@ -66,7 +78,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PQKitTests",
-            dependencies: ["PQKit", "CPQPlugin"],
+            dependencies: ["PQKit", "CPQPlugin", "PQToolchain"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -17,6 +17,11 @@ static void echo_run(const pq_call *call) {
     call->complete(call, 1, call->args_json);
 }
 
+/* c.noop: does nothing (for benchmarks). */
+static void noop_run(const pq_call *call) {
+    call->complete(call, 1, "null");
+}
+
 /* c.fail: always fails. */
 static void fail_run(const pq_call *call) {
     call->complete(call, 0, "c.fail failed on purpose");
@@ -99,6 +104,7 @@ static char *greet(const char *name) {
 
 static const pq_job_def jobs[] = {
     {"c.echo", "Returns its arguments.", NULL, echo_run, NULL, NULL, NULL},
+    {"c.noop", "Does nothing; returns null.", NULL, noop_run, NULL, NULL, NULL},
     {"c.fail", "Always fails.", "{\"max_retries\": 0}", fail_run, NULL, NULL, NULL},
     {"c.badjson", "Returns text that is not JSON.", NULL, badjson_run, NULL, NULL, NULL},
     {"c.sleep", "Sleeps `seconds` on its own thread; cancellable.", "{\"timeout\": 30}", sleep_run, NULL, NULL, NULL},

@@ -4,6 +4,7 @@ internal import CPQPlugin
 #else
     import Foundation
 #endif
+import PQToolchain
 import Synchronization
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import CPQPlugin
 import Foundation
 import PQKit
+import PQToolchain
 import Testing
 
 @Suite struct DescriptorTests {

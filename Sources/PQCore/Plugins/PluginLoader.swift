@@ -1,5 +1,6 @@
 public import CPQPlugin
 import Glibc
+import PQToolchain
 
 /// What identifies one loaded generation of a plugin.
 public struct PluginInfo: Sendable, Equatable {
@@ -225,3 +226,7 @@ extension String {
         split(separator: copy, omittingEmptySubsequences: false).joined(separator: original)
     }
 }
+
+/// The toolchain string of the compiler that built this host (`"swift-X.Y.Z"`); Swift plugins
+/// must report the same one.
+public let hostSwiftToolchain: String = pqSwiftToolchain

@@ -2,9 +2,10 @@
 /// compiler that built this copy of PQKit (for example `"swift-6.3.1"`).
 ///
 /// Swift has no stable ABI on Linux, so the host refuses a Swift plugin built by another toolchain than
-/// its own. The host derives its string with the same `#if compiler(>=...)` ladder, so both sides must
-/// keep the ladder identical: 6.0.0 through 6.9.9 exactly, anything from 7.0 on as
-/// `"swift-7-or-later"` (extend the ladder before moving to such a compiler).
+/// its own. Swift offers no compiler version string, so it comes from this `#if compiler(>=...)`
+/// ladder: 6.0.0 through 6.9.9 exactly, anything from 7.0 on as `"swift-7-or-later"` (extend the
+/// ladder before moving to such a compiler). This one module is linked into both the host (PQCore)
+/// and every Swift plugin (through PQKit), so both sides always derive the string the same way.
 public let pqSwiftToolchain: String = {
     #if compiler(>=7.0)
         return "swift-7-or-later"
