@@ -156,6 +156,7 @@ struct SQLiteTaskStoreTests {
     /// batches of 100, with `synchronous=FULL`.
     @Test(arguments: StoreKind.allCases)
     func throughput(kind: StoreKind) async throws {
+        if let only = ProcessInfo.processInfo.environment["PQ_BENCH_STORE"], only != kind.rawValue { return }
         try await withStore(kind) { store in
             let count = 10_000
             let tasks = (0..<count).map { NewTask(name: "add", kwargs: #"{"a":\#($0),"b":1}"#) }
