@@ -334,21 +334,31 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/nextDue(queues:)``.
-    public func nextDue(queues: Set<String>?) async throws -> Double? {
+    /// See ``TaskStore/nextDue(queues:jobs:)``.
+    public func nextDue(queues: Set<String>?, jobs: Set<String>?) async throws -> Double? {
         try read { state in
             var best: Double?
-            for (queue, _) in state.waiting where queues?.contains(queue) ?? true {
-                // Drop stale heads so the answer is exact.
-                while let top = state.waiting[queue]!.peek {
-                    if let record = state.tasks[top.id]?.record, TaskStatus.waitingStates.contains(record.status),
-                        record.eta == top.eta
-                    {
-                        break
+            for (queue, heap) in state.waiting where queues?.contains(queue) ?? true {
+                if jobs == nil {
+                    // Drop stale heads so the answer is exact.
+                    while let top = state.waiting[queue]!.peek {
+                        if let record = state.tasks[top.id]?.record,
+                            TaskStatus.waitingStates.contains(record.status), record.eta == top.eta
+                        {
+                            break
+                        }
+                        _ = state.waiting[queue]!.pop()
                     }
-                    _ = state.waiting[queue]!.pop()
+                    if let eta = state.waiting[queue]!.peek?.eta { best = min(best ?? eta, eta) }
+                } else {
+                    for entry in heap.elements {
+                        guard let record = state.tasks[entry.id]?.record,
+                            TaskStatus.waitingStates.contains(record.status), record.eta == entry.eta,
+                            jobs?.contains(record.name) ?? true
+                        else { continue }
+                        best = min(best ?? entry.eta, entry.eta)
+                    }
                 }
-                if let eta = state.waiting[queue]!.peek?.eta { best = min(best ?? eta, eta) }
             }
             return best
         }
@@ -432,6 +442,8 @@ struct MinHeap<Element: Comparable & Sendable>: Sendable {
     private func less(_ a: Element, _ b: Element) -> Bool { a < b }
 
     var peek: Element? { items.first }
+    /// All elements, in heap (not sorted) order.
+    var elements: [Element] { items }
     var count: Int { items.count }
 
     mutating func push(_ item: Element) {

@@ -87,9 +87,14 @@ public protocol TaskStore: Sendable {
     func queueSizes(now: Double) async throws -> [QueueSize]
 
     /// The earliest eta among waiting tasks, so a host can sleep exactly until then.
-    /// - Parameter queues: only these queues, or all.
+    ///
+    /// The time may be in the past when due tasks are held back by `max_concurrency`; a host then
+    /// waits for ``changes()`` (a finishing task writes) rather than spinning.
+    /// - Parameters:
+    ///   - queues: only these queues, or all.
+    ///   - jobs: only tasks of these jobs (those the host serves), or all.
     /// - Returns: the time, or `nil` when nothing waits.
-    func nextDue(queues: Set<String>?) async throws -> Double?
+    func nextDue(queues: Set<String>?, jobs: Set<String>?) async throws -> Double?
 
     /// Deletes tasks that reached a ready state before a time.
     /// - Parameter finishedBefore: the cut-off (epoch seconds).
@@ -142,6 +147,13 @@ extension TaskStore {
         try await revoke(id: id, now: TaskClock.now())
     }
 
+    /// ``nextDue(queues:jobs:)`` for tasks of any job.
+    /// - Parameter queues: only these queues, or all.
+    /// - Returns: the time, or `nil` when nothing waits.
+    public func nextDue(queues: Set<String>?) async throws -> Double? {
+        try await nextDue(queues: queues, jobs: nil)
+    }
+
     /// ``queueSizes(now:)`` at the current time.
     /// - Returns: one entry per queue.
     public func queueSizes() async throws -> [QueueSize] {
@@ -181,6 +193,19 @@ extension TaskStore {
             continuation.onTermination = { _ in follower.cancel() }
         }
     }
+}
+
+extension TaskStore where Self == MemoryTaskStore {
+    /// A new in-process store: `let store: some TaskStore = .memory()`.
+    /// - Returns: an empty ``MemoryTaskStore``.
+    public static func memory() -> MemoryTaskStore { MemoryTaskStore() }
+}
+
+extension TaskStore where Self == SQLiteTaskStore {
+    /// Opens a SQLite store: `let store: some TaskStore = try .sqlite(path: "pq.db")`.
+    /// - Parameter path: the database file.
+    /// - Returns: the store.
+    public static func sqlite(path: String) throws -> SQLiteTaskStore { try SQLiteTaskStore(path: path) }
 }
 
 /// Wall-clock time as the stores use it: epoch seconds.

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// What a caller asks to queue: the input of ``TaskStore/enqueue(_:)``.
 ///
 /// ```swift
@@ -72,19 +74,53 @@ public enum TaskID {
     /// A new random id.
     /// - Returns: 32 lowercase hex digits.
     public static func make() -> String {
-        var generator = SystemRandomNumberGenerator()
-        var high = generator.next() as UInt64
-        var low = generator.next() as UInt64
-        high = (high & ~0xF000) | 0x4000  // version 4
-        low = (low & ~(0xC000_0000_0000_0000)) | 0x8000_0000_0000_0000  // variant 10
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out = [UInt8](repeating: 0, count: 32)
-        for i in 0..<16 {
-            out[i] = digits[Int((high >> UInt64(60 - 4 * i)) & 0xF)]
-            out[16 + i] = digits[Int((low >> UInt64(60 - 4 * i)) & 0xF)]
+        let (high0, low0) = pool.withLock { $0.next() }
+        let high = (high0 & ~0xF000) | 0x4000  // version 4
+        let low = (low0 & ~(0xC000_0000_0000_0000)) | 0x8000_0000_0000_0000  // variant 10
+        return String(unsafeUninitializedCapacity: 32) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            digits.withUTF8Buffer { hex in
+                for i in 0..<16 {
+                    buffer[i] = hex[Int((high >> UInt64(60 - 4 * i)) & 0xF)]
+                    buffer[16 + i] = hex[Int((low >> UInt64(60 - 4 * i)) & 0xF)]
+                }
+            }
+            return 32
         }
-        return String(decoding: out, as: UTF8.self)
     }
+
+    /// xoshiro256** reseeded from system randomness every 4096 ids: one `getrandom` per 4096 ids
+    /// instead of two per id. Ids need to be unique, not secret.
+    private struct RandomPool: ~Copyable {
+        var state: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        var left = 0
+
+        mutating func next() -> (UInt64, UInt64) {
+            if left == 0 {
+                var system = SystemRandomNumberGenerator()
+                state = (system.next(), system.next(), system.next(), system.next() | 1)
+                left = 4096
+            }
+            left -= 1
+            return (step(), step())
+        }
+
+        private mutating func step() -> UInt64 {
+            let result = rotl(state.1 &* 5, 7) &* 9
+            let t = state.1 << 17
+            state.2 ^= state.0
+            state.3 ^= state.1
+            state.1 ^= state.2
+            state.0 ^= state.3
+            state.2 ^= t
+            state.3 = rotl(state.3, 45)
+            return result
+        }
+
+        private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+    }
+
+    private static let pool = Mutex(RandomPool())
 
     /// Whether `text` is a well-formed id (32 lowercase hex digits).
     /// - Parameter text: the text to check.

@@ -11,8 +11,12 @@ enum TaskEngine {
         if let id = task.id, !TaskID.isValid(id) {
             throw TaskStoreError(.invalidArgument, "task id \"\(id)\" is not 32 lowercase hex digits", taskID: id)
         }
-        let trimmed = task.kwargs.utf8.filter { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
-        guard trimmed.isEmpty || (trimmed.first == 0x7B && trimmed.last == 0x7D) else {
+        // A cheap shape check (callers parse the JSON): first and last non-blank bytes are { and }.
+        let utf8 = task.kwargs.utf8
+        let isBlank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }
+        let first = utf8.first(where: { !isBlank($0) })
+        let last = utf8.reversed().first(where: { !isBlank($0) })
+        guard first == nil || (first == 0x7B && last == 0x7D) else {
             throw TaskStoreError(
                 .invalidArgument, "the arguments of a \(task.name) task must be a JSON object, got: \(task.kwargs.prefix(80))")
         }

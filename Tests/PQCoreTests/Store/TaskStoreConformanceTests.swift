@@ -53,6 +53,8 @@ struct TaskStoreConformanceTests {
             #expect(try await store.claim(claimRequest()).isEmpty)
             #expect(try await store.nextDue(queues: nil) == task.eta)
             #expect(try await store.nextDue(queues: ["other"]) == nil)
+            #expect(try await store.nextDue(queues: nil, jobs: ["later"]) == task.eta)
+            #expect(try await store.nextDue(queues: nil, jobs: ["sooner"]) == nil)
             let sizes = try await store.queueSizes()
             #expect(sizes == [QueueSize(queue: "default", delayed: 1)])
             let claimed = try await store.claim(claimRequest(now: task.eta + 0.001))

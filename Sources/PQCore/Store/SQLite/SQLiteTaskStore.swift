@@ -611,14 +611,15 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/nextDue(queues:)``.
-    public func nextDue(queues: Set<String>?) async throws -> Double? {
+    /// See ``TaskStore/nextDue(queues:jobs:)``.
+    public func nextDue(queues: Set<String>?, jobs: Set<String>?) async throws -> Double? {
         try await reader.perform { db in
             let s = try db.statement(
-                "SELECT eta, queue FROM tasks WHERE status IN (4, 6) ORDER BY eta, time_queued, seq")
+                "SELECT eta, queue, name FROM tasks WHERE status IN (4, 6) ORDER BY eta, time_queued, seq")
             defer { s.reset() }
             while try s.step() {
                 if let queues, !queues.contains(s.string(1) ?? "") { continue }
+                if let jobs, !jobs.contains(s.string(2) ?? "") { continue }
                 return s.double(0)
             }
             return nil
