@@ -362,7 +362,9 @@ struct TaskStoreConformanceTests {
                 host: "h1",
                 jobs: [
                     JobInfo(name: "add", plugin: "math", pluginVersion: "1.0", signature: "(a:i64,b:i64)->i64"),
-                    JobInfo(name: "tick", plugin: "clock", pluginVersion: "1.0", periodic: true, doc: "every minute"),
+                    JobInfo(
+                        name: "tick", plugin: "clock", pluginVersion: "1.0", periodic: true, doc: "every minute",
+                        options: #"{"run_every":60}"#),
                 ])
             try await Task.sleep(for: .milliseconds(5))
             try await store.publishJobs(
@@ -370,7 +372,11 @@ struct TaskStoreConformanceTests {
             let jobs = try await store.publishedJobs()
             #expect(jobs.map(\.name) == ["add", "tick"])
             #expect(jobs[0].pluginVersion == "2.0")
-            #expect(jobs[1] == JobInfo(name: "tick", plugin: "clock", pluginVersion: "1.0", periodic: true, doc: "every minute"))
+            #expect(
+                jobs[1]
+                    == JobInfo(
+                        name: "tick", plugin: "clock", pluginVersion: "1.0", periodic: true, doc: "every minute",
+                        options: #"{"run_every":60}"#))
             // A host republishing replaces its own set only.
             try await store.publishJobs(host: "h1", jobs: [])
             #expect(try await store.publishedJobs().map(\.name) == ["add"])

@@ -221,6 +221,7 @@ public final class SQLiteTaskStore: TaskStore {
             signature TEXT,
             periodic INTEGER NOT NULL,
             doc TEXT,
+            options TEXT,
             published_at REAL NOT NULL,
             PRIMARY KEY (host, name)
         );
@@ -646,7 +647,7 @@ public final class SQLiteTaskStore: TaskStore {
             let add = try db.statement(
                 """
                 INSERT OR REPLACE INTO published_jobs \
-                (host, name, plugin, plugin_version, signature, periodic, doc, published_at) VALUES (?,?,?,?,?,?,?,?)
+                (host, name, plugin, plugin_version, signature, periodic, doc, published_at, options) VALUES (?,?,?,?,?,?,?,?,?)
                 """)
             for job in jobs {
                 add.reset()
@@ -658,6 +659,7 @@ public final class SQLiteTaskStore: TaskStore {
                 add.bind(6, job.periodic)
                 add.bind(7, job.doc)
                 add.bind(8, now)
+                add.bind(9, job.options)
                 try add.run()
             }
         }
@@ -668,7 +670,7 @@ public final class SQLiteTaskStore: TaskStore {
         try await reader.perform { db in
             let s = try db.statement(
                 """
-                SELECT name, plugin, plugin_version, signature, periodic, doc FROM published_jobs \
+                SELECT name, plugin, plugin_version, signature, periodic, doc, options FROM published_jobs \
                 ORDER BY name, published_at DESC, rowid DESC
                 """)
             defer { s.reset() }
@@ -679,7 +681,7 @@ public final class SQLiteTaskStore: TaskStore {
                 out.append(
                     JobInfo(
                         name: name, plugin: s.string(1) ?? "", pluginVersion: s.string(2) ?? "",
-                        signature: s.string(3), periodic: s.bool(4), doc: s.string(5)))
+                        signature: s.string(3), periodic: s.bool(4), doc: s.string(5), options: s.string(6)))
             }
             return out
         }
