@@ -12,9 +12,27 @@ extension PQ {
         @Flag(help: "Print a JSON array of job objects.")
         var json = false
 
+        @Flag(name: .customLong("from-store"), help: "List the jobs running hosts published to the store instead of loading plugins.")
+        var fromStore = false
+
         func run() async throws {
             try await reportingErrors {
                 let settings = try common.resolve()
+                if fromStore {
+                    let store = try settings.openStore()
+                    let jobs = try await store.publishedJobs()
+                    await store.close()
+                    if json {
+                        print(JSONValue.array(jobs.map(JobListing.object)).jsonText)
+                    } else if jobs.isEmpty {
+                        print("no jobs published to \(settings.store)")
+                    } else {
+                        print(renderTable(
+                            ["NAME", "TYPE", "PLUGIN", "VERSION", "SIGNATURE", "DOC"],
+                            jobs.map { [$0.name, $0.periodic ? "periodic" : "regular", $0.plugin, $0.pluginVersion, $0.signature ?? "", $0.doc ?? ""] }))
+                    }
+                    return
+                }
                 let registry = JobRegistry()
                 _ = try settings.loadPlugins(into: registry)
                 let jobs = registry.jobs
@@ -53,6 +71,19 @@ enum JobListing {
         if let v = o.anchor { pairs.append(("anchor", .string(v))) }
         if let v = o.cron { pairs.append(("cron", .string(v))) }
         pairs.append(("options", .object(options)))
+        return .object(pairs)
+    }
+
+    static func object(_ job: JobInfo) -> JSONValue {
+        var pairs: [(String, JSONValue)] = [
+            ("name", .string(job.name)),
+            ("type", .string(job.periodic ? "periodic" : "regular")),
+            ("plugin", .string(job.plugin)),
+            ("plugin_version", .string(job.pluginVersion)),
+            ("doc", .string(job.doc ?? "")),
+        ]
+        if let signature = job.signature { pairs.append(("signature", .string(signature))) }
+        if let options = job.options, let value = try? JSONValue.parse(options) { pairs.append(("options", value)) }
         return .object(pairs)
     }
 

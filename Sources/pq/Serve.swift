@@ -31,6 +31,9 @@ extension PQ {
         @Option(name: .customLong("result-ttl"), help: "Seconds finished tasks are kept (default 86400).")
         var resultTTL: Double?
 
+        @Flag(name: .customLong("reload"), inversion: .prefixedNo, help: "Watch plugin directories and load new or replaced .so files (hot reload).")
+        var reload = true
+
         @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (default info).")
         var logLevel: String = "info"
 
@@ -49,17 +52,22 @@ extension PQ {
                 var logger = Logger(label: "pq")
                 logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
                 let registry = JobRegistry()
-                let report = try settings.loadPlugins(into: registry)
+                let catalog = PluginCatalog(
+                    taskPaths: settings.taskPaths, root: settings.pluginsDir, loader: settings.loader, registry: registry)
+                let initial: PluginCatalog.Changes
+                do { initial = try catalog.rescan() } catch { throw CLIError("\(error)") }
+                for failure in initial.failures { logger.error("plugin not loaded: \(failure)") }
+                for warning in initial.warnings { logger.warning("\(warning)") }
                 logger.info(
                     "plugins loaded",
                     metadata: [
-                        "plugins": "\(report.loaded.count)", "jobs": "\(registry.jobs.count)",
-                        "failed": "\(report.failures.count)", "task_paths": "\(settings.taskPaths.joined(separator: ","))",
+                        "plugins": "\(initial.loaded.count)", "jobs": "\(registry.jobs.count)",
+                        "failed": "\(initial.failures.count)", "task_paths": "\(settings.taskPaths.joined(separator: ","))",
                     ])
                 let store = try settings.openStore()
-                let jobs = registry.jobs.map(JobInfo.init(job:))
+                let publisher = HostIdentity.node + ":" + settings.pluginsDir + "|" + settings.taskPaths.joined(separator: ",")
                 do {
-                    try await store.publishJobs(host: HostIdentity.node + ":" + settings.pluginsDir + "|" + settings.taskPaths.joined(separator: ","), jobs: jobs)
+                    try await store.publishJobs(host: publisher, jobs: registry.jobs.map(JobInfo.init(job:)))
                 } catch {
                     throw CLIError("cannot publish jobs to the store \(settings.store): \(error)")
                 }
@@ -70,8 +78,34 @@ extension PQ {
                         concurrentTasks: concurrentTasks ?? settings.file.concurrentTasks ?? 5, queues: queueList,
                         leaseSeconds: lease, drainTimeout: drainTimeout, resultTTL: resultTTL ?? settings.file.resultTTL ?? 86_400),
                     logger: logger)
+                var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: pool)]
+                if reload && settings.file.reload != false {
+                    let watcher = PluginWatcher(catalog: catalog, logger: logger) { [logger] changes in
+                        for plugin in changes.loaded {
+                            logger.info(
+                                "plugin loaded",
+                                metadata: [
+                                    "plugin": "\(plugin.info.name)", "version": "\(plugin.info.version)",
+                                    "generation": "\(plugin.info.generation)", "path": "\(plugin.info.path)",
+                                    "jobs": "\(plugin.jobs.map(\.name).joined(separator: ","))",
+                                ])
+                        }
+                        for failure in changes.failures {
+                            logger.error("plugin not loaded: \(failure); the previous generation, if any, keeps serving")
+                        }
+                        for path in changes.removed { logger.info("plugin removed: \(path); its jobs are unregistered") }
+                        for warning in changes.warnings { logger.warning("\(warning)") }
+                        do {
+                            try await store.publishJobs(host: publisher, jobs: registry.jobs.map(JobInfo.init(job:)))
+                        } catch {
+                            logger.error("publishing the reloaded jobs failed: \(error)")
+                        }
+                        pool.poke()
+                    }
+                    services.append(.init(service: watcher))
+                }
                 let group = ServiceGroup(
-                    configuration: .init(services: [.init(service: pool)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                    configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
                 try await group.run()
                 await store.close()
             }

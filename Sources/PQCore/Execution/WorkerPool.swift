@@ -122,12 +122,14 @@ public final class WorkerPool: Service, Sendable {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.forwardChanges() }
                 group.addTask { await self.leaseKeeper() }
-                group.addTask { await self.submitBridge.serve(self) }
+                group.addTask {
+                    await self.submitBridge.serve(store: self.store, logger: self.logger) { self.wakeup.signal() }
+                }
                 await self.dispatch(group: &group)
                 // Dispatch returned: shutdown. Drain, then stop the helpers.
                 await self.drain()
-                group.cancelAll()
                 self.submitBridge.finish()
+                group.cancelAll()
             }
         } onGracefulShutdown: {
             self.state.withLock { $0.draining = true }
@@ -163,8 +165,11 @@ public final class WorkerPool: Service, Sendable {
             if free > 0 && claimed.count == free { continue }
             // Sleep until a change, a freed slot, the next delayed task, or the idle poll.
             var timeout = options.idlePoll
-            if free > 0, let due = try? await store.nextDue(queues: options.queues) {
-                timeout = min(timeout, max(0, due - TaskClock.now()) + 0.0005)
+            if free > 0, let due = try? await store.nextDue(queues: options.queues, jobs: registry.jobNames) {
+                // A due time in the past means due tasks are held back (max_concurrency): the
+                // store's change signal wakes us when a slot frees, so do not spin on it.
+                let wait = due - TaskClock.now()
+                if wait > 0 { timeout = min(timeout, wait + 0.0005) }
             }
             await wakeup.wait(timeout: timeout)
         }
@@ -179,9 +184,13 @@ public final class WorkerPool: Service, Sendable {
     // MARK: running one task
 
     private func execute(_ record: TaskRecord) async {
-        let outcome = await runTask(record)
+        let (outcome, ranOn) = await runTask(record)
+        await submitBridge.waitForChildren(of: record.id)
+        var end = TaskOutcome(id: record.id, worker: worker, outcome)
+        end.plugin = ranOn?.name
+        end.pluginVersion = ranOn?.version
         do {
-            _ = try await store.finish([TaskOutcome(id: record.id, worker: worker, outcome)])
+            _ = try await store.finish([end])
         } catch {
             logger.error("recording the outcome of task \(record.id) failed: \(error); its lease will expire and it runs again")
         }
@@ -192,11 +201,17 @@ public final class WorkerPool: Service, Sendable {
         wakeup.signal()
     }
 
-    private func runTask(_ record: TaskRecord) async -> TaskOutcome.Kind {
+    /// Runs one claimed task on the newest generation of its job.
+    /// - Returns: how it ended, and the plugin generation it ran on.
+    private func runTask(_ record: TaskRecord) async -> (TaskOutcome.Kind, PluginInfo?) {
         guard let job = registry.job(named: record.name) else {
             // The job was unregistered between claim and run: give the task back for a host that has it.
-            return .released
+            return (.released, nil)
         }
+        return (await runTask(record, job: job), job.plugin)
+    }
+
+    private func runTask(_ record: TaskRecord, job: JobDefinition) async -> TaskOutcome.Kind {
         let hooks = CallHooks(
             log: { [logger] level, message in
                 let line: Logger.Message = "\(record.name) [\(record.id)]: \(message)"
@@ -207,8 +222,8 @@ public final class WorkerPool: Service, Sendable {
                 default: logger.info(line)
                 }
             },
-            submit: { [submitBridge] name, args in
-                try submitBridge.submit(SubmitBridge.Request(job: name, argsJSON: args, fromTask: record.id))
+            submit: { [submitBridge, self] name, args in
+                try submitBridge.submit(try self.prepareChild(job: name, argsJSON: args, parent: record.id))
             })
         let result: CallOutcome
         var stop: StopReason?
@@ -376,69 +391,108 @@ public final class WorkerPool: Service, Sendable {
 
     // MARK: child tasks
 
-    /// Queues a child task of a running task (called by the submit bridge).
-    func enqueueChild(_ request: SubmitBridge.Request) async throws -> String {
-        guard let job = registry.job(named: request.job) else {
-            throw CallHookError(message: "unknown job '\(request.job)'")
+    /// Checks a child task asked for by a running task and builds it. Called on a plugin thread
+    /// (or a plugin's own async task), so it must not wait for the store.
+    func prepareChild(job name: String, argsJSON: String, parent: String) throws -> NewTask {
+        guard let job = registry.job(named: name) else {
+            throw CallHookError(message: "unknown job '\(name)'")
         }
-        let kwargs = try TaskArguments.validate(request.argsJSON, limit: TaskArguments.defaultLimit)
-        let records = try await store.enqueue([NewTask(job: job, kwargs: kwargs, fromTask: request.fromTask)])
-        wakeup.signal()
-        return records[0].id
+        let kwargs: String
+        do { kwargs = try TaskArguments.validate(argsJSON) } catch {
+            throw CallHookError(message: "child task '\(name)': \(error)")
+        }
+        var task = NewTask(job: job, kwargs: kwargs, fromTask: parent)
+        task.id = TaskID.make()
+        return task
     }
 }
 
-/// Carries child-task submissions from plugin threads (which may block) to the async store.
+/// Carries child tasks from plugin threads to the store without blocking them.
+///
+/// A plugin's `submit` may run on a thread of Swift's cooperative pool (PQKit jobs are async), so
+/// waiting there for the store could starve the very pool the store's continuation needs. The
+/// bridge checks the request at once, assigns the id, and queues the task in the background; the
+/// parent's own outcome is recorded only after its children are in the store.
 final class SubmitBridge: Sendable {
-    struct Request: Sendable {
-        var job: String
-        var argsJSON: String
-        var fromTask: String
+    private struct State {
+        var pending: [String: Int] = [:]  // parent id -> children not yet stored
+        var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+        var closed = false
     }
 
-    private final class Pending: @unchecked Sendable {
-        // @unchecked: `result` is written before `done.signal()` and read after `done.wait()`.
-        let request: Request
-        let done = DispatchSemaphore(value: 0)
-        var result: Result<String, any Error> = .failure(CallHookError(message: "host is shutting down"))
-        init(_ request: Request) { self.request = request }
-    }
+    private let state = Mutex(State())
+    private let buffer = Mutex<[NewTask]>([])
+    private let wakeup = Wakeup()
 
-    private let stream: AsyncStream<Pending>
-    private let continuation: AsyncStream<Pending>.Continuation
-
-    init() {
-        (stream, continuation) = AsyncStream.makeStream(of: Pending.self)
-    }
-
-    /// Blocks the calling (plugin) thread until the child task is queued.
-    func submit(_ request: Request) throws -> String {
-        let pending = Pending(request)
-        guard case .enqueued = continuation.yield(pending) else {
-            throw CallHookError(message: "host is shutting down; child task '\(request.job)' not queued")
+    /// Accepts a checked child task; returns its id at once.
+    func submit(_ task: NewTask) throws -> String {
+        let parent = task.fromTask ?? ""
+        let accepted = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.pending[parent, default: 0] += 1
+            return true
         }
-        guard pending.done.wait(timeout: .now() + 30) == .success else {
-            throw CallHookError(message: "queueing child task '\(request.job)' timed out")
+        guard accepted else {
+            throw CallHookError(message: "host is shutting down; child task '\(task.name)' not queued")
         }
-        return try pending.result.get()
+        buffer.withLock { $0.append(task) }
+        wakeup.signal()
+        return task.id ?? ""
     }
 
-    func serve(_ pool: WorkerPool) async {
-        await withDiscardingTaskGroup { group in
-            for await pending in stream {
-                group.addTask {
-                    do {
-                        pending.result = .success(try await pool.enqueueChild(pending.request))
-                    } catch {
-                        pending.result = .failure(error)
-                    }
-                    pending.done.signal()
-                }
+    /// Waits until every child of `parent` accepted so far is stored (or failed to be).
+    func waitForChildren(of parent: String) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.pending[parent] == nil { return true }
+                s.waiters[parent, default: []].append(c)
+                return false
             }
+            if now { c.resume() }
         }
     }
 
-    func finish() { continuation.finish() }
+    private func done(parent: String) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            let left = (s.pending[parent] ?? 1) - 1
+            if left > 0 {
+                s.pending[parent] = left
+                return []
+            }
+            s.pending[parent] = nil
+            return s.waiters.removeValue(forKey: parent) ?? []
+        }
+        for w in waiters { w.resume() }
+    }
+
+    /// Stores accepted children, a burst in one store call, until ``finish()`` was called and
+    /// every accepted child is stored. Not ended by task cancellation, so no child is dropped.
+    func serve(store: any TaskStore, logger: Logger, onStored: @escaping @Sendable () -> Void) async {
+        while true {
+            let batch = buffer.withLock { b -> [NewTask] in
+                defer { b.removeAll(keepingCapacity: true) }
+                return b
+            }
+            if batch.isEmpty {
+                if state.withLock({ $0.closed }) { return }
+                await wakeup.wait(timeout: 0.25)
+                continue
+            }
+            do {
+                _ = try await store.enqueue(batch)
+            } catch {
+                logger.error("queueing \(batch.count) child task(s) failed: \(error)")
+            }
+            for task in batch { done(parent: task.fromTask ?? "") }
+            onStored()
+        }
+    }
+
+    /// Stops accepting children; the ones accepted are still stored.
+    func finish() {
+        state.withLock { $0.closed = true }
+        wakeup.signal()
+    }
 }
 
 /// This machine's identity as tasks record it.

@@ -28,7 +28,7 @@ public enum PluginSet {
         for directory in directories {
             for file in directory.libraries {
                 do {
-                    let plugin = try loader.load(path: file)
+                    let plugin = try loadFile(path: file, loader: loader)
                     report.loaded.append(plugin)
                     report.warnings += plugin.rejectedJobs.map(\.description)
                     report.warnings += registry.register(plugin)
@@ -40,5 +40,15 @@ public enum PluginSet {
             }
         }
         return report
+    }
+
+    /// Loads one file that task_paths listed.
+    /// - Parameters:
+    ///   - path: the file.
+    ///   - loader: the loader.
+    /// - Returns: the loaded plugin.
+    /// - Throws: ``PluginError`` naming the file and the reason.
+    public static func loadFile(path: String, loader: PluginLoader) throws -> LoadedPlugin {
+        try loader.load(path: path)
     }
 }

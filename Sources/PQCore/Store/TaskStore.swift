@@ -283,6 +283,10 @@ public struct TaskOutcome: Sendable, Equatable {
     public var kind: Kind
     /// When it ended.
     public var time: Double
+    /// The plugin whose generation ran it (recorded on the task unless nil).
+    public var plugin: String?
+    /// The version of that generation (recorded on the task unless nil).
+    public var pluginVersion: String?
 
     /// Creates an outcome.
     /// - Parameters:

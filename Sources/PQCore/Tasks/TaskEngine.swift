@@ -94,6 +94,10 @@ enum TaskEngine {
         }
         record.leaseExpires = nil
         record.cancelRequested = false
+        if outcome.kind != .released {
+            if let plugin = outcome.plugin { record.plugin = plugin }
+            if let version = outcome.pluginVersion { record.pluginVersion = version }
+        }
     }
 
     /// A run cut short by a dead host: QUEUED again (the run does not count against `max_retries`),

@@ -8,13 +8,18 @@ final class HostProcess: @unchecked Sendable {
     let environment: [String: String]
 
     /// The environment that points pq at a store and the example plugins.
-    static func environment(store: String) -> [String: String] {
-        ["PQ_STORE": store, "PQ_TASK_PATHS": "examples.*", "PQ_PLUGINS_DIR": Fixtures.installedPluginsRoot]
+    static func environment(
+        store: String, taskPaths: String = "examples.*", pluginsDir: String = Fixtures.installedPluginsRoot
+    ) -> [String: String] {
+        ["PQ_STORE": store, "PQ_TASK_PATHS": taskPaths, "PQ_PLUGINS_DIR": pluginsDir]
     }
 
-    init(store: String, arguments: [String] = [], directory: String) throws {
+    init(
+        store: String, arguments: [String] = [], directory: String, taskPaths: String = "examples.*",
+        pluginsDir: String = Fixtures.installedPluginsRoot
+    ) throws {
         _ = try Fixtures.requireBuilt(Fixtures.swiftExamplePlugin)
-        environment = Self.environment(store: store)
+        environment = Self.environment(store: store, taskPaths: taskPaths, pluginsDir: pluginsDir)
         logPath = directory + "/serve-\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: PQCommand.binary)
@@ -63,15 +68,19 @@ final class HostProcess: @unchecked Sendable {
 struct PQClient {
     let store: String
     var directory: String
+    var taskPathsValue = "examples.*"
+    var pluginsDir = Fixtures.installedPluginsRoot
 
-    init(store: String, directory: String) {
+    init(store: String, directory: String, taskPaths: String = "examples.*", pluginsDir: String = Fixtures.installedPluginsRoot) {
         self.store = store
         self.directory = directory
+        self.taskPathsValue = taskPaths
+        self.pluginsDir = pluginsDir
     }
 
     @discardableResult
     func run(_ args: [String], stdin: String? = nil, timeout: Double = 60, taskPaths: Bool = true) throws -> Fixtures.ProcessResult {
-        var env = HostProcess.environment(store: store)
+        var env = HostProcess.environment(store: store, taskPaths: taskPathsValue, pluginsDir: pluginsDir)
         if !taskPaths { env["PQ_TASK_PATHS"] = nil }
         return try PQCommand.run(args, environment: env, stdin: stdin, currentDirectory: directory, timeout: timeout)
     }
