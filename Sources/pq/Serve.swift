@@ -79,8 +79,10 @@ extension PQ {
                         leaseSeconds: lease, drainTimeout: drainTimeout, resultTTL: resultTTL ?? settings.file.resultTTL ?? 86_400),
                     logger: logger)
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: pool)]
-                if reload && settings.file.reload != false {
-                    let watcher = PluginWatcher(catalog: catalog, logger: logger) { [logger] changes in
+                do {
+                    var watchOptions = PluginWatcher.Options()
+                    watchOptions.automatic = reload && settings.file.reload != false
+                    let watcher = PluginWatcher(catalog: catalog, options: watchOptions, logger: logger) { [logger] changes in
                         for plugin in changes.loaded {
                             logger.info(
                                 "plugin loaded",
@@ -103,6 +105,7 @@ extension PQ {
                         pool.poke()
                     }
                     services.append(.init(service: watcher))
+                    services.append(.init(service: ReloadOnHangup(watcher: watcher, logger: logger)))
                 }
                 let group = ServiceGroup(
                     configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -120,5 +123,21 @@ extension JobInfo {
             name: job.name, plugin: job.plugin.name, pluginVersion: job.plugin.version, signature: job.signature,
             periodic: job.options.isPeriodic, doc: job.doc,
             options: job.optionsJSON)
+    }
+}
+
+/// Rescans plugins when the host gets SIGHUP (what `pq reload` sends).
+struct ReloadOnHangup: Service {
+    let watcher: PluginWatcher
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                logger.info("SIGHUP: rescanning plugin directories")
+                watcher.requestRescan()
+            }
+        }
     }
 }

@@ -18,9 +18,9 @@ final class DirectoryWatcher: @unchecked Sendable {
     /// Whether inotify is available; when not, callers poll.
     let isAvailable: Bool
 
-    init(onEvent: @escaping @Sendable (String, String) -> Void) {
+    init(enabled: Bool = true, onEvent: @escaping @Sendable (String, String) -> Void) {
         self.onEvent = onEvent
-        inotifyFD = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        inotifyFD = enabled ? inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC)) : -1
         var fds: [Int32] = [-1, -1]
         if pipe(&fds) == 0 {
             for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }

@@ -17,6 +17,9 @@ public final class PluginWatcher: Service, Sendable {
         public var safetyRescan: Double
         /// Poll even where inotify works (for tests of the fallback).
         public var forcePolling: Bool
+        /// False: neither watch nor poll; rescan only when ``PluginWatcher/requestRescan()`` is
+        /// called (`--no-reload` with `pq reload`).
+        public var automatic: Bool = true
 
         /// Creates options: 50 ms settle, 1 s polling fallback, 30 s safety rescan.
         public init(settle: Double = 0.05, pollInterval: Double = 1, safetyRescan: Double = 30, forcePolling: Bool = false) {
@@ -55,14 +58,15 @@ public final class PluginWatcher: Service, Sendable {
     /// Watches and reloads until shutdown.
     public func run() async throws {
         let wake = wakeup
-        let watcher = DirectoryWatcher { _, _ in wake.signal() }
+        let automatic = options.automatic
+        let watcher = DirectoryWatcher(enabled: automatic) { _, _ in wake.signal() }
         defer { watcher.stop() }
-        let polling = options.forcePolling || !watcher.isAvailable
+        let polling = automatic && (options.forcePolling || !watcher.isAvailable)
         if polling {
             logger.info("plugin watcher polls every \(options.pollInterval) s (inotify unavailable or disabled)")
         }
         @Sendable func watchAll() {
-            guard !polling, let dirs = try? TaskPaths.resolve(catalog.taskPaths, root: catalog.root) else { return }
+            guard automatic, !polling, let dirs = try? TaskPaths.resolve(catalog.taskPaths, root: catalog.root) else { return }
             for dir in dirs where !watcher.watch(dir.directory) {
                 logger.warning("cannot watch \(dir.directory) for plugin changes")
             }
@@ -70,7 +74,8 @@ public final class PluginWatcher: Service, Sendable {
         watchAll()
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                await wake.wait(timeout: polling ? self.options.pollInterval : self.options.safetyRescan)
+                await wake.wait(
+                    timeout: !automatic ? 86_400 : polling ? self.options.pollInterval : self.options.safetyRescan)
                 if Task.isCancelled { break }
                 // Let a burst of events settle into one rescan.
                 try? await Task.sleep(for: .seconds(self.options.settle))

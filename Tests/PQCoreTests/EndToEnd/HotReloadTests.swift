@@ -177,3 +177,20 @@ import Testing
         #expect(host.stop() == 0)
     }
 }
+
+extension HotReloadTests {
+    @Test func pqReloadRescansAHostStartedWithoutWatching() throws {
+        let pkg = try prepareRoot()
+        try install(try build(version: "1.0.0"), as: pkg + "/a/librl.so")
+        let host = try HostProcess(store: store, arguments: ["--no-reload"], directory: dir, taskPaths: "pkg.*", pluginsDir: root)
+        try install(try build(version: "2.0.0"), as: pkg + "/a/librl.so")
+        usleep(500_000)
+        #expect(try result(try client.submit(["rl.version"])) == "1.0.0")
+        let r = try client.run(["reload"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("\(host.pid)"))
+        try waitFor("version 2 after pq reload") { (try result(try client.submit(["rl.version"]))) == "2.0.0" }
+        #expect(host.isRunning)
+        #expect(host.stop() == 0)
+    }
+}
