@@ -196,3 +196,84 @@ do {
     print("sqlite benchmark failed: \(error)")
 }
 try? FileManager.default.removeItem(atPath: dir)
+
+// MARK: hot reload
+
+func residentMemory() -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let pages = Double(text.split(separator: " ")[1]) ?? 0
+    return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
+}
+
+section("hot reload (issue 4)")
+do {
+    let work = NSTemporaryDirectory() + "pq-bench-reload-\(getpid())"
+    let pkg = work + "/plugins/bench/a"
+    try FileManager.default.createDirectory(atPath: pkg, withIntermediateDirectories: true)
+    let source = """
+        #include "pq_plugin.h"
+        static void version_run(const pq_call *call) { call->complete(call, 1, "\\"" VERSION "\\""); }
+        static const pq_job_def jobs[] = {{ "rl.version", "version", NULL, version_run, NULL, NULL, NULL }};
+        static const pq_plugin plugin = { PQ_ABI_VERSION, sizeof(pq_plugin), "rl", VERSION, "c", 1, jobs, NULL };
+        const pq_plugin *pq_plugin_entry(uint32_t v) { return v == PQ_ABI_VERSION ? &plugin : NULL; }
+        """
+    try source.write(toFile: work + "/rl.c", atomically: true, encoding: .utf8)
+    var builds: [String] = []
+    for v in ["a", "b"] {
+        let out = work + "/lib-\(v).so"
+        let cc = Process()
+        cc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        cc.arguments = ["cc", "-shared", "-fPIC", "-O1", "-I", root + "/Sources/CPQPlugin/include", "-DVERSION=\"\(v)\"", "-o", out, work + "/rl.c"]
+        try cc.run()
+        cc.waitUntilExit()
+        builds.append(out)
+    }
+    let target = pkg + "/librl.so"
+    try FileManager.default.copyItem(atPath: builds[0], toPath: target)
+    let registry = JobRegistry()
+    let catalog = PluginCatalog(taskPaths: ["bench.*"], root: work + "/plugins", loader: PluginLoader(), registry: registry)
+    try catalog.rescan()
+    let store = MemoryTaskStore()
+    var logger = Logger(label: "bench")
+    logger.logLevel = .error
+    let pool = WorkerPool(store: store, registry: registry, options: .init(concurrentTasks: 4, drainTimeout: 1), logger: logger)
+    let watcher = PluginWatcher(catalog: catalog, options: .init(settle: 0.005), logger: logger) { _ in pool.poke() }
+    let group = ServiceGroup(configuration: .init(services: [.init(service: pool), .init(service: watcher)], logger: logger))
+    var reloadTimes: [Double] = []
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        try await Task.sleep(for: .milliseconds(100))
+        for i in 1...(quick ? 10 : 50) {
+            let version = i % 2 == 0 ? "a" : "b"
+            let tmp = target + ".tmp"
+            try FileManager.default.copyItem(atPath: builds[i % 2 == 0 ? 0 : 1], toPath: tmp)
+            let t0 = now()
+            rename(tmp, target)
+            while now() - t0 < 10 {
+                let id = try await store.enqueue([NewTask(name: "rl.version")])[0].id
+                var result: String?
+                while result == nil {
+                    if let t = try await store.task(id: id), TaskStatus.readyStates.contains(t.status) { result = t.result ?? "" }
+                    else { try await Task.sleep(for: .microseconds(200)) }
+                }
+                if result == "\"\(version)\"" { break }
+            }
+            reloadTimes.append(now() - t0)
+        }
+        await group.triggerGracefulShutdown()
+        try await tasks.waitForAll()
+    }
+    print("rename of a new .so → first task served by it (\(reloadTimes.count) reloads): p50 \(ms(percentile(reloadTimes, 0.5))), p99 \(ms(percentile(reloadTimes, 0.99))) (target p50 < 100 ms)")
+    try? FileManager.default.removeItem(atPath: work)
+
+    let loader = PluginLoader()
+    let swiftPlugin = pluginsRoot + "/examples/swift/libpq_examples.so"
+    _ = try loader.load(path: swiftPlugin)
+    let before = residentMemory()
+    let reloads = quick ? 50 : 200
+    for _ in 0..<reloads { _ = try loader.load(path: swiftPlugin) }
+    let after = residentMemory()
+    print(String(format: "memory growth over %d reloads of the Swift example plugin: %.1f MiB (%.0f KiB a generation; generations are never unloaded)", reloads, after - before, (after - before) * 1024 / Double(reloads)))
+} catch {
+    print("reload benchmark failed: \(error)")
+}
