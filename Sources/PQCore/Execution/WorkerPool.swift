@@ -81,6 +81,7 @@ public final class WorkerPool: Service, Sendable {
     private let state = Mutex(State())
     private let wakeup = Wakeup()
     private let submitBridge = SubmitBridge()
+    private let outcomes: OutcomeBatcher
 
     /// Creates a pool.
     /// - Parameters:
@@ -94,6 +95,7 @@ public final class WorkerPool: Service, Sendable {
         self.options = options
         self.logger = logger
         self.threads = PluginThreadPool(size: options.concurrentTasks + 1)
+        self.outcomes = OutcomeBatcher(store: store, logger: logger, retryFor: options.leaseSeconds)
         self.node = HostIdentity.node
         self.worker = "\(HostIdentity.node):\(getpid())"
     }
@@ -125,10 +127,12 @@ public final class WorkerPool: Service, Sendable {
                 group.addTask {
                     await self.submitBridge.serve(store: self.store, logger: self.logger) { self.wakeup.signal() }
                 }
+                group.addTask { await self.outcomes.run() }
                 await self.dispatch(group: &group)
                 // Dispatch returned: shutdown. Drain, then stop the helpers.
                 await self.drain()
                 self.submitBridge.finish()
+                self.outcomes.close()
                 group.cancelAll()
             }
         } onGracefulShutdown: {
@@ -189,11 +193,7 @@ public final class WorkerPool: Service, Sendable {
         var end = TaskOutcome(id: record.id, worker: worker, outcome)
         end.plugin = ranOn?.name
         end.pluginVersion = ranOn?.version
-        do {
-            _ = try await store.finish([end])
-        } catch {
-            logger.error("recording the outcome of task \(record.id) failed: \(error); its lease will expire and it runs again")
-        }
+        await outcomes.record(end)
         state.withLock { s in
             s.running[record.id] = nil
             s.processed += 1
