@@ -64,10 +64,17 @@ func spawnAndWait(_ args: [String]) -> Int32 {
     return status
 }
 
+/// `pq-bench [--quick] [--only NAME]`: NAME is one of plugins, memory, sqlite, reload (and later sections).
+let only: String? = CommandLine.arguments.firstIndex(of: "--only").flatMap {
+    $0 + 1 < CommandLine.arguments.count ? CommandLine.arguments[$0 + 1] : nil
+}
+func wanted(_ name: String) -> Bool { only == nil || only == name }
+
 func section(_ title: String) { print("\n== \(title)") }
 
 // MARK: plugin loading
 
+if wanted("plugins") {
 section("plugin loading (issue 1)")
 do {
     let loader = PluginLoader()
@@ -90,6 +97,7 @@ do {
     print("pq jobs over the example plugins, cold process: median \(ms(percentile(cold, 0.5))), min \(ms(cold.min()!)) (target < 50 ms)")
 } catch {
     print("plugin benchmark failed: \(error)")
+}
 }
 
 // MARK: in-process engine on memory:
@@ -117,6 +125,7 @@ func runPool(store: any TaskStore, registry: JobRegistry, concurrency: Int, unti
     return elapsed
 }
 
+if wanted("memory") {
 section("engine on memory: (issue 2), c.noop, --concurrent-tasks 16, one process")
 do {
     let n = quick ? 20_000 : 200_000
@@ -134,9 +143,11 @@ do {
 } catch {
     print("memory benchmark failed: \(error)")
 }
+}
 
 // MARK: SQLite through bin/pq
 
+if wanted("sqlite") {
 section("engine on sqlite: (issue 2), durable (WAL, synchronous=FULL), c.noop")
 let dir = NSTemporaryDirectory() + "pq-bench-\(getpid())"
 try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -164,7 +175,8 @@ do {
     try host.run()
     var left = n
     while left > 0 && now() - h0 < 300 {
-        try await Task.sleep(for: .milliseconds(5))
+        // Poll gently: a count scans the active tasks, and this process must not slow the host.
+        try await Task.sleep(for: .milliseconds(100))
         let sizes = try await store.queueSizes()
         left = sizes.reduce(0) { $0 + $1.queued + $1.started + $1.retry + $1.delayed }
     }
@@ -196,6 +208,7 @@ do {
     print("sqlite benchmark failed: \(error)")
 }
 try? FileManager.default.removeItem(atPath: dir)
+}
 
 // MARK: hot reload
 
@@ -205,6 +218,7 @@ func residentMemory() -> Double {
     return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
 }
 
+if wanted("reload") {
 section("hot reload (issue 4)")
 do {
     let work = NSTemporaryDirectory() + "pq-bench-reload-\(getpid())"
@@ -276,4 +290,5 @@ do {
     print(String(format: "memory growth over %d reloads of the Swift example plugin: %.1f MiB (%.0f KiB a generation; generations are never unloaded)", reloads, after - before, (after - before) * 1024 / Double(reloads)))
 } catch {
     print("reload benchmark failed: \(error)")
+}
 }

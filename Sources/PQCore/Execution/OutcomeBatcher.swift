@@ -4,11 +4,11 @@ import Synchronization
 /// Records task outcomes in batches: outcomes that arrive while a write is in flight go to the
 /// store together in the next one, so a busy host makes one store round trip for many tasks.
 ///
-/// Each caller resumes once its outcome is stored. A failed write is retried with backoff (the
+/// Each caller is called back once its outcome is stored. A failed write is retried with backoff (the
 /// store may be restarting); an outcome given up on is left to the lease: the task runs again.
 final class OutcomeBatcher: Sendable {
     private struct State {
-        var buffer: [(TaskOutcome, CheckedContinuation<Void, Never>)] = []
+        var buffer: [(TaskOutcome, @Sendable () -> Void)] = []
         var closed = false
     }
 
@@ -25,24 +25,22 @@ final class OutcomeBatcher: Sendable {
         self.retryFor = retryFor
     }
 
-    /// Stores `outcome` (with others waiting) and returns once it is written or given up on.
-    /// After ``close()`` it returns at once: the pool already gave such late tasks back.
-    func record(_ outcome: TaskOutcome) async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let accepted = state.withLock { s -> Bool in
-                guard !s.closed else { return false }
-                s.buffer.append((outcome, c))
-                return true
-            }
-            if accepted { wakeup.signal() } else { c.resume() }
+    /// Queues `outcome` for the next write; `done` runs once it is written or given up on.
+    /// After ``close()`` it runs `done` at once: the pool already gave such late tasks back.
+    func submit(_ outcome: TaskOutcome, done: @escaping @Sendable () -> Void) {
+        let accepted = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.buffer.append((outcome, done))
+            return true
         }
+        if accepted { wakeup.signal() } else { done() }
     }
 
     /// Writes batches until ``close()`` was called and nothing is left. Not ended by cancellation,
     /// so no outcome that a caller waits for is dropped.
     func run() async {
         while true {
-            let (batch, closed) = state.withLock { s -> ([(TaskOutcome, CheckedContinuation<Void, Never>)], Bool) in
+            let (batch, closed) = state.withLock { s -> ([(TaskOutcome, @Sendable () -> Void)], Bool) in
                 defer { s.buffer.removeAll(keepingCapacity: true) }
                 return (s.buffer, s.closed)
             }
@@ -52,7 +50,7 @@ final class OutcomeBatcher: Sendable {
                 continue
             }
             await write(batch.map(\.0))
-            for (_, c) in batch { c.resume() }
+            for (_, done) in batch { done() }
         }
     }
 

@@ -61,6 +61,7 @@ public final class PluginCall: @unchecked Sendable {
         var waiters: [(Int, CheckedContinuation<CallOutcome?, Never>)] = []
         var cancelled = false
         var started = false
+        var onComplete: (@Sendable (CallOutcome) -> Void)?
     }
 
     /// The job being called.
@@ -104,19 +105,32 @@ public final class PluginCall: @unchecked Sendable {
     /// calls `complete`.
     /// - Parameter pool: the threads for blocking plugin code.
     public func start(on pool: PluginThreadPool) {
+        pool.execute { self.runHere() }
+    }
+
+    /// Runs the job's `run` on the calling thread, which must be one where blocking is allowed
+    /// (a ``PluginThreadPool`` thread, never Swift's cooperative pool). The plugin holds a
+    /// reference to this call until it calls `complete`.
+    public func runHere() {
         let alreadyStarted = state.withLock { s in
             defer { s.started = true }
             return s.started
         }
-        guard !alreadyStarted else { return }
+        guard !alreadyStarted, let run = job.definition.pointee.run else { return }
         call.pointee.host_data = Unmanaged.passRetained(self).toOpaque()
-        let run = job.definition.pointee.run
-        let callPointer = UnsafePointer(call)
-        let box = UnsafeSendable(callPointer)
-        pool.execute {
-            guard let run else { return }
-            run(box.value)
+        run(UnsafePointer(call))
+    }
+
+    /// Calls `handler` (on the completing thread) with the outcome once the plugin completes the
+    /// call; at once when it already has.
+    /// - Parameter handler: receives the outcome.
+    public func onComplete(_ handler: @escaping @Sendable (CallOutcome) -> Void) {
+        let done = state.withLock { s -> CallOutcome? in
+            if let c = s.completed { return c }
+            s.onComplete = handler
+            return nil
         }
+        if let done { handler(done) }
     }
 
     /// Waits until the plugin completes the call.
@@ -177,17 +191,21 @@ public final class PluginCall: @unchecked Sendable {
         } else {
             outcome = .failure(text.map { $0.isEmpty ? "job '\(job.name)' failed without a message" : $0 } ?? "job '\(job.name)' failed without a message")
         }
-        let waiters: [(Int, CheckedContinuation<CallOutcome?, Never>)]? = state.withLock { s in
+        let notify = state.withLock { s -> ([(Int, CheckedContinuation<CallOutcome?, Never>)], (@Sendable (CallOutcome) -> Void)?)? in
             guard s.completed == nil else { return nil }
             s.completed = outcome
-            defer { s.waiters = [] }
-            return s.waiters
+            defer {
+                s.waiters = []
+                s.onComplete = nil
+            }
+            return (s.waiters, s.onComplete)
         }
-        guard let waiters else {
+        guard let (waiters, handler) = notify else {
             hooks.log(Int32(PQ_LOG_WARNING), "job '\(job.name)' called complete more than once; ignored")
             return
         }
         for w in waiters { w.1.resume(returning: outcome) }
+        handler?(outcome)
     }
 
     fileprivate func releasePluginReference() {

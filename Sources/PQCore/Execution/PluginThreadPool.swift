@@ -10,6 +10,7 @@ public final class PluginThreadPool: @unchecked Sendable {
     private var queue: [@Sendable () -> Void] = []
     private var head = 0
     private var stopping = false
+    private var idle = 0
     private var threads: [pthread_t] = []
 
     /// The number of threads.
@@ -42,8 +43,21 @@ public final class PluginThreadPool: @unchecked Sendable {
     public func execute(_ work: @escaping @Sendable () -> Void) {
         pthread_mutex_lock(&mutex)
         queue.append(work)
-        pthread_cond_signal(&condition)
+        let wake = idle > 0
         pthread_mutex_unlock(&mutex)
+        // Only a sleeping thread needs a wake-up; busy ones take the work when they are done.
+        if wake { pthread_cond_signal(&condition) }
+    }
+
+    /// Runs each of `works` on the pool's threads, waking only as many idle threads as needed.
+    /// - Parameter works: blocking work items.
+    public func execute(all works: [@Sendable () -> Void]) {
+        guard !works.isEmpty else { return }
+        pthread_mutex_lock(&mutex)
+        queue.append(contentsOf: works)
+        let wake = min(idle, works.count)
+        pthread_mutex_unlock(&mutex)
+        for _ in 0..<wake { pthread_cond_signal(&condition) }
     }
 
     /// Lets queued work finish, then stops the threads and waits for them.
@@ -63,7 +77,9 @@ public final class PluginThreadPool: @unchecked Sendable {
         while true {
             pthread_mutex_lock(&mutex)
             while head == queue.count && !stopping {
+                idle += 1
                 pthread_cond_wait(&condition, &mutex)
+                idle -= 1
             }
             if head == queue.count {
                 pthread_mutex_unlock(&mutex)

@@ -15,6 +15,12 @@ import Synchronization
 /// try await group.run()
 /// ```
 ///
+/// A claimed task does not get a Swift task of its own: it is handed to a plugin thread, which
+/// calls the job; the plugin's `complete` (from any thread) decides the outcome, which joins the
+/// next batched store write. Only the dispatcher, the lease keeper, the timeout keeper and the two
+/// batchers are Swift tasks. That keeps a task's cost to one thread hand-off and a share of two
+/// store round trips.
+///
 /// On graceful shutdown it stops claiming, lets running tasks finish within
 /// ``Options/drainTimeout``, then cancels what is left and gives those tasks back to the queue.
 public final class WorkerPool: Service, Sendable {
@@ -36,12 +42,16 @@ public final class WorkerPool: Service, Sendable {
         public var idlePoll: Double
         /// Seconds between sweeps for expired leases of other hosts.
         public var recoveryInterval: Double
+        /// Seconds a plugin gets to end a call after it was asked to stop (timeout, revoke,
+        /// shutdown) before the host records the outcome without it.
+        public var cancelGrace: Double
 
         /// Creates options with defaults: 5 tasks, all queues, 30 s leases, 3 dead runs, 10 s
         /// drain, results kept 1 day.
         public init(
             concurrentTasks: Int = 5, queues: Set<String>? = nil, leaseSeconds: Double = 30, maxDeadRuns: Int = 3,
-            drainTimeout: Double = 10, resultTTL: Double = 86_400, idlePoll: Double = 1, recoveryInterval: Double = 2
+            drainTimeout: Double = 10, resultTTL: Double = 86_400, idlePoll: Double = 1, recoveryInterval: Double = 2,
+            cancelGrace: Double = 2
         ) {
             self.concurrentTasks = max(1, concurrentTasks)
             self.queues = queues
@@ -51,20 +61,35 @@ public final class WorkerPool: Service, Sendable {
             self.resultTTL = resultTTL
             self.idlePoll = idlePoll
             self.recoveryInterval = recoveryInterval
+            self.cancelGrace = cancelGrace
         }
     }
 
     /// Why a running call was asked to stop.
-    enum StopReason: Sendable { case revoked, shutdown }
+    enum StopReason: Sendable { case revoked, shutdown, timeout }
 
-    private struct Running {
-        var record: TaskRecord
-        var call: PluginCall?
-        var stopReason: StopReason?
+    /// One claimed task, from hand-off to its stored outcome.
+    final class Execution: Sendable {
+        struct State {
+            var call: PluginCall?
+            var stopReason: StopReason?
+            var stopAt: Double?
+            var decided = false
+        }
+
+        let record: TaskRecord
+        /// When the run times out (epoch seconds), if the task has a timeout.
+        let deadline: Double?
+        let state = Mutex(State())
+
+        init(record: TaskRecord, deadline: Double?) {
+            self.record = record
+            self.deadline = deadline
+        }
     }
 
     private struct State {
-        var running: [String: Running] = [:]
+        var running: [String: Execution] = [:]
         var processed = 0
         var draining = false
     }
@@ -80,6 +105,7 @@ public final class WorkerPool: Service, Sendable {
     public let node: String
     private let state = Mutex(State())
     private let wakeup = Wakeup()
+    private let timerWakeup = Wakeup()
     private let submitBridge = SubmitBridge()
     private let outcomes: OutcomeBatcher
 
@@ -94,7 +120,7 @@ public final class WorkerPool: Service, Sendable {
         self.registry = registry
         self.options = options
         self.logger = logger
-        self.threads = PluginThreadPool(size: options.concurrentTasks + 1)
+        self.threads = PluginThreadPool(size: options.concurrentTasks)
         self.outcomes = OutcomeBatcher(store: store, logger: logger, retryFor: options.leaseSeconds)
         self.node = HostIdentity.node
         self.worker = "\(HostIdentity.node):\(getpid())"
@@ -117,18 +143,21 @@ public final class WorkerPool: Service, Sendable {
     public func run() async throws {
         logger.info(
             "worker pool started",
-            metadata: ["worker": "\(worker)", "concurrent_tasks": "\(options.concurrentTasks)",
-                       "queues": "\(options.queues.map { $0.sorted().joined(separator: ",") } ?? "all")"])
-        await recoverOnStart()
+            metadata: [
+                "worker": "\(worker)", "concurrent_tasks": "\(options.concurrentTasks)",
+                "queues": "\(options.queues.map { $0.sorted().joined(separator: ",") } ?? "all")",
+            ])
+        await recoverDeadHosts()
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.forwardChanges() }
                 group.addTask { await self.leaseKeeper() }
+                group.addTask { await self.timeoutKeeper() }
                 group.addTask {
                     await self.submitBridge.serve(store: self.store, logger: self.logger) { self.wakeup.signal() }
                 }
                 group.addTask { await self.outcomes.run() }
-                await self.dispatch(group: &group)
+                await self.dispatch()
                 // Dispatch returned: shutdown. Drain, then stop the helpers.
                 await self.drain()
                 self.submitBridge.finish()
@@ -146,11 +175,15 @@ public final class WorkerPool: Service, Sendable {
 
     // MARK: dispatching
 
-    private func dispatch(group: inout DiscardingTaskGroup) async {
+    private func dispatch() async {
         while !isDraining && !Task.isCancelled {
-            let free = options.concurrentTasks - state.withLock { $0.running.count }
+            let running = state.withLock { $0.running.count }
+            let free = options.concurrentTasks - running
+            // While busy, claim in bursts (a quarter of the slots) so one store round trip serves
+            // several tasks; when idle, claim at once so a lone task starts without delay.
+            let burst = running == 0 ? 1 : max(1, options.concurrentTasks / 4)
             var claimed: [TaskRecord] = []
-            if free > 0 {
+            if free >= burst {
                 do {
                     claimed = try await store.claim(
                         ClaimRequest(
@@ -161,15 +194,12 @@ public final class WorkerPool: Service, Sendable {
                     await wakeup.wait(timeout: 1)
                     continue
                 }
-                for record in claimed {
-                    state.withLock { $0.running[record.id] = Running(record: record) }
-                    group.addTask { await self.execute(record) }
-                }
+                if !claimed.isEmpty { start(claimed) }
             }
-            if free > 0 && claimed.count == free { continue }
+            if free >= burst && claimed.count == free { continue }
             // Sleep until a change, a freed slot, the next delayed task, or the idle poll.
             var timeout = options.idlePoll
-            if free > 0, let due = try? await store.nextDue(queues: options.queues, jobs: registry.jobNames) {
+            if free >= burst, claimed.count < free, let due = try? await store.nextDue(queues: options.queues, jobs: registry.jobNames) {
                 // A due time in the past means due tasks are held back (max_concurrency): the
                 // store's change signal wakes us when a slot frees, so do not spin on it.
                 let wait = due - TaskClock.now()
@@ -185,34 +215,51 @@ public final class WorkerPool: Service, Sendable {
         }
     }
 
-    // MARK: running one task
-
-    private func execute(_ record: TaskRecord) async {
-        let (outcome, ranOn) = await runTask(record)
-        await submitBridge.waitForChildren(of: record.id)
-        var end = TaskOutcome(id: record.id, worker: worker, outcome)
-        end.plugin = ranOn?.name
-        end.pluginVersion = ranOn?.version
-        await outcomes.record(end)
-        state.withLock { s in
-            s.running[record.id] = nil
-            s.processed += 1
+    private func start(_ records: [TaskRecord]) {
+        let now = TaskClock.now()
+        let executions = records.map { record in
+            Execution(record: record, deadline: record.timeout.flatMap { $0 > 0 ? now + $0 : nil })
         }
-        wakeup.signal()
+        state.withLock { s in
+            for e in executions { s.running[e.record.id] = e }
+        }
+        if executions.contains(where: { $0.deadline != nil }) { timerWakeup.signal() }
+        threads.execute(all: executions.map { execution in { self.begin(execution) } })
     }
 
-    /// Runs one claimed task on the newest generation of its job.
-    /// - Returns: how it ended, and the plugin generation it ran on.
-    private func runTask(_ record: TaskRecord) async -> (TaskOutcome.Kind, PluginInfo?) {
+    // MARK: running one task (on a plugin thread)
+
+    /// Calls the job of a claimed task on the newest generation of its plugin.
+    private func begin(_ execution: Execution) {
+        let record = execution.record
         guard let job = registry.job(named: record.name) else {
             // The job was unregistered between claim and run: give the task back for a host that has it.
-            return (.released, nil)
+            decide(execution, .released, ranOn: nil)
+            return
         }
-        return (await runTask(record, job: job), job.plugin)
+        switch job.kind {
+        case .typed:
+            conclude(
+                execution, job: job,
+                .failure("job '\(job.name)' is a typed job; calling typed jobs through libffi is not available in this build yet"))
+        case .json:
+            let call = PluginCall(
+                job: job, taskID: record.id, argsJSON: record.kwargs, attempt: record.retry, hooks: hooks(for: record))
+            let stopped = execution.state.withLock { s -> StopReason? in
+                s.call = call
+                return s.stopReason
+            }
+            if let stopped {
+                decide(execution, stopped == .shutdown ? .released : .revoked("revoked before it started"), ranOn: nil)
+                return
+            }
+            call.onComplete { [self] outcome in self.conclude(execution, job: job, outcome) }
+            call.runHere()
+        }
     }
 
-    private func runTask(_ record: TaskRecord, job: JobDefinition) async -> TaskOutcome.Kind {
-        let hooks = CallHooks(
+    private func hooks(for record: TaskRecord) -> CallHooks {
+        CallHooks(
             log: { [logger] level, message in
                 let line: Logger.Message = "\(record.name) [\(record.id)]: \(message)"
                 switch Int(level) {
@@ -225,68 +272,54 @@ public final class WorkerPool: Service, Sendable {
             submit: { [submitBridge, self] name, args in
                 try submitBridge.submit(try self.prepareChild(job: name, argsJSON: args, parent: record.id))
             })
-        let result: CallOutcome
-        var stop: StopReason?
-        switch job.kind {
-        case .typed:
-            result = .failure("job '\(job.name)' is a typed job; calling typed jobs through libffi is not available in this build yet")
-        case .json:
-            let call = PluginCall(job: job, taskID: record.id, argsJSON: record.kwargs, attempt: record.retry, hooks: hooks)
-            let stopNow = state.withLock { s -> StopReason? in
-                s.running[record.id]?.call = call
-                return s.running[record.id]?.stopReason
-            }
-            if stopNow != nil {
-                return stopNow == .shutdown ? .released : .revoked("revoked before it started")
-            }
-            call.start(on: threads)
-            let timed = await awaitOutcome(call, timeout: record.timeout)
-            stop = state.withLock { $0.running[record.id]?.stopReason }
-            switch timed {
-            case .some(let outcome):
-                result = outcome
-            case .none:
-                // Timed out: ask the plugin to stop, give it a moment, then record REVOKED.
-                call.cancel()
-                _ = await awaitOutcome(call, timeout: 2)
-                return .revoked("timed out after \(formatSeconds(record.timeout ?? 0)) s")
-            }
-        }
-        if let stop {
-            switch (stop, result) {
-            case (_, .success(let json)): return .success(result: json)
-            case (.shutdown, _): return .released
-            case (.revoked, _): return .revoked("revoked while running")
-            }
-        }
-        switch result {
-        case .success(let json):
-            return .success(result: json)
-        case .failure(let message):
+    }
+
+    /// The call ended (any thread): turn its result into the task's outcome.
+    private func conclude(_ execution: Execution, job: JobDefinition, _ result: CallOutcome) {
+        let record = execution.record
+        let stop = execution.state.withLock { $0.stopReason }
+        let kind: TaskOutcome.Kind
+        switch (stop, result) {
+        case (_, .success(let json)):
+            kind = .success(result: json)
+        case (.shutdown, .failure):
+            kind = .released
+        case (.revoked, .failure):
+            kind = .revoked("revoked while running")
+        case (.timeout, .failure):
+            kind = .revoked("timed out after \(formatSeconds(record.timeout ?? 0)) s")
+        case (nil, .failure(let message)):
             if record.retry <= record.maxRetries {
-                return .retry(message, eta: TaskClock.now() + retryDelay(for: record))
+                kind = .retry(message, eta: TaskClock.now() + retryDelay(for: record))
+            } else {
+                kind = .failure(message)
             }
-            return .failure(message)
+        }
+        decide(execution, kind, ranOn: job.plugin)
+    }
+
+    /// Records the outcome once (later calls are ignored), after the task's children are stored.
+    private func decide(_ execution: Execution, _ kind: TaskOutcome.Kind, ranOn: PluginInfo?) {
+        let first = execution.state.withLock { s -> Bool in
+            defer { s.decided = true }
+            return !s.decided
+        }
+        guard first else { return }
+        let id = execution.record.id
+        var outcome = TaskOutcome(id: id, worker: worker, kind)
+        outcome.plugin = ranOn?.name
+        outcome.pluginVersion = ranOn?.version
+        let end = outcome
+        submitBridge.whenChildrenStored(of: id) { [self] in
+            self.outcomes.submit(end) { [self] in self.executionStored(id) }
         }
     }
 
-    /// Waits for the call's outcome, or nil when `timeout` seconds pass first.
-    private func awaitOutcome(_ call: PluginCall, timeout: Double?) async -> CallOutcome? {
-        guard let timeout, timeout > 0 else { return await call.outcome() ?? call.completedOutcome }
-        return await withTaskGroup(of: CallOutcome?.self) { group in
-            group.addTask { await call.outcome() }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(timeout))
-                return nil
-            }
-            let first = await group.next() ?? nil
-            if first == nil, let done = call.completedOutcome {
-                group.cancelAll()
-                return done
-            }
-            group.cancelAll()
-            return first
+    private func executionStored(_ id: String) {
+        state.withLock { s in
+            if s.running.removeValue(forKey: id) != nil { s.processed += 1 }
         }
+        wakeup.signal()
     }
 
     func retryDelay(for record: TaskRecord) -> Double {
@@ -296,12 +329,80 @@ public final class WorkerPool: Service, Sendable {
         return min(delay, 86_400)
     }
 
+    // MARK: timeouts and stops
+
+    /// Asks a running task to stop; if its plugin does not end the call within
+    /// ``Options/cancelGrace``, the timeout keeper records the outcome without it.
+    func stop(_ id: String, reason: StopReason) {
+        guard let execution = state.withLock({ $0.running[id] }) else { return }
+        let call = execution.state.withLock { s -> PluginCall? in
+            guard s.stopReason == nil, !s.decided else { return nil }
+            s.stopReason = reason
+            s.stopAt = TaskClock.now()
+            return s.call
+        }
+        call?.cancel()
+        timerWakeup.signal()
+    }
+
+    /// Revokes tasks past their timeout, and ends calls whose plugin ignored a stop.
+    private func timeoutKeeper() async {
+        while !Task.isCancelled {
+            let now = TaskClock.now()
+            var next = now + 1
+            let executions = state.withLock { Array($0.running.values) }
+            for execution in executions {
+                let (stopAt, reason, decided) = execution.state.withLock { ($0.stopAt, $0.stopReason, $0.decided) }
+                if decided { continue }
+                if let stopAt, let reason {
+                    let giveUp = stopAt + options.cancelGrace
+                    if now >= giveUp {
+                        let kind: TaskOutcome.Kind =
+                            switch reason {
+                            case .shutdown: .released
+                            case .revoked: .revoked("revoked while running (the job ignored the cancel)")
+                            case .timeout: .revoked("timed out after \(formatSeconds(execution.record.timeout ?? 0)) s")
+                            }
+                        decide(execution, kind, ranOn: nil)
+                    } else {
+                        next = min(next, giveUp)
+                    }
+                } else if let deadline = execution.deadline {
+                    if now >= deadline {
+                        stop(execution.record.id, reason: .timeout)
+                        next = min(next, now + options.cancelGrace)
+                    } else {
+                        next = min(next, deadline)
+                    }
+                }
+            }
+            await timerWakeup.wait(timeout: max(0.001, next - TaskClock.now()))
+        }
+    }
+
+    private func drain() async {
+        let deadline = TaskClock.now() + options.drainTimeout
+        var stopped = false
+        while true {
+            let ids = runningTaskIDs
+            if ids.isEmpty { return }
+            if TaskClock.now() >= deadline && !stopped {
+                logger.warning(
+                    "\(ids.count) tasks still running after \(formatSeconds(options.drainTimeout)) s: cancelling them and returning them to the queue")
+                for id in ids { stop(id, reason: .shutdown) }
+                stopped = true
+            }
+            await wakeup.wait(timeout: 0.05)
+        }
+    }
+
     // MARK: leases, recovery, purge
 
     private func leaseKeeper() async {
         let renewEvery = max(0.05, options.leaseSeconds / 3)
         var lastRecovery = 0.0
         var lastPurge = 0.0
+        var sweeps = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(min(renewEvery, options.recoveryInterval)))
             if Task.isCancelled { break }
@@ -317,7 +418,10 @@ public final class WorkerPool: Service, Sendable {
             let now = TaskClock.now()
             if now - lastRecovery >= options.recoveryInterval {
                 lastRecovery = now
-                await recoverDeadHosts()
+                // Leases that ran out are cheap to find; looking for owners that died on this
+                // machine lists every running task, so it runs less often.
+                sweeps += 1
+                await recoverDeadHosts(checkLocalOwners: sweeps % 5 == 0)
             }
             if now - lastPurge >= 60 {
                 lastPurge = now
@@ -328,15 +432,11 @@ public final class WorkerPool: Service, Sendable {
         }
     }
 
-    private func recoverOnStart() async {
-        await recoverDeadHosts()
-    }
-
     /// Tasks of a host on this machine whose process is gone go back to the queue at once; tasks
     /// of any host whose lease expired go back too.
-    private func recoverDeadHosts() async {
+    private func recoverDeadHosts(checkLocalOwners: Bool = true) async {
         do {
-            let started = try await store.tasks(status: .started, job: nil, limit: 10_000)
+            let started = checkLocalOwners ? try await store.tasks(status: .started, job: nil, limit: 10_000) : []
             var dead = Set<String>()
             for task in started {
                 guard let owner = task.worker, owner != worker, let colon = owner.lastIndex(of: ":") else { continue }
@@ -351,41 +451,6 @@ public final class WorkerPool: Service, Sendable {
             if !expired.isEmpty { logger.warning("\(expired.count) tasks whose lease expired were recovered") }
         } catch {
             logger.warning("recovering tasks of dead hosts failed: \(error)")
-        }
-    }
-
-    /// Asks a running task to stop.
-    func stop(_ id: String, reason: StopReason) {
-        let call = state.withLock { s -> PluginCall? in
-            guard s.running[id] != nil else { return nil }
-            if s.running[id]!.stopReason == nil { s.running[id]!.stopReason = reason }
-            return s.running[id]!.call
-        }
-        call?.cancel()
-    }
-
-    private func drain() async {
-        let deadline = TaskClock.now() + options.drainTimeout
-        var cancelled = false
-        while true {
-            let ids = runningTaskIDs
-            if ids.isEmpty { return }
-            let now = TaskClock.now()
-            if now >= deadline && !cancelled {
-                logger.warning("\(ids.count) tasks still running after \(formatSeconds(options.drainTimeout)) s: cancelling them and returning them to the queue")
-                for id in ids { stop(id, reason: .shutdown) }
-                cancelled = true
-            }
-            if cancelled && now >= deadline + 3 {
-                // Plugins that ignore cancel: give their tasks back; their late completion is ignored.
-                let stuck = state.withLock { s -> [String] in
-                    defer { s.running = [:] }
-                    return Array(s.running.keys)
-                }
-                _ = try? await store.finish(stuck.map { TaskOutcome(id: $0, worker: worker, .released) })
-                return
-            }
-            await wakeup.wait(timeout: 0.05)
         }
     }
 
@@ -416,7 +481,7 @@ public final class WorkerPool: Service, Sendable {
 final class SubmitBridge: Sendable {
     private struct State {
         var pending: [String: Int] = [:]  // parent id -> children not yet stored
-        var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+        var waiters: [String: [@Sendable () -> Void]] = [:]
         var closed = false
     }
 
@@ -440,20 +505,19 @@ final class SubmitBridge: Sendable {
         return task.id ?? ""
     }
 
-    /// Waits until every child of `parent` accepted so far is stored (or failed to be).
-    func waitForChildren(of parent: String) async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { s -> Bool in
-                if s.pending[parent] == nil { return true }
-                s.waiters[parent, default: []].append(c)
-                return false
-            }
-            if now { c.resume() }
+    /// Runs `then` once every child of `parent` accepted so far is stored (or failed to be):
+    /// at once when there are none.
+    func whenChildrenStored(of parent: String, then: @escaping @Sendable () -> Void) {
+        let now = state.withLock { s -> Bool in
+            if s.pending[parent] == nil { return true }
+            s.waiters[parent, default: []].append(then)
+            return false
         }
+        if now { then() }
     }
 
     private func done(parent: String) {
-        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+        let waiters = state.withLock { s -> [@Sendable () -> Void] in
             let left = (s.pending[parent] ?? 1) - 1
             if left > 0 {
                 s.pending[parent] = left
@@ -462,7 +526,7 @@ final class SubmitBridge: Sendable {
             s.pending[parent] = nil
             return s.waiters.removeValue(forKey: parent) ?? []
         }
-        for w in waiters { w.resume() }
+        for w in waiters { w() }
     }
 
     /// Stores accepted children, a burst in one store call, until ``finish()`` was called and

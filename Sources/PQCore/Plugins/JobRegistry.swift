@@ -9,6 +9,7 @@ public final class JobRegistry: Sendable {
         var jobs: [String: JobDefinition] = [:]
         var plugins: [String: LoadedPlugin] = [:]
         var order: [String] = []  // plugin paths in registration order
+        var names: Set<String> = []  // cached keys of `jobs`, read on every claim
     }
 
     private let state = Mutex(State())
@@ -39,6 +40,7 @@ public final class JobRegistry: Sendable {
                 }
                 state.jobs[job.name] = job
             }
+            state.names = Set(state.jobs.keys)
             return warnings
         }
     }
@@ -62,6 +64,7 @@ public final class JobRegistry: Sendable {
                     if state.jobs[job.name] == nil || state.jobs[job.name]!.plugin.path != p { state.jobs[job.name] = job }
                 }
             }
+            state.names = Set(state.jobs.keys)
             return removed
         }
     }
@@ -80,7 +83,7 @@ public final class JobRegistry: Sendable {
 
     /// The names of every registered job.
     public var jobNames: Set<String> {
-        state.withLock { Set($0.jobs.keys) }
+        state.withLock { $0.names }
     }
 
     /// Every registered plugin, in registration order.

@@ -297,7 +297,8 @@ public final class SQLiteTaskStore: TaskStore {
         let s = try db.statement(
             """
             UPDATE tasks SET status = ?, result = ?, exception = ?, time_started = ?, time_ended = ?, retry = ?, \
-            node = ?, worker = ?, eta = ?, lease_expires = ?, dead_runs = ?, cancel_requested = ? WHERE id = ?
+            node = ?, worker = ?, eta = ?, lease_expires = ?, dead_runs = ?, cancel_requested = ?, plugin = ?, \
+            plugin_version = ? WHERE id = ?
             """)
         s.bind(1, r.status.rawValue)
         s.bind(2, r.result)
@@ -311,7 +312,9 @@ public final class SQLiteTaskStore: TaskStore {
         s.bind(10, r.leaseExpires)
         s.bind(11, r.deadRuns)
         s.bind(12, r.cancelRequested)
-        s.bind(13, r.id)
+        s.bind(13, r.plugin)
+        s.bind(14, r.pluginVersion)
+        s.bind(15, r.id)
         try s.run()
     }
 
