@@ -65,6 +65,7 @@ extension PQ {
                         "failed": "\(initial.failures.count)", "task_paths": "\(settings.taskPaths.joined(separator: ","))",
                     ])
                 let store = try settings.openStore()
+                await recordPluginEvents(initial, store: store, logger: logger)
                 let publisher = HostIdentity.node + ":" + settings.pluginsDir + "|" + settings.taskPaths.joined(separator: ",")
                 do {
                     try await store.publishJobs(host: publisher, jobs: registry.jobs.map(JobInfo.init(job:)))
@@ -102,6 +103,7 @@ extension PQ {
                         } catch {
                             logger.error("publishing the reloaded jobs failed: \(error)")
                         }
+                        await recordPluginEvents(changes, store: store, logger: logger)
                         pool.poke()
                     }
                     services.append(.init(service: watcher))
@@ -112,6 +114,32 @@ extension PQ {
                 try await group.run()
                 await store.close()
             }
+        }
+    }
+}
+
+/// Publishes `plugin_loaded`, `plugin_failed` and `plugin_removed` events for `pq watch`.
+func recordPluginEvents(_ changes: PluginCatalog.Changes, store: any TaskStore, logger: Logger) async {
+    let node = JSONValue.string(HostIdentity.node)
+    var events: [(TaskEventKind, JSONValue)] = []
+    for plugin in changes.loaded {
+        events.append((.pluginLoaded, .object([
+            ("name", .string(plugin.info.name)), ("version", .string(plugin.info.version)),
+            ("path", .string(plugin.info.path)), ("generation", .int(Int64(plugin.info.generation))),
+            ("jobs", .array(plugin.jobs.map { .string($0.name) })), ("node", node),
+        ])))
+    }
+    for failure in changes.failures {
+        events.append((.pluginFailed, .object([
+            ("path", .string(failure.path ?? "")), ("error", .string(failure.message)), ("node", node),
+        ])))
+    }
+    for path in changes.removed {
+        events.append((.pluginRemoved, .object([("path", .string(path)), ("node", node)])))
+    }
+    for (kind, json) in events {
+        do { try await store.recordEvent(kind, json: json.jsonText) } catch {
+            logger.warning("recording a \(kind.rawValue) event failed: \(error)")
         }
     }
 }

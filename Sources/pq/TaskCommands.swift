@@ -111,7 +111,7 @@ extension PQ {
         static let configuration = CommandConfiguration(abstract: "Follow task events, one JSON object a line.")
         @OptionGroup var common: CommonOptions
         @Flag(help: "JSON lines (the default and only format).") var json = false
-        @Option(help: "Only these kinds (comma-separated: queued,started,retry,done).") var events: String?
+        @Option(help: "Only these kinds (comma-separated: queued,started,retry,done,plugin_loaded,plugin_failed,plugin_removed).") var events: String?
         @Option(help: "Stop after this many events.") var count: Int?
 
         func run() async throws {
@@ -119,7 +119,7 @@ extension PQ {
                 let store = try common.resolve().openStore()
                 let kinds = events.map { Set(TaskPaths.split($0)) }
                 if let kinds, let bad = kinds.first(where: { TaskEventKind(rawValue: $0) == nil }) {
-                    throw CLIError("unknown event kind '\(bad)' (use queued, started, retry, done)")
+                    throw CLIError("unknown event kind '\(bad)' (use queued, started, retry, done, plugin_loaded, plugin_failed, plugin_removed)")
                 }
                 var seen = 0
                 for try await event in store.eventStream() {

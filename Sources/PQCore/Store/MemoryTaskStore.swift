@@ -41,7 +41,9 @@ public final class MemoryTaskStore: TaskStore {
 
     private struct StoredEvent {
         var kind: TaskEventKind
-        var record: TaskRecord
+        var record: TaskRecord?
+        /// The JSON of an event that is not about a task.
+        var payload: String? = nil
     }
 
     private struct State: Sendable {
@@ -90,7 +92,10 @@ public final class MemoryTaskStore: TaskStore {
     // MARK: - State helpers (called under the lock)
 
     private func record(_ kind: TaskEventKind, _ record: TaskRecord, in state: inout State) {
-        let event = StoredEvent(kind: kind, record: record)
+        append(StoredEvent(kind: kind, record: record), in: &state)
+    }
+
+    private func append(_ event: StoredEvent, in state: inout State) {
         if state.events.count < options.maxEvents {
             state.events.append(event)
         } else {
@@ -411,11 +416,16 @@ public final class MemoryTaskStore: TaskStore {
                 let stored = state.events[index]
                 out.append(
                     TaskEvent(
-                        seq: seq, kind: stored.kind, taskID: stored.record.id, status: stored.record.status,
-                        taskJSON: stored.record.json()))
+                        seq: seq, kind: stored.kind, taskID: stored.record?.id ?? "",
+                        status: stored.record?.status ?? .queued, taskJSON: stored.record?.json() ?? stored.payload ?? "{}"))
             }
             return out
         }
+    }
+
+    /// See ``TaskStore/recordEvent(_:json:)``.
+    public func recordEvent(_ kind: TaskEventKind, json: String) async throws {
+        try write { state in append(StoredEvent(kind: kind, record: nil, payload: json), in: &state) }
     }
 
     /// See ``TaskStore/lastEventCursor()``.

@@ -119,6 +119,13 @@ public protocol TaskStore: Sendable {
     /// - Returns: the events.
     func events(after cursor: Int64, limit: Int) async throws -> [TaskEvent]
 
+    /// Records an event that is not a task state change (plugin events of hosts), so `pq watch`
+    /// shows it among the task events.
+    /// - Parameters:
+    ///   - kind: a plugin event kind.
+    ///   - json: the JSON object the event carries.
+    func recordEvent(_ kind: TaskEventKind, json: String) async throws
+
     /// The seq of the newest event, 0 when there is none: the cursor to follow only new events.
     /// - Returns: the cursor.
     func lastEventCursor() async throws -> Int64
@@ -379,6 +386,20 @@ public enum TaskEventKind: String, Sendable, CaseIterable {
     case retry
     /// The task reached a ready state.
     case done
+    /// A plugin generation loaded on a host (the event carries the plugin, not a task).
+    case pluginLoaded = "plugin_loaded"
+    /// A plugin file failed to load on a host.
+    case pluginFailed = "plugin_failed"
+    /// A plugin file was removed and its jobs unregistered on a host.
+    case pluginRemoved = "plugin_removed"
+
+    /// Whether the event is about a task (else about a plugin).
+    public var isTaskEvent: Bool {
+        switch self {
+        case .queued, .started, .retry, .done: true
+        case .pluginLoaded, .pluginFailed, .pluginRemoved: false
+        }
+    }
 
     /// The kind of event that a move into `status` publishes.
     /// - Parameter status: the new state.
@@ -391,8 +412,9 @@ public enum TaskEventKind: String, Sendable, CaseIterable {
         }
     }
 
-    /// The channel name without namespace: `task_queued`, `task_started`, `task_retry`, `task_done`.
-    public var channel: String { "task_" + rawValue }
+    /// The channel name without namespace: `task_queued`, `task_started`, `task_retry`,
+    /// `task_done`; plugin events use `plugin_loaded`, `plugin_failed`, `plugin_removed`.
+    public var channel: String { isTaskEvent ? "task_" + rawValue : rawValue }
 }
 
 /// One recorded state change.
@@ -420,6 +442,6 @@ public struct TaskEvent: Sendable, Equatable {
     /// The line `pq watch` prints: `{"event":"queued","task":{...}}`.
     /// - Returns: the JSON text.
     public func json() -> String {
-        "{\"event\":\"\(kind.rawValue)\",\"task\":\(taskJSON)}"
+        "{\"event\":\"\(kind.rawValue)\",\"\(kind.isTaskEvent ? "task" : "plugin")\":\(taskJSON)}"
     }
 }

@@ -710,6 +710,18 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
+    /// See ``TaskStore/recordEvent(_:json:)``.
+    public func recordEvent(_ kind: TaskEventKind, json: String) async throws {
+        let trimmer = self.trimmer
+        try await writer.perform { db in
+            let s = try db.statement("INSERT INTO events (kind, task_id, status, task) VALUES (?, '', 0, ?)")
+            s.bind(1, kind.rawValue)
+            s.bind(2, json)
+            try s.run()
+            trimmer.inserted += 1
+        }
+    }
+
     /// See ``TaskStore/lastEventCursor()``.
     public func lastEventCursor() async throws -> Int64 {
         try await reader.perform { db in
