@@ -5,16 +5,18 @@ import PQCore
 extension PQ {
     /// `pq status ID`.
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show one task.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show one task: the task object (JSON, status as its number).")
         @OptionGroup var common: CommonOptions
         @Argument(help: "The task id.") var id: String
-        @Flag(help: "Print the task object as JSON.") var json = false
+        @Flag(help: "The task object as JSON (the default and only format; kept for scripts that pass it).") var json = false
+        @Flag(help: "A readable listing instead of JSON.") var human = false
 
         func run() async throws {
             try await reportingErrors {
                 let store = try common.resolve().openStore()
                 guard let task = try await store.task(id: id) else { throw CLIError("no task with id \(id)") }
-                emit(json ? task.json() : describe(task))
+                emit(human && !json ? describe(task) : task.json())
                 await store.close()
             }
         }
