@@ -7,6 +7,6 @@ struct PQ: AsyncParsableCommand {
         commandName: "pq",
         abstract: "A job host for Linux: jobs are plugins (.so) found through task_paths.",
         version: "0.1.0",
-        subcommands: [Serve.self, Jobs.self, Submit.self, Status.self, Tasks.self, Revoke.self, Wait.self, Watch.self, Queues.self]
+        subcommands: [Serve.self, Jobs.self, Next.self, Submit.self, Status.self, Tasks.self, Revoke.self, Wait.self, Watch.self, Queues.self]
     )
 }

@@ -70,8 +70,15 @@ extension PQ {
                         concurrentTasks: concurrentTasks ?? settings.file.concurrentTasks ?? 5, queues: queueList,
                         leaseSeconds: lease, drainTimeout: drainTimeout, resultTTL: resultTTL ?? settings.file.resultTTL ?? 86_400),
                     logger: logger)
+                var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: pool)]
+                if schedulePeriodic || settings.file.schedulePeriodic == true {
+                    guard let periodicStore = store as? any PeriodicScheduleStore else {
+                        throw CLIError("the store \(settings.store) cannot schedule periodic jobs yet; drop --schedule-periodic or use a sqlite: store")
+                    }
+                    services.append(.init(service: PeriodicScheduler(store: periodicStore, registry: registry, logger: logger)))
+                }
                 let group = ServiceGroup(
-                    configuration: .init(services: [.init(service: pool)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                    configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
                 try await group.run()
                 await store.close()
             }
