@@ -292,3 +292,57 @@ do {
     print("reload benchmark failed: \(error)")
 }
 }
+
+// MARK: periodic scheduler
+
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+        + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+/// Runs a scheduler with 1,000 jobs (run_every 1...60 s) for `seconds`; returns CPU seconds per
+/// wall second and the runs queued.
+func schedulerOverhead(store: any PeriodicScheduleStore, seconds: Double) async throws -> (cpu: Double, queued: Int) {
+    var logger = Logger(label: "bench")
+    logger.logLevel = .warning
+    let jobs = (0..<1_000).map { i in
+        PeriodicScheduler.Job(
+            name: "bench.periodic.\(i)", schedule: .every(seconds: Double(i % 60 + 1), anchor: 0),
+            task: NewTask(name: "bench.periodic.\(i)"))
+    }
+    let scheduler = PeriodicScheduler(store: store, logger: logger, jobs: { jobs })
+    let group = ServiceGroup(configuration: .init(services: [.init(service: scheduler)], logger: logger))
+    var result = (0.0, 0)
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        try await Task.sleep(for: .milliseconds(200))  // start-up and the first pass
+        let c0 = cpuSeconds()
+        let t0 = now()
+        let q0 = scheduler.queuedCount
+        try await Task.sleep(for: .seconds(seconds))
+        result = ((cpuSeconds() - c0) / (now() - t0), scheduler.queuedCount - q0)
+        await group.triggerGracefulShutdown()
+        try await tasks.waitForAll()
+    }
+    return result
+}
+
+if wanted("periodic") {
+section("periodic scheduler (issue 3): 1,000 jobs, run_every 1..60 s, nothing else running")
+do {
+    let seconds = quick ? 2.0 : 5.0
+    let memory = try await schedulerOverhead(store: MemoryTaskStore(), seconds: seconds)
+    print(String(format: "memory: %.4f CPU s per wall s (%.2f%% of a core), %d runs queued in %.0f s", memory.cpu, memory.cpu * 100, memory.queued, seconds))
+    let folder = NSTemporaryDirectory() + "pq-bench-periodic-\(getpid())"
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    let sqlite = try SQLiteTaskStore(path: folder + "/pq.sqlite")
+    let disk = try await schedulerOverhead(store: sqlite, seconds: seconds)
+    await sqlite.close()
+    try? FileManager.default.removeItem(atPath: folder)
+    print(String(format: "sqlite: %.4f CPU s per wall s (%.2f%% of a core), %d runs queued in %.0f s", disk.cpu, disk.cpu * 100, disk.queued, seconds))
+} catch {
+    print("periodic scheduler benchmark failed: \(error)")
+}
+}

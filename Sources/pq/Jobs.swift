@@ -70,6 +70,7 @@ enum JobListing {
         if let v = o.runEvery { pairs.append(("run_every", .double(v))) }
         if let v = o.anchor { pairs.append(("anchor", .string(v))) }
         if let v = o.cron { pairs.append(("cron", .string(v))) }
+        if let v = o.timezone { pairs.append(("timezone", .string(v))) }
         pairs.append(("options", .object(options)))
         return .object(pairs)
     }
@@ -92,7 +93,7 @@ enum JobListing {
     }
 
     static func schedule(_ job: JobDefinition) -> String {
-        if let cron = job.options.cron { return "cron \(cron)" }
+        if let cron = job.options.cron { return "cron \(cron)" + (job.options.timezone.map { " (\($0))" } ?? "") }
         if let every = job.options.runEvery {
             let e = every == every.rounded() ? String(Int(every)) : String(every)
             return "every \(e)s" + (job.options.anchor.map { " from \($0)" } ?? "")

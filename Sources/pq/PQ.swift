@@ -9,8 +9,8 @@ struct PQ: AsyncParsableCommand {
         abstract: "A job host for Linux: jobs are plugins (.so) found through task_paths.",
         version: "0.1.0",
         subcommands: [
-            Serve.self, Jobs.self, Submit.self, Status.self, Tasks.self, Revoke.self, Wait.self, Watch.self,
-            Queues.self, Reload.self,
+            Serve.self, Jobs.self, Next.self, Submit.self, Status.self, Tasks.self, Revoke.self, Wait.self,
+            Watch.self, Queues.self, Reload.self,
         ]
     )
 

@@ -109,6 +109,12 @@ extension PQ {
                     services.append(.init(service: watcher))
                     services.append(.init(service: ReloadOnHangup(watcher: watcher, logger: logger)))
                 }
+                if schedulePeriodic || settings.file.schedulePeriodic == true {
+                    guard let periodicStore = store as? any PeriodicScheduleStore else {
+                        throw CLIError("the store \(settings.store) cannot schedule periodic jobs yet; drop --schedule-periodic or use a sqlite: store")
+                    }
+                    services.append(.init(service: PeriodicScheduler(store: periodicStore, registry: registry, logger: logger)))
+                }
                 let group = ServiceGroup(
                     configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
                 try await group.run()

@@ -1,3 +1,5 @@
+import Foundation
+
 
 /// The options of a job, read from its `options_json` (DESIGN.md section 2).
 public struct JobOptions: Sendable, Equatable {
@@ -21,8 +23,10 @@ public struct JobOptions: Sendable, Equatable {
     public var runEvery: Double?
     /// `HH:MM:SS` (UTC) that `runEvery` is aligned to.
     public var anchor: String?
-    /// A five-field cron expression.
+    /// A five-field cron expression (see ``CronExpression``).
     public var cron: String?
+    /// The time zone whose wall clock `cron` reads (an IANA name such as `Europe/Paris`); UTC when nil.
+    public var timezone: String?
     /// Fixed kwargs (a JSON object) for periodic runs (pq extension `kwargs`).
     public var periodicKwargs: String?
 
@@ -35,6 +39,9 @@ public struct JobOptions: Sendable, Equatable {
 
     /// Whether the job is a PeriodicJob (`run_every` or `cron` set).
     public var isPeriodic: Bool { runEvery != nil || cron != nil }
+
+    /// When the job runs, for periodic jobs; nil otherwise.
+    public var schedule: PeriodicSchedule? { PeriodicSchedule(options: self) }
 
     /// Parses `options_json`.
     /// - Parameter json: the JSON object text, or nil for defaults.
@@ -87,6 +94,7 @@ public struct JobOptions: Sendable, Equatable {
         options.runEvery = try number("run_every")
         options.anchor = try string("anchor")
         options.cron = try string("cron")
+        options.timezone = try string("timezone")
         if let kwargs = parsed["kwargs"], kwargs != .null {
             guard case .object = kwargs else { throw OptionsError(message: "option 'kwargs' must be a JSON object") }
             options.periodicKwargs = kwargs.jsonText
@@ -100,6 +108,22 @@ public struct JobOptions: Sendable, Equatable {
         }
         if let anchor = options.anchor, parseAnchor(anchor) == nil {
             throw OptionsError(message: "option 'anchor' must be \"HH:MM:SS\", got \"\(anchor)\"")
+        }
+        if let cron = options.cron {
+            if options.runEvery != nil {
+                throw OptionsError(message: "options 'run_every' and 'cron' are both set; a periodic job has one schedule")
+            }
+            do { _ = try CronExpression(parsing: cron) } catch {
+                throw OptionsError(message: "option 'cron' is invalid: \(error)")
+            }
+        }
+        if let zone = options.timezone {
+            guard options.cron != nil else {
+                throw OptionsError(message: "option 'timezone' applies to 'cron' only; run_every and anchor are UTC")
+            }
+            guard TimeZone(identifier: zone) != nil else {
+                throw OptionsError(message: "option 'timezone' \"\(zone)\" is not a known time zone; use an IANA name such as \"Europe/Paris\"")
+            }
         }
         return options
     }

@@ -21,7 +21,7 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    private struct WaitEntry: Comparable, Sendable {
+    struct WaitEntry: Comparable, Sendable {
         var eta: Double
         var timeQueued: Double
         var order: Int
@@ -34,19 +34,19 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    private struct Slot {
+    struct Slot {
         var record: TaskRecord
         var order: Int
     }
 
-    private struct StoredEvent {
+    struct StoredEvent {
         var kind: TaskEventKind
         var record: TaskRecord?
         /// The JSON of an event that is not about a task.
         var payload: String? = nil
     }
 
-    private struct State: Sendable {
+    struct State: Sendable {
         var tasks: [String: Slot] = [:]
         var order: [String] = []  // ids by queue time; purged ids are skipped and compacted lazily
         var purgedSinceCompaction = 0
@@ -60,10 +60,11 @@ public final class MemoryTaskStore: TaskStore {
         var firstSeq: Int64 = 1  // seq of the oldest kept event
         var nextSeq: Int64 = 1
         var published: [String: (time: Double, jobs: [JobInfo])] = [:]
+        var periodic = PeriodicState()
         var closed = false
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
     private let broadcaster = ChangeBroadcaster()
     private let options: Options
 
@@ -73,7 +74,7 @@ public final class MemoryTaskStore: TaskStore {
         self.options = options
     }
 
-    private func write<T>(_ body: (inout State) throws -> T) throws -> T {
+    func write<T>(_ body: (inout State) throws -> T) throws -> T {
         let result = try state.withLock { (state) throws -> T in
             guard !state.closed else { throw TaskStoreError(.closed, "the memory store was closed") }
             return try body(&state)
@@ -82,7 +83,7 @@ public final class MemoryTaskStore: TaskStore {
         return result
     }
 
-    private func read<T>(_ body: (inout State) throws -> T) throws -> T {
+    func read<T>(_ body: (inout State) throws -> T) throws -> T {
         try state.withLock { (state) throws -> T in
             guard !state.closed else { throw TaskStoreError(.closed, "the memory store was closed") }
             return try body(&state)
@@ -144,35 +145,38 @@ public final class MemoryTaskStore: TaskStore {
     public func enqueue(_ tasks: [NewTask]) async throws -> [TaskRecord] {
         for task in tasks { try TaskEngine.validate(task) }
         let now = TaskClock.now()
-        return try write { state in
-            var out: [TaskRecord] = []
-            out.reserveCapacity(tasks.count)
-            for task in tasks {
-                var record = TaskEngine.newRecord(task, now: now)
-                if !record.canOverlap {
-                    let key = overlapKey(record)
-                    if let twinID = state.overlap[key], let twin = state.tasks[twinID]?.record,
-                        TaskStatus.activeStates.contains(twin.status)
-                    {
-                        out.append(twin)
-                        continue
-                    }
-                    state.overlap[key] = record.id
+        return try write { state in try insert(tasks, now: now, in: &state) }
+    }
+
+    /// Queues validated tasks under the lock (shared with the periodic scheduler ability).
+    func insert(_ tasks: [NewTask], now: Double, in state: inout State) throws -> [TaskRecord] {
+        var out: [TaskRecord] = []
+        out.reserveCapacity(tasks.count)
+        for task in tasks {
+            var record = TaskEngine.newRecord(task, now: now)
+            if !record.canOverlap {
+                let key = overlapKey(record)
+                if let twinID = state.overlap[key], let twin = state.tasks[twinID]?.record,
+                    TaskStatus.activeStates.contains(twin.status)
+                {
+                    out.append(twin)
+                    continue
                 }
-                if state.tasks[record.id] != nil {
-                    throw TaskStoreError(.invalidArgument, "task id \(record.id) is already used", taskID: record.id)
-                }
-                record.status = .queued
-                let order = state.nextOrder
-                state.nextOrder += 1
-                state.tasks[record.id] = Slot(record: record, order: order)
-                state.order.append(record.id)
-                pushWaiting(record, order: order, in: &state)
-                self.record(.queued, record, in: &state)
-                out.append(record)
+                state.overlap[key] = record.id
             }
-            return out
+            if state.tasks[record.id] != nil {
+                throw TaskStoreError(.invalidArgument, "task id \(record.id) is already used", taskID: record.id)
+            }
+            record.status = .queued
+            let order = state.nextOrder
+            state.nextOrder += 1
+            state.tasks[record.id] = Slot(record: record, order: order)
+            state.order.append(record.id)
+            pushWaiting(record, order: order, in: &state)
+            self.record(.queued, record, in: &state)
+            out.append(record)
         }
+        return out
     }
 
     /// See ``TaskStore/claim(_:)``.

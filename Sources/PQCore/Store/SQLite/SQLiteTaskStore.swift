@@ -49,8 +49,8 @@ public final class SQLiteTaskStore: TaskStore {
 
     /// The absolute path of the database file.
     public let path: String
-    private let writer: DatabaseThread
-    private let reader: DatabaseThread
+    let writer: DatabaseThread
+    let reader: DatabaseThread
     private let watcher: SQLiteChangeWatcher?
     private let broadcaster: ChangeBroadcaster
     private let closed = Mutex(false)
@@ -99,7 +99,7 @@ public final class SQLiteTaskStore: TaskStore {
         self.trimmer = trimmer
     }
 
-    private let trimmer: EventTrimmer
+    let trimmer: EventTrimmer
 
     deinit {
         watcher?.stop()
@@ -224,6 +224,17 @@ public final class SQLiteTaskStore: TaskStore {
             options TEXT,
             published_at REAL NOT NULL,
             PRIMARY KEY (host, name)
+        );
+        CREATE TABLE IF NOT EXISTS periodic_runs (
+            name TEXT PRIMARY KEY,
+            last_run REAL NOT NULL,
+            task_id TEXT,
+            queued_at REAL NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS scheduler_lease (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            holder TEXT NOT NULL,
+            lease_until REAL NOT NULL
         );
         """
 
@@ -382,7 +393,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    private static func overlapTwin(_ record: TaskRecord, _ db: SQLiteConnection) throws(TaskStoreError) -> TaskRecord? {
+    static func overlapTwin(_ record: TaskRecord, _ db: SQLiteConnection) throws(TaskStoreError) -> TaskRecord? {
         let s = try db.statement(
             "SELECT \(columns) FROM tasks WHERE name = ? AND overlap_key = ? AND can_overlap = 0 AND status IN (4, 5, 6)"
         )
