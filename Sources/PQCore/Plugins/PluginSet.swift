@@ -23,23 +23,10 @@ public enum PluginSet {
     public static func load(
         taskPaths: [String], root: String, loader: PluginLoader, into registry: JobRegistry
     ) throws -> Report {
-        let directories = try TaskPaths.resolve(taskPaths, root: root)
-        var report = Report(directories: directories, loaded: [], failures: [], warnings: [])
-        for directory in directories {
-            for file in directory.libraries {
-                do {
-                    let plugin = try loadFile(path: file, loader: loader)
-                    report.loaded.append(plugin)
-                    report.warnings += plugin.rejectedJobs.map(\.description)
-                    report.warnings += registry.register(plugin)
-                } catch let error as PluginError {
-                    report.failures.append(error)
-                } catch {
-                    report.failures.append(PluginError(.unreadable, path: file, "\(error)"))
-                }
-            }
-        }
-        return report
+        let changes = try PluginCatalog(taskPaths: taskPaths, root: root, loader: loader, registry: registry).rescan()
+        return Report(
+            directories: changes.directories, loaded: changes.loaded, failures: changes.failures,
+            warnings: changes.warnings)
     }
 
     /// Loads one file that task_paths listed.

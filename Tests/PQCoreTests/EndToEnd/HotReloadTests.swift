@@ -200,26 +200,14 @@ extension HotReloadTests {
         let pkg = try prepareRoot()
         try install(try build(version: "1.0.0"), as: pkg + "/a/librl.so")
         let host = try HostProcess(store: store, directory: dir, taskPaths: "pkg.*", pluginsDir: root)
-        let watcher = Process()
-        watcher.executableURL = URL(fileURLWithPath: PQCommand.binary)
-        watcher.arguments = ["watch", "--events", "plugin_loaded,plugin_failed,plugin_removed", "--count", "3"]
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PQ_") }
-        env["PQ_STORE"] = store
-        watcher.environment = env
-        let out = Pipe()
-        watcher.standardOutput = out
-        try watcher.run()
+        let watch = try PQCommand.startWatch(["--events", "plugin_loaded,plugin_failed,plugin_removed", "--count", "3"], store: store)
         usleep(300_000)
         try install(try build(version: "2.0.0"), as: pkg + "/a/librl.so")
         usleep(400_000)
         try Data("junk".utf8).write(to: URL(fileURLWithPath: pkg + "/a/libjunk.so"))
         usleep(400_000)
         try FileManager.default.removeItem(atPath: pkg + "/a/librl.so")
-        let deadline = Date().addingTimeInterval(10)
-        while watcher.isRunning && Date() < deadline { usleep(20_000) }
-        if watcher.isRunning { watcher.terminate() }
-        let lines = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
-        let events = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let events = watch.collect(10)
         #expect(events.map { $0["event"] as? String } == ["plugin_loaded", "plugin_failed", "plugin_removed"])
         let loaded = events.first?["plugin"] as? [String: Any]
         #expect(loaded?["version"] as? String == "2.0.0")

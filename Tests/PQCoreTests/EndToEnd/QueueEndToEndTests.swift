@@ -172,22 +172,10 @@ import Testing
     @Test func watchPrintsEventsAsJSONLines() throws {
         let host = try HostProcess(store: store, directory: dir)
         // Start watching, then queue a task from another process.
-        let watcher = Process()
-        watcher.executableURL = URL(fileURLWithPath: PQCommand.binary)
-        watcher.arguments = ["watch", "--count", "3"]
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PQ_") }
-        env["PQ_STORE"] = store
-        watcher.environment = env
-        let out = Pipe()
-        watcher.standardOutput = out
-        try watcher.run()
+        let watch = try PQCommand.startWatch(["--count", "3"], store: store)
         usleep(300_000)
         let id = try client.submit(["addition", "a=1", "b=2"])
-        let deadline = Date().addingTimeInterval(15)
-        while watcher.isRunning && Date() < deadline { usleep(20_000) }
-        if watcher.isRunning { watcher.terminate() }
-        let lines = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
-        let events = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let events = watch.collect(15)
         #expect(events.map { $0["event"] as? String } == ["queued", "started", "done"])
         #expect(events.allSatisfy { ($0["task"] as? [String: Any])?["id"] as? String == id })
         #expect((events.last?["task"] as? [String: Any])?["status"] as? Int == 1)
