@@ -60,6 +60,7 @@ public final class WorkerPool: Service, Sendable {
     private struct Running {
         var record: TaskRecord
         var call: PluginCall?
+        var typed: TypedInvocation?
         var stopReason: StopReason?
     }
 
@@ -214,7 +215,36 @@ public final class WorkerPool: Service, Sendable {
         var stop: StopReason?
         switch job.kind {
         case .typed:
-            result = .failure("job '\(job.name)' is a typed job; calling typed jobs through libffi is not available in this build yet")
+            guard let typed = job.typedCall else {
+                return .failure("typed job '\(job.name)' has no prepared call interface")
+            }
+            // Kwargs that do not fit the signature fail at once, without retries: the function is
+            // not called, and another run would get the same kwargs.
+            let arguments: TypedCall.Arguments
+            do { arguments = try typed.bind(json: record.kwargs) } catch {
+                return .failure("job '\(job.name)': \(error); the function was not called")
+            }
+            let invocation = TypedInvocation()
+            let stopNow = state.withLock { s -> StopReason? in
+                s.running[record.id]?.typed = invocation
+                return s.running[record.id]?.stopReason
+            }
+            if let stopNow { return stopNow == .shutdown ? .released : .revoked("revoked before it started") }
+            typed.start(arguments, on: threads, reportingTo: invocation)
+            // A C function cannot be interrupted: on timeout, revoke or shutdown the host stops
+            // waiting and the thread runs the function to its end; its result is dropped.
+            let outcome = await invocation.outcome(timeout: record.timeout)
+            stop = state.withLock { $0.running[record.id]?.stopReason }
+            guard let outcome = outcome ?? (stop == nil ? nil : invocation.completedOutcome) else {
+                switch stop {
+                case .shutdown: return .released
+                case .revoked: return .revoked("revoked while running (the C function was left to finish on its thread)")
+                case nil:
+                    return .revoked(
+                        "timed out after \(formatSeconds(record.timeout ?? 0)) s (the C function cannot be interrupted and was left to finish on its thread)")
+                }
+            }
+            result = outcome
         case .json:
             let call = PluginCall(job: job, taskID: record.id, argsJSON: record.kwargs, attempt: record.retry, hooks: hooks)
             let stopNow = state.withLock { s -> StopReason? in
@@ -341,12 +371,13 @@ public final class WorkerPool: Service, Sendable {
 
     /// Asks a running task to stop.
     func stop(_ id: String, reason: StopReason) {
-        let call = state.withLock { s -> PluginCall? in
-            guard s.running[id] != nil else { return nil }
+        let (call, typed) = state.withLock { s -> (PluginCall?, TypedInvocation?) in
+            guard s.running[id] != nil else { return (nil, nil) }
             if s.running[id]!.stopReason == nil { s.running[id]!.stopReason = reason }
-            return s.running[id]!.call
+            return (s.running[id]!.call, s.running[id]!.typed)
         }
         call?.cancel()
+        typed?.abandon()
     }
 
     private func drain() async {
