@@ -139,8 +139,10 @@ extension TypedSignature.ValueType {
             default: throw fail(.wrongType, value.typeName)
             }
             if self == .f64 { return .f64(d) }
-            guard abs(d) <= Double(Float.greatestFiniteMagnitude) else { throw fail(.outOfRange, "out of range") }
-            return .f32(Float(d))
+            // Rounded to the nearest float; only values beyond the largest float become infinite.
+            let f = Float(d)
+            guard f.isFinite || !d.isFinite else { throw fail(.outOfRange, "out of range") }
+            return .f32(f)
         case .i32, .i64, .u32, .u64:
             let exact: ExactInteger
             switch value {
