@@ -63,6 +63,7 @@ let package = Package(
             name: "pq-bench",
             dependencies: [
                 "PQCore",
+                "CPQPlugin",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
