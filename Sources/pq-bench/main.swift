@@ -121,6 +121,10 @@ do {
     var last = CallOutcome.failure("")
     let b = try perCall(n) { last = typed.call(try typed.bind(kwargs)) }
     precondition(last == .success("42"), "c.mul through libffi gave \(last)")
+    var bound = try typed.bind(kwargs)
+    let bindOnly = try perCall(n) { bound = try typed.bind(kwargs) }
+    let callOnly = perCall(n) { last = typed.call(bound) }
+    let parseOnly = try perCall(n) { _ = try JSONValue.parse(kwargsText) }
     let bText = try perCall(n) { last = typed.call(try typed.bind(json: kwargsText)) }
     // Both job kinds as the worker pool runs them: on a plugin thread, awaited by a Swift task.
     let threads = PluginThreadPool(size: 2)
@@ -151,7 +155,8 @@ do {
     func ns(_ x: Double) -> String { String(format: "%.0f ns", x) }
     print("(a) direct C call of c.mul's function: \(ns(a)) per call (sink \(sink & 1))")
     print("(b) libffi: bind parsed kwargs + ffi_call + result to JSON: \(ns(b)) per call (target well under 1000 ns)")
-    print("    libffi from kwargs JSON text (parse + bind + ffi_call + result): \(ns(bText)) per call")
+    print("    of which binding \(ns(bindOnly)), ffi_call + result to JSON \(ns(callOnly))")
+    print("    libffi from kwargs JSON text (parse + bind + ffi_call + result): \(ns(bText)) per call (JSONValue.parse alone \(ns(parseOnly)))")
     print("(c) on a plugin thread, awaited as the worker pool does: typed c.mul \(ns(typedPool)), JSON c.mulj through PluginCall \(ns(jsonPool)) per call")
     print(String(format: "    typed/JSON overhead ratio: %.2f on a plugin thread (target <= 2); call alone (b)/(c JSON) %.3f", typedPool / jsonPool, b / jsonPool))
 } catch {

@@ -99,7 +99,25 @@ public final class TypedCall: @unchecked Sendable {
     /// - Returns: the bound arguments.
     /// - Throws: ``TypedArgumentError`` naming the argument and the expected type.
     public func bind(_ kwargs: JSONValue) throws(TypedArgumentError) -> Arguments {
-        bind(values: try signature.bind(kwargs))
+        // Fast path, one pass straight into the slots: as many kwargs as parameters and each
+        // parameter found means there is no extra one. Anything else takes the checking path,
+        // which names what is wrong.
+        let parameters = signature.parameters
+        guard case .object(let pairs) = kwargs, pairs.count == parameters.count else {
+            return bind(values: try signature.bind(kwargs))
+        }
+        var slots = [UInt64](repeating: 0, count: parameters.count)
+        var strings: CStrings?
+        for i in parameters.indices {
+            let parameter = parameters[i]
+            guard let json = pairs.last(where: { $0.0 == parameter.name })?.1 else {
+                _ = try signature.bind(kwargs)
+                preconditionFailure("signature.bind accepted kwargs without '\(parameter.name)'")
+            }
+            let value = try parameter.type.convert(json, argument: parameter.name)
+            slots.withUnsafeMutableBytes { Self.store(value, at: i * 8, in: $0, strings: &strings) }
+        }
+        return Arguments(slots: slots, strings: strings)
     }
 
     /// Converts kwargs text into C values.
@@ -122,23 +140,26 @@ public final class TypedCall: @unchecked Sendable {
         var strings: CStrings?
         slots.withUnsafeMutableBytes { raw in
             for (i, value) in values.enumerated() {
-                let at = i * 8
-                switch value {
-                case .bool(let b): raw.storeBytes(of: b ? 1 : 0, toByteOffset: at, as: UInt8.self)
-                case .i32(let v): raw.storeBytes(of: v, toByteOffset: at, as: Int32.self)
-                case .i64(let v): raw.storeBytes(of: v, toByteOffset: at, as: Int64.self)
-                case .u32(let v): raw.storeBytes(of: v, toByteOffset: at, as: UInt32.self)
-                case .u64(let v): raw.storeBytes(of: v, toByteOffset: at, as: UInt64.self)
-                case .f32(let v): raw.storeBytes(of: v, toByteOffset: at, as: Float.self)
-                case .f64(let v): raw.storeBytes(of: v, toByteOffset: at, as: Double.self)
-                case .str(let s):
-                    let owned = strings ?? CStrings()
-                    strings = owned
-                    raw.storeBytes(of: owned.add(s), toByteOffset: at, as: UnsafeMutablePointer<CChar>.self)
-                }
+                Self.store(value, at: i * 8, in: raw, strings: &strings)
             }
         }
         return Arguments(slots: slots, strings: strings)
+    }
+
+    private static func store(_ value: TypedValue, at offset: Int, in raw: UnsafeMutableRawBufferPointer, strings: inout CStrings?) {
+        switch value {
+        case .bool(let b): raw.storeBytes(of: b ? 1 : 0, toByteOffset: offset, as: UInt8.self)
+        case .i32(let v): raw.storeBytes(of: v, toByteOffset: offset, as: Int32.self)
+        case .i64(let v): raw.storeBytes(of: v, toByteOffset: offset, as: Int64.self)
+        case .u32(let v): raw.storeBytes(of: v, toByteOffset: offset, as: UInt32.self)
+        case .u64(let v): raw.storeBytes(of: v, toByteOffset: offset, as: UInt64.self)
+        case .f32(let v): raw.storeBytes(of: v, toByteOffset: offset, as: Float.self)
+        case .f64(let v): raw.storeBytes(of: v, toByteOffset: offset, as: Double.self)
+        case .str(let s):
+            let owned = strings ?? CStrings()
+            strings = owned
+            raw.storeBytes(of: owned.add(s), toByteOffset: offset, as: UnsafeMutablePointer<CChar>.self)
+        }
     }
 
     // MARK: calling
@@ -149,14 +170,14 @@ public final class TypedCall: @unchecked Sendable {
     /// - Returns: `.success` with the JSON result, or `.failure` when the result cannot be JSON
     ///   (a non-finite float).
     public func call(_ arguments: Arguments) -> CallOutcome {
-        var arguments = arguments
         let count = arguments.slots.count
         precondition(count == signature.parameters.count, "arguments bound for another signature")
         // 16 bytes: libffi widens integral results to ffi_arg and writes at least that much.
         var result: (UInt64, UInt64) = (0, 0)
-        arguments.slots.withUnsafeMutableBufferPointer { slots in
+        arguments.slots.withUnsafeBufferPointer { slots in
             withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: max(1, count)) { pointers in
-                for i in 0..<count { pointers[i] = UnsafeMutableRawPointer(slots.baseAddress! + i) }
+                // libffi only reads the argument values; its API takes them as mutable pointers.
+                for i in 0..<count { pointers[i] = UnsafeMutableRawPointer(mutating: slots.baseAddress! + i) }
                 withUnsafeMutableBytes(of: &result) { r in
                     ffi_call(cif, function, r.baseAddress, pointers.baseAddress)
                 }
