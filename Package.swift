@@ -29,6 +29,8 @@ let package = Package(
         // The compiler version string, shared by the host and the SDK.
         .target(name: "PQToolchain", swiftSettings: swiftSettings),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        // libffi, for calling typed jobs (plain C functions).
+        .systemLibrary(name: "CFFI", path: "Sources/CFFI"),
         .target(
             name: "PQKit",
             dependencies: ["CPQPlugin", "PQToolchain"],
@@ -40,6 +42,7 @@ let package = Package(
                 "CPQPlugin",
                 "PQToolchain",
                 "CSQLite",
+                "CFFI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -60,6 +63,7 @@ let package = Package(
             name: "pq-bench",
             dependencies: [
                 "PQCore",
+                "CPQPlugin",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

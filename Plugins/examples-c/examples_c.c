@@ -45,6 +45,27 @@ static double json_number(const char *json, const char *key, double fallback) {
     return end == at + 1 ? fallback : value;
 }
 
+/* Reads an integer that follows "key": in a flat JSON object; returns fallback when absent. */
+static long long json_integer(const char *json, const char *key, long long fallback) {
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\"", key);
+    const char *at = strstr(json, pattern);
+    if (!at) return fallback;
+    at = strchr(at + strlen(pattern), ':');
+    if (!at) return fallback;
+    char *end = NULL;
+    long long value = strtoll(at + 1, &end, 10);
+    return end == at + 1 ? fallback : value;
+}
+
+/* c.mulj: c.mul as a JSON job (for comparing the JSON and typed call paths). */
+static void mulj_run(const pq_call *call) {
+    long long a = json_integer(call->args_json, "a", 0), b = json_integer(call->args_json, "b", 0);
+    char result[32];
+    snprintf(result, sizeof result, "%lld", (long long)((unsigned long long)a * (unsigned long long)b));
+    call->complete(call, 1, result);
+}
+
 /* c.sleep: sleeps `seconds` (default 1) on its own thread, stopping early when cancelled. */
 static void *sleep_thread(void *arg) {
     const pq_call *call = arg;
@@ -110,6 +131,7 @@ static const pq_job_def jobs[] = {
     {"c.sleep", "Sleeps `seconds` on its own thread; cancellable.", "{\"timeout\": 30}", sleep_run, NULL, NULL, NULL},
     {"c.child", "Queues a c.echo child task.", NULL, child_run, NULL, NULL, NULL},
     {"c.tick", "Periodic: every 2 seconds.", "{\"run_every\": 2}", tick_run, NULL, NULL, NULL},
+    {"c.mulj", "Multiplies integers a and b (JSON job, like c.mul).", NULL, mulj_run, NULL, NULL, NULL},
     {"c.mul", "Multiplies two integers (typed job).", NULL, NULL, NULL, (void *)mul, "(a:i64,b:i64)->i64"},
     {"c.greet", "Greets a name (typed job).", NULL, NULL, NULL, (void *)greet, "(name:str)->str"},
 };

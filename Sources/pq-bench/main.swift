@@ -1,4 +1,5 @@
 // pq-bench: the figures `make bench` prints. Run from the package root after `make build`.
+import CPQPlugin
 import Foundation
 import Logging
 import PQCore
@@ -98,6 +99,81 @@ do {
 } catch {
     print("plugin benchmark failed: \(error)")
 }
+}
+
+// MARK: typed calls through libffi
+
+section("typed jobs through libffi (issue 5): per-call overhead of (a:i64,b:i64)->i64, excluding queueing")
+do {
+    let plugin = try PluginLoader().load(path: pluginsRoot + "/examples/c/libexamples_c.so")
+    guard let mul = plugin.jobs.first(where: { $0.name == "c.mul" }), let typed = mul.typedCall,
+        let mulj = plugin.jobs.first(where: { $0.name == "c.mulj" })
+    else { throw CLIBenchError("c.mul or c.mulj missing from the C example plugin") }
+    typealias Mul = @convention(c) (Int64, Int64) -> Int64
+    let direct = unsafeBitCast(mul.definition.pointee.fn!, to: Mul.self)
+    let kwargsText = #"{"a":6,"b":7}"#
+    let kwargs = try JSONValue.parse(kwargsText)
+    func perCall(_ n: Int, _ body: () throws -> Void) rethrows -> Double {
+        for _ in 0..<(n / 10) { try body() }  // warm up
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let t0 = now()
+            for _ in 0..<n { try body() }
+            best = min(best, (now() - t0) / Double(n))
+        }
+        return best * 1e9
+    }
+    let n = quick ? 200_000 : 2_000_000
+    var sink: Int64 = 0
+    let a = perCall(n) { sink &+= direct(6, 7) }
+    var last = CallOutcome.failure("")
+    let b = try perCall(n) { last = typed.call(try typed.bind(kwargs)) }
+    precondition(last == .success("42"), "c.mul through libffi gave \(last)")
+    var bound = try typed.bind(kwargs)
+    let bindOnly = try perCall(n) { bound = try typed.bind(kwargs) }
+    let callOnly = perCall(n) { last = typed.call(bound) }
+    let parseOnly = try perCall(n) { _ = try JSONValue.parse(kwargsText) }
+    let bText = try perCall(n) { last = typed.call(try typed.bind(json: kwargsText)) }
+    // Both job kinds as the worker pool runs them: on a plugin thread, awaited by a Swift task.
+    let threads = PluginThreadPool(size: 2)
+    let m = quick ? 5_000 : 50_000
+    func perAsyncCall(_ body: () async throws -> Void) async rethrows -> Double {
+        for _ in 0..<(m / 10) { try await body() }
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let t0 = now()
+            for _ in 0..<m { try await body() }
+            best = min(best, (now() - t0) / Double(m))
+        }
+        return best * 1e9
+    }
+    let typedPool = try await perAsyncCall {
+        let invocation = TypedInvocation()
+        typed.start(try typed.bind(json: kwargsText), on: threads, reportingTo: invocation)
+        last = await invocation.outcome() ?? .failure("abandoned")
+    }
+    precondition(last == .success("42"))
+    let jsonPool = await perAsyncCall {
+        let call = PluginCall(job: mulj, taskID: "bench", argsJSON: kwargsText, attempt: 1, hooks: CallHooks())
+        call.start(on: threads)
+        last = await call.outcome() ?? .failure("cancelled")
+    }
+    precondition(last == .success("42"), "c.mulj gave \(last)")
+    threads.shutdown()
+    func ns(_ x: Double) -> String { String(format: "%.0f ns", x) }
+    print("(a) direct C call of c.mul's function: \(ns(a)) per call (sink \(sink & 1))")
+    print("(b) libffi: bind parsed kwargs + ffi_call + result to JSON: \(ns(b)) per call (target well under 1000 ns)")
+    print("    of which binding \(ns(bindOnly)), ffi_call + result to JSON \(ns(callOnly))")
+    print("    libffi from kwargs JSON text (parse + bind + ffi_call + result): \(ns(bText)) per call (JSONValue.parse alone \(ns(parseOnly)))")
+    print("(c) on a plugin thread, awaited as the worker pool does: typed c.mul \(ns(typedPool)), JSON c.mulj through PluginCall \(ns(jsonPool)) per call")
+    print(String(format: "    typed/JSON overhead ratio: %.2f on a plugin thread (target <= 2); call alone (b)/(c JSON) %.3f", typedPool / jsonPool, b / jsonPool))
+} catch {
+    print("typed call benchmark failed: \(error)")
+}
+
+struct CLIBenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
 }
 
 // MARK: in-process engine on memory:

@@ -67,6 +67,9 @@ extension PQ {
                 }
                 if let batch {
                     let lines = try readBatch(batch)
+                    for (n, line) in lines.enumerated() {
+                        try checkSignature(line, template: template, context: "batch line \(n + 1): ")
+                    }
                     var out = ""
                     var index = 0
                     while index < lines.count {
@@ -83,6 +86,7 @@ extension PQ {
                     return
                 }
                 let kwargs = try buildKwargs()
+                try checkSignature(kwargs, template: template)
                 let record = try await enqueue([task(kwargs)], store: store)[0]
                 if !wait {
                     emit(json ? record.json() : record.id)
@@ -106,6 +110,16 @@ extension PQ {
             var options: JobOptions
             var plugin: String?
             var pluginVersion: String?
+            /// `(name:type,...)->type` of a typed job.
+            var signature: String?
+        }
+
+        /// Refuses kwargs that do not fit a typed job's signature, before anything is queued.
+        func checkSignature(_ kwargs: String, template: Template, context: String = "") throws {
+            guard let text = template.signature, let signature = try? TypedSignature.parse(text) else { return }
+            do { try signature.check(kwargsJSON: kwargs) } catch {
+                throw CLIError("\(context)job '\(job)': \(error); nothing was queued")
+            }
         }
 
         /// Finds the job among the jobs published by hosts, else among --task-paths.
@@ -118,11 +132,13 @@ extension PQ {
                 let registry = JobRegistry()
                 _ = try? settings.loadPlugins(into: registry, quiet: true)
                 if let def = registry.job(named: job) {
-                    return Template(options: def.options, plugin: def.plugin.name, pluginVersion: def.plugin.version)
+                    return Template(
+                        options: def.options, plugin: def.plugin.name, pluginVersion: def.plugin.version, signature: def.signature)
                 }
             }
             if let info = published.first(where: { $0.name == job }) {
-                return Template(options: info.jobOptions, plugin: info.plugin, pluginVersion: info.pluginVersion)
+                return Template(
+                    options: info.jobOptions, plugin: info.plugin, pluginVersion: info.pluginVersion, signature: info.signature)
             }
             var message = "unknown job '\(job)': no running host has published it"
             message += settings.taskPaths.isEmpty ? " (pass --task-paths to look in plugins)" : " and task_paths \(settings.taskPaths.joined(separator: ",")) do not define it"

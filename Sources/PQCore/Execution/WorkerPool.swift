@@ -75,6 +75,8 @@ public final class WorkerPool: Service, Sendable {
             var stopReason: StopReason?
             var stopAt: Double?
             var decided = false
+            /// A typed (C function) call: it cannot be cancelled, so a stop decides at once.
+            var typed = false
         }
 
         let record: TaskRecord
@@ -239,9 +241,29 @@ public final class WorkerPool: Service, Sendable {
         }
         switch job.kind {
         case .typed:
-            conclude(
-                execution, job: job,
-                .failure("job '\(job.name)' is a typed job; calling typed jobs through libffi is not available in this build yet"))
+            guard let typed = job.typedCall else {
+                decide(execution, .failure("typed job '\(job.name)' has no prepared call interface"), ranOn: job.plugin)
+                return
+            }
+            // Kwargs that do not fit the signature fail at once, without retries: the function is
+            // not called, and another run would get the same kwargs.
+            let arguments: TypedCall.Arguments
+            do { arguments = try typed.bind(json: record.kwargs) } catch {
+                decide(execution, .failure("job '\(job.name)': \(error); the function was not called"), ranOn: job.plugin)
+                return
+            }
+            let stopped = execution.state.withLock { s -> StopReason? in
+                s.typed = true
+                return s.stopReason
+            }
+            if let stopped {
+                decide(execution, stopped == .shutdown ? .released : .revoked("revoked before it started"), ranOn: nil)
+                return
+            }
+            // A C function cannot be interrupted: on timeout, revoke or shutdown the outcome is
+            // recorded at once (see `stop`) and the function runs to its end here; its late
+            // result is then ignored.
+            conclude(execution, job: job, typed.call(arguments))
         case .json:
             let call = PluginCall(
                 job: job, taskID: record.id, argsJSON: record.kwargs, attempt: record.retry, hooks: hooks(for: record))
@@ -335,14 +357,28 @@ public final class WorkerPool: Service, Sendable {
     /// ``Options/cancelGrace``, the timeout keeper records the outcome without it.
     func stop(_ id: String, reason: StopReason) {
         guard let execution = state.withLock({ $0.running[id] }) else { return }
-        let call = execution.state.withLock { s -> PluginCall? in
-            guard s.stopReason == nil, !s.decided else { return nil }
+        let (call, typed) = execution.state.withLock { s -> (PluginCall?, Bool) in
+            guard s.stopReason == nil, !s.decided else { return (nil, false) }
             s.stopReason = reason
             s.stopAt = TaskClock.now()
-            return s.call
+            return (s.call, s.typed)
+        }
+        if typed {
+            decide(execution, stoppedOutcome(reason, execution.record, typed: true), ranOn: nil)
+            return
         }
         call?.cancel()
         timerWakeup.signal()
+    }
+
+    /// The outcome of a run that was stopped without the job's help.
+    private func stoppedOutcome(_ reason: StopReason, _ record: TaskRecord, typed: Bool) -> TaskOutcome.Kind {
+        let left = typed ? " (the C function cannot be interrupted and was left to finish on its thread)" : " (the job ignored the cancel)"
+        switch reason {
+        case .shutdown: return .released
+        case .revoked: return .revoked("revoked while running" + left)
+        case .timeout: return .revoked("timed out after \(formatSeconds(record.timeout ?? 0)) s" + (typed ? left : ""))
+        }
     }
 
     /// Revokes tasks past their timeout, and ends calls whose plugin ignored a stop.
@@ -357,13 +393,7 @@ public final class WorkerPool: Service, Sendable {
                 if let stopAt, let reason {
                     let giveUp = stopAt + options.cancelGrace
                     if now >= giveUp {
-                        let kind: TaskOutcome.Kind =
-                            switch reason {
-                            case .shutdown: .released
-                            case .revoked: .revoked("revoked while running (the job ignored the cancel)")
-                            case .timeout: .revoked("timed out after \(formatSeconds(execution.record.timeout ?? 0)) s")
-                            }
-                        decide(execution, kind, ranOn: nil)
+                        decide(execution, stoppedOutcome(reason, execution.record, typed: false), ranOn: nil)
                     } else {
                         next = min(next, giveUp)
                     }

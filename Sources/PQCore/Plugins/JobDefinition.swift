@@ -20,6 +20,8 @@ public struct JobDefinition: Sendable {
     public let optionsJSON: String?
     /// JSON or typed.
     public let kind: Kind
+    /// For typed jobs: the function with its libffi call interface, prepared once at load.
+    public let typedCall: TypedCall?
     /// The plugin generation it belongs to.
     public let plugin: PluginInfo
     /// The plugin's descriptor.
@@ -71,12 +73,17 @@ public struct JobDefinition: Sendable {
             throw PluginError(.invalidJob, path: path, "job '\(name)' of plugin '\(plugin.name)': \(error); job skipped")
         }
         let kind: Kind
+        var typedCall: TypedCall?
         switch (def.run != nil, def.fn != nil, def.signature != nil) {
         case (true, false, _):
             kind = .json
         case (false, true, true):
             do {
-                kind = .typed(try TypedSignature.parse(String(cString: def.signature!)))
+                let signature = try TypedSignature.parse(String(cString: def.signature!))
+                kind = .typed(signature)
+                typedCall = try TypedCall(
+                    jobName: name, signature: signature, function: UnsafeRawPointer(def.fn!),
+                    freeString: handle.descriptor.pointee.free_string)
             } catch {
                 throw PluginError(.invalidJob, path: path, "job '\(name)' of plugin '\(plugin.name)': \(error); job skipped")
             }
@@ -94,6 +101,7 @@ public struct JobDefinition: Sendable {
         self.options = options
         self.optionsJSON = optionsJSON
         self.kind = kind
+        self.typedCall = typedCall
         self.plugin = plugin
         self.handle = handle
         self.index = index

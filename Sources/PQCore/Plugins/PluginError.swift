@@ -9,7 +9,7 @@ public struct PluginError: Error, CustomStringConvertible, Sendable {
         fileprivate enum Base: String, Sendable {
             case missingDirectory, emptyTaskPath, badTaskPath, unreadable, notELF, truncated, untrusted
             case dlopenFailed, missingEntry, entryReturnedNull, abiMismatch, structTooSmall
-            case toolchainMismatch, invalidDescriptor, invalidJob
+            case toolchainMismatch, invalidDescriptor, invalidJob, invalidManifest
         }
         fileprivate let base: Base
         /// A task_paths entry whose directory does not exist.
@@ -42,6 +42,9 @@ public struct PluginError: Error, CustomStringConvertible, Sendable {
         public static let invalidDescriptor = Code(base: .invalidDescriptor)
         /// One job definition is invalid (the rest of the plugin may load).
         public static let invalidJob = Code(base: .invalidJob)
+        /// A `NAME.pq.toml` manifest that cannot be used: bad syntax, a missing library or
+        /// symbol, an invalid job (the whole manifest is skipped).
+        public static let invalidManifest = Code(base: .invalidManifest)
         /// The code's name, e.g. `notELF`.
         public var description: String { base.rawValue }
     }

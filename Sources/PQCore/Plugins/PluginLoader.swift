@@ -73,15 +73,8 @@ public struct PluginLoader: Sendable {
     /// - Returns: the loaded plugin with its validated jobs.
     /// - Throws: ``PluginError`` naming the file and the reason.
     public func load(path: String) throws -> LoadedPlugin {
-        if !options.trustAll { try PluginTrust.check(path: path) }
-        let copy = try privateCopy(of: path)
-        defer { unlink(copy.file); rmdir(copy.directory) }
-        // Check the copy, not the original: the original may change under us, the copy cannot.
-        try ELFCheck.validate(path: copy.file, reportedPath: path)
-        guard let handle = dlopen(copy.file, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
-            let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
-            throw PluginError(.dlopenFailed, path: path, "dlopen failed: \(reason.replacingPrivatePath(copy.file, with: path))")
-        }
+        if path.hasSuffix(PluginManifest.fileSuffix) { return try loadManifest(path: path) }
+        let handle = try openPrivateCopy(of: path)
         guard let symbol = dlsym(handle, PQ_PLUGIN_ENTRY_SYMBOL) else {
             throw PluginError(
                 .missingEntry, path: path,
@@ -94,6 +87,23 @@ public struct PluginLoader: Sendable {
                 "pq_plugin_entry(\(PQ_ABI_VERSION)) returned NULL: the plugin cannot serve ABI version \(PQ_ABI_VERSION)")
         }
         return try validate(descriptor, path: path)
+    }
+
+    /// Checks a library file (trust, ELF), copies it to a private path and opens the copy.
+    /// - Parameter path: the library file.
+    /// - Returns: the `dlopen` handle (the library is never closed).
+    /// - Throws: ``PluginError`` naming the file and the reason.
+    func openPrivateCopy(of path: String) throws -> UnsafeMutableRawPointer {
+        if !options.trustAll { try PluginTrust.check(path: path) }
+        let copy = try privateCopy(of: path)
+        defer { unlink(copy.file); rmdir(copy.directory) }
+        // Check the copy, not the original: the original may change under us, the copy cannot.
+        try ELFCheck.validate(path: copy.file, reportedPath: path)
+        guard let handle = dlopen(copy.file, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
+            let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
+            throw PluginError(.dlopenFailed, path: path, "dlopen failed: \(reason.replacingPrivatePath(copy.file, with: path))")
+        }
+        return handle
     }
 
     func validate(_ descriptor: UnsafePointer<pq_plugin>, path: String) throws -> LoadedPlugin {

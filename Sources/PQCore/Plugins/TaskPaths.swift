@@ -21,7 +21,7 @@ public enum TaskPaths {
         public var directory: String
         /// Whether this directory is the parent of a wildcard entry (watched for new subdirectories).
         public var isWildcardParent: Bool
-        /// The `*.so` files directly in it, sorted by name (absolute paths).
+        /// The `*.so` and `*.pq.toml` files directly in it, sorted by name (absolute paths).
         public var libraries: [String]
     }
 
@@ -74,11 +74,14 @@ public enum TaskPaths {
         return result
     }
 
-    /// Whether a file name is a shared library the loader considers (`*.so`, not hidden).
+    /// Whether a file name is a plugin the loader considers: a shared library (`*.so`) or a
+    /// manifest of a library's functions (`*.pq.toml`), not hidden.
     /// - Parameter name: a file name without directory.
-    /// - Returns: true for `libx.so` and `x.so`.
+    /// - Returns: true for `libx.so`, `x.so` and `libm.pq.toml`.
     public static func isLibraryName(_ name: String) -> Bool {
-        name.hasSuffix(".so") && !name.hasPrefix(".") && name.count > 3
+        guard !name.hasPrefix(".") else { return false }
+        return (name.hasSuffix(".so") && name.count > 3)
+            || (name.hasSuffix(PluginManifest.fileSuffix) && name.count > PluginManifest.fileSuffix.count)
     }
 
     private static func isValidComponent(_ part: String) -> Bool {
