@@ -103,6 +103,7 @@ do {
 
 // MARK: typed calls through libffi
 
+if wanted("ffi") {
 section("typed jobs through libffi (issue 5): per-call overhead of (a:i64,b:i64)->i64, excluding queueing")
 do {
     let plugin = try PluginLoader().load(path: pluginsRoot + "/examples/c/libexamples_c.so")
@@ -169,6 +170,7 @@ do {
     print(String(format: "    typed/JSON overhead ratio: %.2f on a plugin thread (target <= 2); call alone (b)/(c JSON) %.3f", typedPool / jsonPool, b / jsonPool))
 } catch {
     print("typed call benchmark failed: \(error)")
+}
 }
 
 struct CLIBenchError: Error, CustomStringConvertible {

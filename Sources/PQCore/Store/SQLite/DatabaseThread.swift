@@ -12,6 +12,8 @@ final class DatabaseThread: @unchecked Sendable {
         let perform: @Sendable (SQLiteConnection) -> Void
         /// Delivers the result, or `error` when the batch could not commit.
         let finish: @Sendable ((any Error)?) -> Void
+        /// Whether the caller needs the write on disk before it resumes (fsync at commit).
+        var durable = true
     }
 
     private final class ResultBox<T>: @unchecked Sendable {
@@ -53,11 +55,16 @@ final class DatabaseThread: @unchecked Sendable {
     }
 
     /// Runs `body` on the thread and returns its result; in writer mode, after the commit.
-    func perform<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+    /// - Parameters:
+    ///   - durable: false when losing this write in a power cut is harmless (a claim: the task
+    ///     is simply queued again). A batch made only of such writes commits without an fsync;
+    ///     the next durable commit makes them durable too (the WAL is synced in order).
+    ///   - body: the work, on the thread's connection.
+    func perform<T: Sendable>(durable: Bool = true, _ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         let box = ResultBox<T>()
         let groupCommit = self.groupCommit
         return try await withCheckedThrowingContinuation { continuation in
-            let job = Job(
+            var job = Job(
                 perform: { db in
                     if groupCommit {
                         do {
@@ -85,6 +92,7 @@ final class DatabaseThread: @unchecked Sendable {
                         continuation.resume(with: box.result!)
                     }
                 })
+            job.durable = durable
             condition.lock()
             if stopping {
                 condition.unlock()
@@ -146,7 +154,17 @@ final class DatabaseThread: @unchecked Sendable {
         }
     }
 
+    /// The connection's current `PRAGMA synchronous` (FULL at open); touched only by the thread.
+    private var syncFull = true
+
     private func runTransaction(_ batch: [Job], _ db: SQLiteConnection) {
+        let durable = batch.contains { $0.durable }
+        if durable != syncFull {
+            // synchronous cannot change inside a transaction, so it is set per batch.
+            if (try? db.exec(durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")) != nil {
+                syncFull = durable
+            }
+        }
         do {
             try db.statement("BEGIN IMMEDIATE").run()
         } catch {

@@ -411,7 +411,9 @@ public final class SQLiteTaskStore: TaskStore {
     public func claim(_ request: ClaimRequest) async throws -> [TaskRecord] {
         guard request.limit > 0 else { return [] }
         let trimmer = self.trimmer
-        return try await writer.perform { db in
+        // A claim lost in a power cut leaves the task QUEUED: it runs again, as at-least-once
+        // allows, so claims skip the fsync (see DatabaseThread.perform).
+        return try await writer.perform(durable: false) { db in
             var picked: [TaskRecord] = []
             var expired: [TaskRecord] = []
             var running: [String: Int] = [:]
@@ -468,7 +470,7 @@ public final class SQLiteTaskStore: TaskStore {
     /// See ``TaskStore/renew(ids:worker:leaseUntil:)``.
     public func renew(ids: [String], worker: String, leaseUntil: Double) async throws -> Set<String> {
         guard !ids.isEmpty else { return [] }
-        return try await writer.perform { db in
+        return try await writer.perform(durable: false) { db in
             var cancel: Set<String> = []
             let check = try db.statement("SELECT status, worker, cancel_requested FROM tasks WHERE id = ?")
             let extend = try db.statement("UPDATE tasks SET lease_expires = ? WHERE id = ?")
