@@ -56,7 +56,7 @@ extension PQ {
                         "plugins": "\(report.loaded.count)", "jobs": "\(registry.jobs.count)",
                         "failed": "\(report.failures.count)", "task_paths": "\(settings.taskPaths.joined(separator: ","))",
                     ])
-                let store = try settings.openStore()
+                let store = try await settings.openStore()
                 let jobs = registry.jobs.map(JobInfo.init(job:))
                 do {
                     try await store.publishJobs(host: HostIdentity.node + ":" + settings.pluginsDir + "|" + settings.taskPaths.joined(separator: ","), jobs: jobs)
