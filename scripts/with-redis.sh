@@ -8,7 +8,13 @@ if ! command -v redis-server >/dev/null; then
     exit 1
 fi
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+    # A random port that nothing listens on (bounded tries).
+    for _ in $(seq 1 50); do
+        local p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+    done
+    echo "with-redis.sh: no free port found" >&2
+    exit 1
 }
 port=$(free_port)
 dir=$(mktemp -d)

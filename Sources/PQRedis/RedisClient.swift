@@ -91,7 +91,7 @@ public final class RedisClient: Sendable {
     /// The configuration.
     public let configuration: Configuration
     let logger: Logger
-    private let group: any EventLoopGroup
+    let group: any EventLoopGroup
     private let state: Mutex<State>
 
     /// Creates a client; nothing connects until the first command.

@@ -1,3 +1,4 @@
+import Glibc
 import NIOCore
 import NIOPosix
 
@@ -61,8 +62,15 @@ final class RedisConnection: Sendable {
     }
 
     private static func describe(_ error: any Error) -> String {
-        if let error = error as? IOError { return error.description }
-        return "\(error)"
+        var underlying: any Error = error
+        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
+            underlying = first.error
+        } else if let error = error as? NIOConnectionError, let dns = error.dnsAAAAError ?? error.dnsAError {
+            underlying = dns
+        }
+        if let error = underlying as? IOError { return String(cString: strerror(error.errnoCode)).lowercased() }
+        if underlying is ChannelError { return "connect timed out" }
+        return "\(underlying)"
     }
 
     /// Sends commands in one write and waits for all their replies.

@@ -96,11 +96,13 @@ public final class RedisTaskStore: TaskStore {
     ) async throws -> RedisTaskStore {
         let store = RedisTaskStore(url: url, options: options, logger: logger)
         do {
-            try await store.client.send(["PING"]).check()
+            // A connection of its own, so that a failure is reported once, here, not also logged by the pool.
+            let probe = try await RedisConnection.connect(to: store.client.configuration, on: store.client.group)
+            defer { probe.close() }
+            try await probe.send([["PING"]])[0].check()
         } catch {
             await store.close()
-            throw TaskStoreError(
-                .cannotOpen, "cannot open the store \(url): \(error) (is redis-server running at \(url.host):\(url.port)?)")
+            throw TaskStoreError(.cannotOpen, "cannot open the store \(url): \(error)")
         }
         return store
     }
