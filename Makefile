@@ -18,9 +18,9 @@ plugins:
 	swift build -c $(CONFIG) --product pq_examples $(SWIFT_FLAGS)
 	scripts/install-plugins.sh "$(BIN)" "$(PLUGINS_ROOT)"
 
-## test: everything `swift test` checks, against the built bin/pq and plugins
+## test: everything `swift test` checks, against the built bin/pq and plugins and a private redis-server
 test: build
-	swift test $(SWIFT_FLAGS)
+	scripts/with-redis.sh swift test $(SWIFT_FLAGS)
 
 ## run: the demo, a host on the embedded store with the example plugins
 run: build
@@ -28,7 +28,7 @@ run: build
 
 ## bench: figures (load time, pq jobs time, tasks/s, latency)
 bench: build
-	scripts/bench.sh
+	scripts/with-redis.sh scripts/bench.sh
 
 format:
 	swift format --in-place --recursive Sources Tests Plugins Package.swift

@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "pq", targets: ["pq"]),
         .library(name: "PQKit", targets: ["PQKit"]),
         .library(name: "PQCore", targets: ["PQCore"]),
+        .library(name: "PQRedis", targets: ["PQRedis"]),
         // Example plugins: each is its own shared library, loaded by the host with dlopen.
         .library(name: "pq_examples", type: .dynamic, targets: ["ExampleJobs"]),
     ],
@@ -22,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // The plugin ABI: one C header, nothing else.
@@ -48,10 +50,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The Redis store: a small RESP client on SwiftNIO and a TaskStore over it.
+        .target(
+            name: "PQRedis",
+            dependencies: [
+                "PQCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "pq",
             dependencies: [
                 "PQCore",
+                "PQRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -64,6 +78,7 @@ let package = Package(
             dependencies: [
                 "PQCore",
                 "CPQPlugin",
+                "PQRedis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -77,7 +92,16 @@ let package = Package(
         ),
         .testTarget(
             name: "PQCoreTests",
-            dependencies: ["PQCore", "CPQPlugin"],
+            dependencies: ["PQCore", "PQRedis", "CPQPlugin"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PQRedisTests",
+            dependencies: [
+                "PQRedis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -3,7 +3,9 @@ import CPQPlugin
 import Foundation
 import Logging
 import PQCore
+import PQRedis
 import ServiceLifecycle
+import Synchronization
 
 let root = FileManager.default.currentDirectoryPath
 let pluginsRoot = root + "/.pq/plugins"
@@ -221,6 +223,74 @@ do {
 } catch {
     print("memory benchmark failed: \(error)")
 }
+}
+
+// MARK: Redis (issue 6), in-process host on the make-bench redis-server
+
+/// Sum of `calls=` over INFO commandstats: commands the server ran, scripts' inner calls included.
+func redisCommandCount(_ client: RedisClient) async throws -> Int {
+    let text = try await client.send(["INFO", "commandstats"]).string ?? ""
+    return text.split(separator: "\n").reduce(0) { total, line in
+        guard let range = line.range(of: "calls=") else { return total }
+        return total + (Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0)
+    }
+}
+
+section("redis store (issue 6), c.noop, --concurrent-tasks 16, one host in this process")
+if let base = ProcessInfo.processInfo.environment["PQ_TEST_REDIS_URL"], case .redis(var url) = try StoreURL(parsing: base) {
+    do {
+        url.namespace = "bench\(getpid())"
+        let store = try await RedisTaskStore.connect(url: url)
+        let n = quick ? 5_000 : 50_000
+        let commandsBefore = try await redisCommandCount(store.client)
+        let tripsBefore = store.client.statistics.roundTrips
+        let t0 = now()
+        var i = 0
+        while i < n {
+            let chunk = min(1_000, n - i)
+            _ = try await store.enqueue((0..<chunk).map { _ in NewTask(name: "c.noop") })
+            i += chunk
+        }
+        let queued = now() - t0
+        let tripsQueued = store.client.statistics.roundTrips
+        let commandsQueued = try await redisCommandCount(store.client)
+        let cpu0 = clock()
+        let elapsed = try await runPool(store: store, registry: try noopRegistry(), concurrency: 16) { $0.processedCount >= n }
+        let cpu = Double(clock() - cpu0) / Double(CLOCKS_PER_SEC)
+        let commandsAfter = try await redisCommandCount(store.client)
+        let tripsAfter = store.client.statistics.roundTrips
+        print("queued \(n) tasks: \(rate(n, queued)); processed: \(rate(n, elapsed)) (target 20,000/s)")
+        print(String(format: "host CPU per task while processing: %.1f µs (target < 50 µs)", cpu / Double(n) * 1e6))
+        print(String(format: "Redis round trips per task: queue %.3f, process %.3f; server commands per task (commandstats, script calls included): queue %.1f, process %.1f",
+            Double(tripsQueued - tripsBefore) / Double(n), Double(tripsAfter - tripsQueued) / Double(n),
+            Double(commandsQueued - commandsBefore) / Double(n), Double(commandsAfter - commandsQueued) / Double(n)))
+
+        // Latency on an idle host: one task at a time, queue time to end time as the store records them.
+        let samples = quick ? 50 : 300
+        let latencyStore = try await RedisTaskStore.connect(url: url)
+        let collected = Mutex<[Double]>([])
+        _ = try await runPool(store: store, registry: try noopRegistry(), concurrency: 16) { _ in
+            if collected.withLock({ $0.count }) >= samples { return true }
+            guard let record = try? await latencyStore.enqueue([NewTask(name: "c.noop")]).first else { return true }
+            let deadline = now() + 2
+            while now() < deadline {
+                if let done = try? await latencyStore.task(id: record.id), let end = done.timeEnded {
+                    collected.withLock { $0.append(end - done.timeQueued) }
+                    break
+                }
+                try? await Task.sleep(for: .microseconds(200))
+            }
+            return false
+        }
+        let latencies = collected.withLock { $0 }
+        print("queue→end latency, idle host: p50 \(ms(percentile(latencies, 0.5))), p99 \(ms(percentile(latencies, 0.99))) (target p50 < 1 ms)")
+        await latencyStore.close()
+        await store.close()
+    } catch {
+        print("redis benchmark failed: \(error)")
+    }
+} else {
+    print("skipped: PQ_TEST_REDIS_URL is not set (make bench starts a redis-server through scripts/with-redis.sh)")
 }
 
 // MARK: SQLite through bin/pq

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PQCore
+import PQRedis
 
 /// Options every command takes. Flags win over environment variables, which win over the
 /// config file (`--config`, env `PQ_CONFIG`, else `./pq.toml` when it exists).
@@ -61,12 +62,16 @@ struct Settings {
     var storeIsDefault = false
 
     /// Opens the store named by the settings.
-    func openStore() throws -> any TaskStore {
+    func openStore() async throws -> any TaskStore {
         let url: StoreURL
         do { url = try StoreURL(parsing: store) } catch { throw CLIError("\(error)") }
         if storeIsDefault, case .sqlite(let path) = url {
             try? FileManager.default.createDirectory(
                 atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        }
+        if case .redis(let redis) = url {
+            // PQCore does not know Redis; the CLI opens it, checking that it answers.
+            do { return try await RedisTaskStore.connect(url: redis) } catch { throw CLIError("\(error)") }
         }
         do { return try makeStore(url: url) } catch { throw CLIError("\(error)") }
     }

@@ -19,7 +19,7 @@ extension PQ {
             try await reportingErrors {
                 let settings = try common.resolve()
                 if fromStore {
-                    let store = try settings.openStore()
+                    let store = try await settings.openStore()
                     let jobs = try await store.publishedJobs()
                     await store.close()
                     if json {

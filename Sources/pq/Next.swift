@@ -26,7 +26,7 @@ extension PQ {
                     _ = try settings.loadPlugins(into: registry)
                     jobs = registry.jobs.compactMap { job in job.options.schedule.map { (job.name, $0) } }
                 } else {
-                    let store = try settings.openStore()
+                    let store = try await settings.openStore()
                     let published: [JobInfo]
                     do { published = try await store.publishedJobs() } catch {
                         await store.close()

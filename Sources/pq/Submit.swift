@@ -54,7 +54,7 @@ extension PQ {
         func run() async throws {
             try await reportingErrors {
                 let settings = try common.resolve()
-                let store = try settings.openStore()
+                let store = try await settings.openStore()
                 let template = try await resolveJob(settings: settings, store: store)
                 let now = TaskClock.now()
                 func task(_ kwargs: String) -> NewTask {

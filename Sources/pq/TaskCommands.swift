@@ -14,7 +14,7 @@ extension PQ {
 
         func run() async throws {
             try await reportingErrors {
-                let store = try common.resolve().openStore()
+                let store = try await common.resolve().openStore()
                 guard let task = try await store.task(id: id) else { throw CLIError("no task with id \(id)") }
                 emit(human && !json ? describe(task) : task.json())
                 await store.close()
@@ -40,7 +40,7 @@ extension PQ {
 
         func run() async throws {
             try await reportingErrors {
-                let store = try common.resolve().openStore()
+                let store = try await common.resolve().openStore()
                 let tasks = try await store.tasks(status: status.flatMap { TaskStatus(parsing: $0) }, job: job, limit: limit)
                 if json {
                     emit("[" + tasks.map { $0.json() }.joined(separator: ",") + "]")
@@ -64,7 +64,7 @@ extension PQ {
 
         func run() async throws {
             try await reportingErrors {
-                let store = try common.resolve().openStore()
+                let store = try await common.resolve().openStore()
                 let outcome = try await store.revoke(id: id)
                 await store.close()
                 switch outcome {
@@ -92,7 +92,7 @@ extension PQ {
 
         func run() async throws {
             try await reportingErrors {
-                let store = try common.resolve().openStore()
+                let store = try await common.resolve().openStore()
                 guard let done = try await waitUntilReady(ids, store: store, timeout: timeout) else {
                     throw CLIError("timed out after \(timeout ?? 0) s waiting for \(ids.count) task(s)", exitCode: 2)
                 }
@@ -118,7 +118,7 @@ extension PQ {
 
         func run() async throws {
             try await reportingErrors {
-                let store = try common.resolve().openStore()
+                let store = try await common.resolve().openStore()
                 let kinds = events.map { Set(TaskPaths.split($0)) }
                 if let kinds, let bad = kinds.first(where: { TaskEventKind(rawValue: $0) == nil }) {
                     throw CLIError("unknown event kind '\(bad)' (use queued, started, retry, done, plugin_loaded, plugin_failed, plugin_removed)")
@@ -143,7 +143,7 @@ extension PQ {
 
         func run() async throws {
             try await reportingErrors {
-                let store = try common.resolve().openStore()
+                let store = try await common.resolve().openStore()
                 let sizes = try await store.queueSizes()
                 if json {
                     emit(JSONValue.array(sizes.map { s in

@@ -3,7 +3,7 @@ import Synchronization
 /// Fans a "something changed" signal out to any number of `AsyncStream<Void>`s.
 ///
 /// Each stream buffers at most one pending signal, so a burst of writes wakes a slow consumer once.
-final class ChangeBroadcaster: Sendable {
+package final class ChangeBroadcaster: Sendable {
     private struct State {
         var next = 0
         var continuations: [Int: AsyncStream<Void>.Continuation] = [:]
@@ -11,7 +11,9 @@ final class ChangeBroadcaster: Sendable {
     }
     private let state = Mutex(State())
 
-    func stream() -> AsyncStream<Void> {
+    package init() {}
+
+    package func stream() -> AsyncStream<Void> {
         let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let key: Int? = state.withLock { state in
             if state.finished { return nil }
@@ -29,12 +31,12 @@ final class ChangeBroadcaster: Sendable {
         return stream
     }
 
-    func signal() {
+    package func signal() {
         let continuations = state.withLock { Array($0.continuations.values) }
         for continuation in continuations { continuation.yield() }
     }
 
-    func finish() {
+    package func finish() {
         let continuations = state.withLock { state in
             state.finished = true
             defer { state.continuations = [:] }

@@ -1,10 +1,10 @@
 /// The rules every store applies to records, as pure functions on values, so that the memory and
 /// SQLite stores behave the same and the rules are tested without I/O.
-enum TaskEngine {
+package enum TaskEngine {
     static let expiredMessage = "expired before it started"
 
     /// Checks what a store is asked to queue.
-    static func validate(_ task: NewTask) throws(TaskStoreError) {
+    package static func validate(_ task: NewTask) throws(TaskStoreError) {
         guard !task.name.isEmpty else {
             throw TaskStoreError(.invalidArgument, "a task needs a job name")
         }
@@ -22,7 +22,7 @@ enum TaskEngine {
         }
     }
 
-    static func newRecord(_ task: NewTask, now: Double) -> TaskRecord {
+    package static func newRecord(_ task: NewTask, now: Double) -> TaskRecord {
         let delay = task.delay.map { max(0, $0) }
         return TaskRecord(
             id: task.id ?? TaskID.make(), name: task.name, status: .queued, queue: task.queue,

@@ -1,9 +1,10 @@
 import Foundation
 import PQCore
+import PQRedis
 import Testing
 
 enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
-    case memory, sqlite
+    case memory, sqlite, redis
     var testDescription: String { rawValue }
 }
 
@@ -21,6 +22,9 @@ struct TestStore {
             let folder = try makeTempFolder()
             self.folder = folder
             store = try SQLiteTaskStore(path: folder.appendingPathComponent("pq.db").path)
+        case .redis:
+            folder = nil
+            store = RedisTaskStore(url: try TestRedis.url(namespace: TestRedis.uniqueNamespace()))
         }
     }
 

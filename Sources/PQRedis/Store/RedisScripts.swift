@@ -1,0 +1,474 @@
+/// The Lua scripts of ``RedisTaskStore``: every state change is one script, so it is atomic across
+/// hosts, and records its event and publishes it in the same step.
+///
+/// Each script starts with ``library``. ARGV[1] is the key prefix (`<namespace>:`), ARGV[2] the
+/// channel prefix (`<namespace>_`), ARGV[3] the number of events kept; a script's own arguments
+/// start at ARGV[4].
+///
+/// Keys, under the prefix:
+/// - `task:<id>`: the task, a hash of ``RedisRecordCoding`` fields plus `order`.
+/// - `wait:<queue>\0<job>`: waiting (QUEUED, RETRY) tasks of one queue and job, a sorted set by eta
+///   whose members are the 12-digit `order` then the id, so equal etas keep queue order.
+/// - `waitkeys`: the set of `<queue>\0<job>` pairs that ever had a waiting task.
+/// - `leases`: STARTED tasks by lease end; `running:<job>` the same per job, for `max_concurrency`
+///   (only unexpired leases count, so a dead host holds no slot once its leases end).
+/// - `overlap:<job>\0<kwargs>`: the active task of a `can_overlap = false` job with those kwargs.
+/// - `all`: every task by `order` (listing); `ended`: finished tasks by end time (purge).
+/// - `events`: a capped stream whose entry ids are `<seq>-0`; `eventseq` the last seq; `order` the
+///   last order.
+enum RedisScripts {
+    static let library = #"""
+        local P = ARGV[1]
+        local CH = ARGV[2]
+        local MAXEV = ARGV[3]
+        local NUL = '\0'
+        local NAMES = {['1']='SUCCESS', ['2']='FAILURE', ['3']='REVOKED', ['4']='RETRY', ['5']='STARTED', ['6']='QUEUED'}
+        local KINDS = {['1']='done', ['2']='done', ['3']='done', ['4']='retry', ['5']='started', ['6']='queued'}
+        local WAITING = {['6']=true, ['4']=true}
+        local READY = {['1']=true, ['2']=true, ['3']=true}
+        local ACTIVE = {['6']=true, ['5']=true, ['4']=true}
+
+        local function tkey(id) return P .. 'task:' .. id end
+        local function load(id)
+          local flat = redis.call('HGETALL', tkey(id))
+          if #flat == 0 then return nil end
+          local t = {}
+          for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+          return t
+        end
+        local function flatten(t)
+          local out = {}
+          for k, v in pairs(t) do out[#out + 1] = k; out[#out + 1] = v end
+          return out
+        end
+        local function jstr(s)
+          if s == nil then return 'null' end
+          local escaped = string.gsub(s, '[%z\1-\31"\\]', function(c)
+            if c == '"' then return '\\"' elseif c == '\\' then return '\\\\'
+            elseif c == '\n' then return '\\n' elseif c == '\r' then return '\\r' elseif c == '\t' then return '\\t'
+            else return string.format('\\u%04x', string.byte(c)) end
+          end)
+          return '"' .. escaped .. '"'
+        end
+        local function jraw(s, empty)
+          if s == nil then return empty end
+          local trimmed = string.match(s, '^[ \n\r\t]*(.-)[ \n\r\t]*$')
+          if trimmed == '' then return empty end
+          return trimmed
+        end
+        local function jnum(s) if s == nil then return 'null' end return s end
+        local function render(t)
+          return '{"id":' .. jstr(t.id) .. ',"name":' .. jstr(t.name) .. ',"status":' .. t.status
+            .. ',"status_string":"' .. NAMES[t.status] .. '","queue":' .. jstr(t.queue)
+            .. ',"kwargs":' .. jraw(t.kwargs, '{}') .. ',"result":' .. jraw(t.result, 'null')
+            .. ',"exception":' .. jstr(t.exception) .. ',"time_queued":' .. jnum(t.time_queued)
+            .. ',"time_started":' .. jnum(t.time_started) .. ',"time_ended":' .. jnum(t.time_ended)
+            .. ',"delay":' .. jnum(t.delay) .. ',"timeout":' .. jnum(t.timeout) .. ',"expiry":' .. jnum(t.expiry)
+            .. ',"retry":' .. t.retry .. ',"max_retries":' .. t.max_retries .. ',"from_task":' .. jstr(t.from_task)
+            .. ',"node":' .. jstr(t.node) .. ',"worker":' .. jstr(t.worker) .. ',"plugin":' .. jstr(t.plugin)
+            .. ',"plugin_version":' .. jstr(t.plugin_version) .. '}'
+        end
+        local function emit(t)
+          local kind = KINDS[t.status]
+          local seq = redis.call('INCR', P .. 'eventseq')
+          local json = render(t)
+          redis.call('XADD', P .. 'events', 'MAXLEN', '~', MAXEV, seq .. '-0', 'k', kind, 'i', t.id, 's', t.status, 'j', json)
+          redis.call('PUBLISH', CH .. 'task_' .. kind, '{"event":"' .. kind .. '","task":' .. json .. '}')
+        end
+        local function wkey(t) return P .. 'wait:' .. t.queue .. NUL .. t.name end
+        local function member(t) return string.format('%012d', tonumber(t.order)) .. t.id end
+        local function index(t, old)
+          local id = t.id
+          if WAITING[t.status] then
+            redis.call('ZADD', wkey(t), t.eta, member(t))
+            redis.call('SADD', P .. 'waitkeys', t.queue .. NUL .. t.name)
+          elseif old and WAITING[old] then
+            redis.call('ZREM', wkey(t), member(t))
+          end
+          if t.status == '5' then
+            redis.call('ZADD', P .. 'leases', t.lease_expires, id)
+            redis.call('ZADD', P .. 'running:' .. t.name, t.lease_expires, id)
+          elseif old == '5' then
+            redis.call('ZREM', P .. 'leases', id)
+            redis.call('ZREM', P .. 'running:' .. t.name, id)
+          end
+          if READY[t.status] and not (old and READY[old]) then
+            redis.call('ZADD', P .. 'ended', t.time_ended, id)
+            if t.can_overlap == '0' then
+              local okey = P .. 'overlap:' .. t.name .. NUL .. t.kwargs
+              if redis.call('GET', okey) == id then redis.call('DEL', okey) end
+            end
+          end
+        end
+        -- Sets and deletes fields, keeps the indexes right, records the event of a state change.
+        local function update(t, set, del)
+          local old = t.status
+          local args = {}
+          for k, v in pairs(set) do t[k] = v; args[#args + 1] = k; args[#args + 1] = v end
+          local key = tkey(t.id)
+          if #args > 0 then redis.call('HSET', key, unpack(args)) end
+          if del and #del > 0 then
+            for _, k in ipairs(del) do t[k] = nil end
+            redis.call('HDEL', key, unpack(del))
+          end
+          index(t, old)
+          if old ~= t.status or t.status == '4' then emit(t) end
+        end
+        local function changed() redis.call('PUBLISH', CH .. 'changed', '') end
+        -- Reads an optional set: a count (-1 for none) then the names; returns the set and the next index.
+        local function readset(i)
+          local n = tonumber(ARGV[i]); i = i + 1
+          if n < 0 then return nil, i end
+          local set = {}
+          for x = 1, n do set[ARGV[i]] = true; i = i + 1 end
+          return set, i
+        end
+        local function waitkeys(queues, jobs)
+          local keys = {}
+          for _, wk in ipairs(redis.call('SMEMBERS', P .. 'waitkeys')) do
+            local sep = string.find(wk, NUL, 1, true)
+            local q = string.sub(wk, 1, sep - 1)
+            local name = string.sub(wk, sep + 1)
+            if (not queues or queues[q]) and (not jobs or jobs[name]) then keys[#keys + 1] = P .. 'wait:' .. wk end
+          end
+          return keys
+        end
+
+        """#
+
+    /// ARGV: n, then per task its field count and fields. Returns per task 0 (queued) or the twin's fields.
+    static let enqueue = library + #"""
+        local n = tonumber(ARGV[4])
+        local i = 5
+        local tasks = {}
+        for j = 1, n do
+          local m = tonumber(ARGV[i]); i = i + 1
+          local t = {}
+          for x = 1, m do t[ARGV[i]] = ARGV[i + 1]; i = i + 2 end
+          tasks[j] = t
+        end
+        local seen = {}
+        for _, t in ipairs(tasks) do
+          if seen[t.id] or redis.call('EXISTS', tkey(t.id)) == 1 then
+            return redis.error_reply('DUPLICATE ' .. t.id)
+          end
+          seen[t.id] = true
+        end
+        local out = {}
+        for j, t in ipairs(tasks) do
+          local twin = nil
+          local okey = nil
+          if t.can_overlap == '0' then
+            okey = P .. 'overlap:' .. t.name .. NUL .. t.kwargs
+            local tid = redis.call('GET', okey)
+            if tid then
+              local other = load(tid)
+              if other and ACTIVE[other.status] then twin = other end
+            end
+          end
+          if twin then
+            out[j] = flatten(twin)
+          else
+            if okey then redis.call('SET', okey, t.id) end
+            t.order = tostring(redis.call('INCR', P .. 'order'))
+            redis.call('HSET', tkey(t.id), unpack(flatten(t)))
+            redis.call('ZADD', P .. 'all', t.order, t.id)
+            index(t, nil)
+            emit(t)
+            out[j] = 0
+          end
+        end
+        changed()
+        return out
+        """#
+
+    /// ARGV: now, lease end, worker, node, limit, queues (set), jobs (set). Returns the claimed tasks' fields.
+    static let claim = library + #"""
+        local now = ARGV[4]
+        local nnow = tonumber(now)
+        local lease = ARGV[5]
+        local worker = ARGV[6]
+        local node = ARGV[7]
+        local limit = tonumber(ARGV[8])
+        local queues, i = readset(9)
+        local jobs = readset(i)
+        local keys = waitkeys(queues, jobs)
+        local claimed = {}
+        local running = {}
+        local fullkeys = {}
+        local anyexpired = false
+        for pass = 1, 8 do
+          local cands = {}
+          for _, k in ipairs(keys) do
+            if not fullkeys[k] then
+              local r = redis.call('ZRANGEBYSCORE', k, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit - #claimed)
+              for x = 1, #r, 2 do cands[#cands + 1] = {r[x], tonumber(r[x + 1]), k} end
+            end
+          end
+          if #cands == 0 then break end
+          table.sort(cands, function(a, b)
+            if a[2] ~= b[2] then return a[2] < b[2] end
+            return a[1] < b[1]
+          end)
+          local expired = 0
+          for _, c in ipairs(cands) do
+            if #claimed >= limit then break end
+            if not fullkeys[c[3]] then
+              local t = load(string.sub(c[1], 13))
+              if not t or not WAITING[t.status] then
+                redis.call('ZREM', c[3], c[1])
+              elseif t.expiry and tonumber(t.expiry) < nnow then
+                update(t, {status='3', exception='expired before it started', time_ended=now}, {'lease_expires'})
+                expired = expired + 1
+              else
+                local ok = true
+                if t.max_concurrency then
+                  local count = running[t.name]
+                  if count == nil then count = redis.call('ZCOUNT', P .. 'running:' .. t.name, now, '+inf') end
+                  if count >= tonumber(t.max_concurrency) then
+                    ok = false
+                    fullkeys[c[3]] = true
+                  else
+                    running[t.name] = count + 1
+                  end
+                end
+                if ok then
+                  update(t, {status='5', time_started=now, worker=worker, node=node, lease_expires=lease,
+                    retry=tostring(tonumber(t.retry) + 1), cancel_requested='0'}, {'time_ended'})
+                  claimed[#claimed + 1] = flatten(t)
+                end
+              end
+            end
+          end
+          if expired == 0 or #claimed >= limit then break end
+          anyexpired = true
+        end
+        if anyexpired then changed() end
+        return claimed
+        """#
+
+    /// ARGV: n, then per outcome id, worker, kind, text, eta, time, plugin, plugin version (the
+    /// generation that ran it; empty to keep the stored one). Returns per outcome the fields, or 0
+    /// when skipped.
+    static let finish = library + #"""
+        local n = tonumber(ARGV[4])
+        local out = {}
+        local any = false
+        for j = 1, n do
+          local b = 5 + (j - 1) * 8
+          local id, w, kind, text, eta, time = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
+          local plugin, pver = ARGV[b + 6], ARGV[b + 7]
+          local function ran(set)
+            if plugin ~= '' then set.plugin = plugin; set.plugin_version = pver end
+            return set
+          end
+          local t = load(id)
+          if t and t.status == '5' and t.worker == w then
+            if kind == 'success' then
+              update(t, ran({status='1', result=text, time_ended=time, cancel_requested='0'}), {'exception', 'lease_expires'})
+            elseif kind == 'failure' then
+              update(t, ran({status='2', exception=text, time_ended=time, cancel_requested='0'}), {'lease_expires'})
+            elseif kind == 'retry' then
+              update(t, ran({status='4', exception=text, eta=eta, cancel_requested='0'}), {'lease_expires'})
+            elseif kind == 'revoked' then
+              update(t, ran({status='3', exception=text, time_ended=time, cancel_requested='0'}), {'lease_expires'})
+            else
+              local neweta = t.eta
+              if tonumber(time) < tonumber(t.eta) then neweta = time end
+              update(t, {status='6', retry=tostring(math.max(0, tonumber(t.retry) - 1)), eta=neweta,
+                cancel_requested='0'}, {'lease_expires'})
+            end
+            out[j] = flatten(t)
+            any = true
+          else
+            out[j] = 0
+          end
+        end
+        if any then changed() end
+        return out
+        """#
+
+    /// ARGV: worker, lease end, ids... Returns the ids to cancel.
+    static let renew = library + #"""
+        local w = ARGV[4]
+        local lease = ARGV[5]
+        local cancel = {}
+        for i = 6, #ARGV do
+          local id = ARGV[i]
+          local f = redis.call('HMGET', tkey(id), 'status', 'worker', 'cancel_requested', 'name')
+          if f[1] == '5' and f[2] == w then
+            redis.call('HSET', tkey(id), 'lease_expires', lease)
+            redis.call('ZADD', P .. 'leases', lease, id)
+            redis.call('ZADD', P .. 'running:' .. f[4], lease, id)
+            if f[3] == '1' then cancel[#cancel + 1] = id end
+          else
+            cancel[#cancel + 1] = id
+          end
+        end
+        return cancel
+        """#
+
+    /// ARGV: mode (`expired` or `worker`), now, max dead runs, worker. Returns the changed tasks' fields.
+    static let recover = library + #"""
+        local mode = ARGV[4]
+        local now = ARGV[5]
+        local maxdead = tonumber(ARGV[6])
+        local who = ARGV[7]
+        local ids
+        if mode == 'expired' then
+          ids = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', '(' .. now, 'LIMIT', 0, 10000)
+        else
+          ids = redis.call('ZRANGE', P .. 'leases', 0, -1)
+        end
+        local victims = {}
+        for _, id in ipairs(ids) do
+          local t = load(id)
+          if not t or t.status ~= '5' then
+            redis.call('ZREM', P .. 'leases', id)
+          elseif mode == 'expired' or t.worker == who then
+            victims[#victims + 1] = t
+          end
+        end
+        table.sort(victims, function(a, b) return tonumber(a.eta) < tonumber(b.eta) end)
+        local out = {}
+        for _, t in ipairs(victims) do
+          local w = t.worker or '?'
+          local dead = tonumber(t.dead_runs or '0') + 1
+          if t.cancel_requested == '1' then
+            update(t, {status='3', exception='revoked; its host died while running it (' .. w .. ')', time_ended=now,
+              dead_runs=tostring(dead), cancel_requested='0'}, {'lease_expires'})
+          elseif dead >= maxdead then
+            update(t, {status='2', exception='run cut short ' .. dead .. ' times by a host that died (last: ' .. w
+              .. '); not retried', time_ended=now, dead_runs=tostring(dead), cancel_requested='0'}, {'lease_expires'})
+          else
+            local neweta = t.eta
+            if tonumber(now) < tonumber(t.eta) then neweta = now end
+            update(t, {status='6', retry=tostring(math.max(0, tonumber(t.retry) - 1)), eta=neweta,
+              dead_runs=tostring(dead), cancel_requested='0'}, {'lease_expires'})
+          end
+          out[#out + 1] = flatten(t)
+        end
+        if #out > 0 then changed() end
+        return out
+        """#
+
+    /// ARGV: id, now. Returns `{'notfound'}`, `{'cancel'}`, `{'already', status}` or `{'revoked', fields}`.
+    static let revoke = library + #"""
+        local t = load(ARGV[4])
+        if not t then return {'notfound'} end
+        if WAITING[t.status] then
+          update(t, {status='3', exception='revoked', time_ended=ARGV[5]}, {})
+          changed()
+          return {'revoked', flatten(t)}
+        elseif t.status == '5' then
+          redis.call('HSET', tkey(t.id), 'cancel_requested', '1')
+          changed()
+          return {'cancel'}
+        end
+        return {'already', t.status}
+        """#
+
+    /// ARGV: status or '', job or '', limit. Returns the tasks' fields, newest first.
+    static let list = library + #"""
+        local status = ARGV[4]
+        local job = ARGV[5]
+        local limit = tonumber(ARGV[6])
+        local out = {}
+        if status == '5' then
+          local found = {}
+          for _, id in ipairs(redis.call('ZRANGE', P .. 'leases', 0, -1)) do
+            local t = load(id)
+            if t and t.status == '5' and (job == '' or t.name == job) then found[#found + 1] = t end
+          end
+          table.sort(found, function(a, b) return tonumber(a.order) > tonumber(b.order) end)
+          for x = 1, math.min(limit, #found) do out[x] = flatten(found[x]) end
+          return out
+        end
+        local start = 0
+        while #out < limit do
+          local ids = redis.call('ZREVRANGE', P .. 'all', start, start + 255)
+          if #ids == 0 then break end
+          for _, id in ipairs(ids) do
+            local t = load(id)
+            if t and (status == '' or t.status == status) and (job == '' or t.name == job) then
+              out[#out + 1] = flatten(t)
+              if #out >= limit then break end
+            end
+          end
+          start = start + 256
+        end
+        return out
+        """#
+
+    /// ARGV: now. Returns per queue: name, queued, delayed, retry, started.
+    static let queueSizes = library + #"""
+        local nnow = tonumber(ARGV[4])
+        local sizes = {}
+        local function get(q)
+          if not sizes[q] then sizes[q] = {0, 0, 0, 0} end
+          return sizes[q]
+        end
+        for _, wk in ipairs(redis.call('SMEMBERS', P .. 'waitkeys')) do
+          local q = string.sub(wk, 1, string.find(wk, NUL, 1, true) - 1)
+          local r = redis.call('ZRANGE', P .. 'wait:' .. wk, 0, -1, 'WITHSCORES')
+          for x = 1, #r, 2 do
+            local st = redis.call('HGET', tkey(string.sub(r[x], 13)), 'status')
+            if st == '4' then get(q)[3] = get(q)[3] + 1
+            elseif st == '6' then
+              if tonumber(r[x + 1]) > nnow then get(q)[2] = get(q)[2] + 1 else get(q)[1] = get(q)[1] + 1 end
+            end
+          end
+        end
+        for _, id in ipairs(redis.call('ZRANGE', P .. 'leases', 0, -1)) do
+          local f = redis.call('HMGET', tkey(id), 'status', 'queue')
+          if f[1] == '5' then get(f[2])[4] = get(f[2])[4] + 1 end
+        end
+        local out = {}
+        for q, s in pairs(sizes) do
+          out[#out + 1] = q
+          for x = 1, 4 do out[#out + 1] = s[x] end
+        end
+        return out
+        """#
+
+    /// ARGV: queues (set), jobs (set). Returns the earliest eta as text, or nil.
+    static let nextDue = library + #"""
+        local queues, i = readset(4)
+        local jobs = readset(i)
+        local best = nil
+        local bestText = false
+        for _, k in ipairs(waitkeys(queues, jobs)) do
+          local r = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+          if r[2] and (best == nil or tonumber(r[2]) < best) then
+            best = tonumber(r[2])
+            bestText = r[2]
+          end
+        end
+        return bestText
+        """#
+
+    /// ARGV: cut-off. Deletes up to 10,000 tasks that ended before it; returns how many.
+    static let purge = library + #"""
+        local ids = redis.call('ZRANGEBYSCORE', P .. 'ended', '-inf', '(' .. ARGV[4], 'LIMIT', 0, 10000)
+        for _, id in ipairs(ids) do
+          redis.call('DEL', tkey(id))
+          redis.call('ZREM', P .. 'all', id)
+          redis.call('ZREM', P .. 'ended', id)
+        end
+        if #ids > 0 then changed() end
+        return #ids
+        """#
+}
+
+extension RedisScripts {
+    /// ARGV: kind, JSON. Records an event that is not a task state change (plugin events) and
+    /// publishes it on its channel. Returns the event's seq.
+    static let recordEvent = library + #"""
+        local kind, json = ARGV[4], ARGV[5]
+        local seq = redis.call('INCR', P .. 'eventseq')
+        redis.call('XADD', P .. 'events', 'MAXLEN', '~', MAXEV, seq .. '-0', 'k', kind, 'i', '', 's', '0', 'j', json)
+        redis.call('PUBLISH', CH .. kind, '{"event":"' .. kind .. '","plugin":' .. json .. '}')
+        changed()
+        return seq
+        """#
+}
