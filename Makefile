@@ -20,7 +20,7 @@ plugins:
 
 ## test: everything `swift test` checks, against the built bin/pq and plugins and a private redis-server
 test: build
-	scripts/with-redis.sh swift test $(SWIFT_FLAGS)
+	scripts/with-redis.sh swift test --no-parallel $(SWIFT_FLAGS)
 
 ## run: the demo, a host on the embedded store with the example plugins
 run: build
