@@ -46,12 +46,6 @@ public final class RedisTaskStore: TaskStore {
         }
     }
 
-    private struct FinishQueue {
-        var outcomes: [TaskOutcome] = []
-        var waiters: [(count: Int, continuation: CheckedContinuation<[TaskRecord], any Error>)] = []
-        var flushing = false
-    }
-
     /// The client the store talks through (its statistics count round trips).
     public let client: RedisClient
     /// The URL the store was opened with.
@@ -61,7 +55,6 @@ public final class RedisTaskStore: TaskStore {
     private let keyPrefix: String
     private let channelPrefix: String
     private let broadcaster = ChangeBroadcaster()
-    private let finishQueue = Mutex(FinishQueue())
     private let closed = Atomic<Bool>(false)
     private let watcher = Mutex<Task<Void, Never>?>(nil)
 
@@ -189,48 +182,14 @@ public final class RedisTaskStore: TaskStore {
 
     /// See ``TaskStore/finish(_:)``.
     ///
-    /// Calls made while another is on its way are sent together in the next script call. While
-    /// Redis is unreachable the call is retried for ``Options/finishRetryWindow`` seconds; a retry
-    /// cannot apply twice since an outcome applies only to a task still leased by its worker.
+    /// All outcomes go in one script call (the worker pool already gathers the outcomes of a
+    /// burst into one call). While Redis is unreachable the call is retried for
+    /// ``Options/finishRetryWindow`` seconds; a retry cannot apply twice since an outcome applies
+    /// only to a task still leased by its worker.
     public func finish(_ outcomes: [TaskOutcome]) async throws -> [TaskRecord] {
         guard !outcomes.isEmpty else { return [] }
         guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
-        return try await withCheckedThrowingContinuation { continuation in
-            let startFlusher = finishQueue.withLock { queue -> Bool in
-                queue.outcomes.append(contentsOf: outcomes)
-                queue.waiters.append((outcomes.count, continuation))
-                if queue.flushing { return false }
-                queue.flushing = true
-                return true
-            }
-            if startFlusher { Task { await self.flushFinishes() } }
-        }
-    }
-
-    private func flushFinishes() async {
-        while true {
-            let batch = finishQueue.withLock { queue -> FinishQueue? in
-                guard !queue.outcomes.isEmpty else {
-                    queue.flushing = false
-                    return nil
-                }
-                let batch = FinishQueue(outcomes: queue.outcomes, waiters: queue.waiters)
-                queue.outcomes = []
-                queue.waiters = []
-                return batch
-            }
-            guard let batch else { return }
-            do {
-                let results = try await finishWithRetry(batch.outcomes)
-                var start = 0
-                for waiter in batch.waiters {
-                    waiter.continuation.resume(returning: results[start..<start + waiter.count].compactMap { $0 })
-                    start += waiter.count
-                }
-            } catch {
-                for waiter in batch.waiters { waiter.continuation.resume(throwing: error) }
-            }
-        }
+        return try await finishWithRetry(outcomes).compactMap { $0 }
     }
 
     private func finishWithRetry(_ outcomes: [TaskOutcome]) async throws -> [TaskRecord?] {
@@ -513,10 +472,6 @@ public final class RedisTaskStore: TaskStore {
         let task = watcher.withLock { $0 }
         task?.cancel()
         await task?.value
-        // Let a flush on its way finish, bounded.
-        for _ in 0..<100 where finishQueue.withLock({ $0.flushing }) {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
         broadcaster.finish()
         await client.close()
     }

@@ -34,7 +34,15 @@ import Testing
         #expect(ids.count == 1000)
         #expect(try await waitUntilIdle(store, timeout: 60))
 
-        let events = try await store.events(after: 0, limit: 100_000)
+        // Read the event log in pages, as `pq watch` does.
+        var events: [TaskEvent] = []
+        var cursor: Int64 = 0
+        for _ in 0..<1_000 {
+            let page = try await store.events(after: cursor, limit: 500)
+            guard let last = page.last else { break }
+            events += page
+            cursor = last.seq
+        }
         var started: [String: Int] = [:]
         var done: [String: Int] = [:]
         for event in events {
