@@ -45,6 +45,8 @@ public final class WorkerPool: Service, Sendable {
         /// Seconds a plugin gets to end a call after it was asked to stop (timeout, revoke,
         /// shutdown) before the host records the outcome without it.
         public var cancelGrace: Double
+        /// Seconds between host status publications (`<ns>_host_status`, `pq hosts`).
+        public var statusInterval: Double = 5
 
         /// Creates options with defaults: 5 tasks, all queues, 30 s leases, 3 dead runs, 10 s
         /// drain, results kept 1 day.
@@ -150,6 +152,7 @@ public final class WorkerPool: Service, Sendable {
                 "queues": "\(options.queues.map { $0.sorted().joined(separator: ",") } ?? "all")",
             ])
         await recoverDeadHosts()
+        await publishStatus(state: "running")
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.forwardChanges() }
@@ -170,6 +173,7 @@ public final class WorkerPool: Service, Sendable {
             self.state.withLock { $0.draining = true }
             self.wakeup.signal()
         }
+        await publishStatus(state: "stopped")
         logger.info("worker pool stopped", metadata: ["processed": "\(processedCount)"])
     }
 
@@ -433,6 +437,7 @@ public final class WorkerPool: Service, Sendable {
         var lastRecovery = 0.0
         var lastPurge = 0.0
         var sweeps = 0
+        var lastStatus = 0.0
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(min(renewEvery, options.recoveryInterval)))
             if Task.isCancelled { break }
@@ -453,6 +458,10 @@ public final class WorkerPool: Service, Sendable {
                 sweeps += 1
                 await recoverDeadHosts(checkLocalOwners: sweeps % 5 == 0)
             }
+            if now - lastStatus >= options.statusInterval {
+                lastStatus = now
+                await publishStatus(state: "running")
+            }
             if now - lastPurge >= 60 {
                 lastPurge = now
                 if let n = try? await store.purge(finishedBefore: now - options.resultTTL), n > 0 {
@@ -464,6 +473,26 @@ public final class WorkerPool: Service, Sendable {
 
     /// Tasks of a host on this machine whose process is gone go back to the queue at once; tasks
     /// of any host whose lease expired go back too.
+    /// The host's status object: who it is, what runs, what it did.
+    public func statusJSON(state hostState: String) -> String {
+        let (running, processed) = state.withLock { (Array($0.running.keys).sorted(), $0.processed) }
+        var pairs: [(String, JSONValue)] = [
+            ("worker", .string(worker)), ("node", .string(node)), ("state", .string(hostState)),
+            ("time", .double(TaskClock.now())), ("concurrent_tasks", .int(Int64(options.concurrentTasks))),
+            ("running", .int(Int64(running.count))), ("running_tasks", .array(running.map(JSONValue.string))),
+            ("processed", .int(Int64(processed))),
+        ]
+        pairs.append(("queues", options.queues.map { .array($0.sorted().map(JSONValue.string)) } ?? .null))
+        pairs.append(("jobs", .int(Int64(registry.jobNames.count))))
+        return JSONValue.object(pairs).jsonText
+    }
+
+    private func publishStatus(state hostState: String) async {
+        do { try await store.publishHostStatus(worker: worker, json: statusJSON(state: hostState)) } catch {
+            logger.debug("publishing the host status failed: \(error)")
+        }
+    }
+
     private func recoverDeadHosts(checkLocalOwners: Bool = true) async {
         do {
             let started = checkLocalOwners ? try await store.tasks(status: .started, job: nil, limit: 10_000) : []

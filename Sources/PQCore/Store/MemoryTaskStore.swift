@@ -60,6 +60,7 @@ public final class MemoryTaskStore: TaskStore {
         var firstSeq: Int64 = 1  // seq of the oldest kept event
         var nextSeq: Int64 = 1
         var published: [String: (time: Double, jobs: [JobInfo])] = [:]
+        var hostStatus: [String: (time: Double, json: String)] = [:]
         var periodic = PeriodicState()
         var closed = false
     }
@@ -424,6 +425,18 @@ public final class MemoryTaskStore: TaskStore {
                         status: stored.record?.status ?? .queued, taskJSON: stored.record?.json() ?? stored.payload ?? "{}"))
             }
             return out
+        }
+    }
+
+    /// See ``TaskStore/publishHostStatus(worker:json:)``.
+    public func publishHostStatus(worker: String, json: String) async throws {
+        try write { $0.hostStatus[worker] = (TaskClock.now(), json) }
+    }
+
+    /// See ``TaskStore/hostStatuses(since:)``.
+    public func hostStatuses(since: Double) async throws -> [String] {
+        try read { state in
+            state.hostStatus.values.filter { $0.time >= since }.sorted { $0.time > $1.time }.map(\.json)
         }
     }
 

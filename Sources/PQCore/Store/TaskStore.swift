@@ -107,6 +107,18 @@ public protocol TaskStore: Sendable {
     ///   - jobs: the jobs it serves.
     func publishJobs(host: String, jobs: [JobInfo]) async throws
 
+    /// Publishes a host's periodic status (running tasks, processed count, queues): on Redis on
+    /// the `<ns>_host_status` channel; every store keeps the latest status of each host.
+    /// - Parameters:
+    ///   - worker: `<node>:<pid>` of the host.
+    ///   - json: the status object.
+    func publishHostStatus(worker: String, json: String) async throws
+
+    /// The latest status of every host that published one, newest first.
+    /// - Parameter since: only statuses published at or after this time (epoch seconds).
+    /// - Returns: the status objects as JSON text.
+    func hostStatuses(since: Double) async throws -> [String]
+
     /// Every published job, the newest publication winning per job name, sorted by name.
     /// - Returns: the jobs.
     func publishedJobs() async throws -> [JobInfo]

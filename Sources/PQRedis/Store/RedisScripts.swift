@@ -472,3 +472,13 @@ extension RedisScripts {
         return seq
         """#
 }
+
+extension RedisScripts {
+    /// ARGV: worker, JSON, time. Keeps the host's latest status (`hosts` hash, `time|json`) and
+    /// publishes it on `<ns>_host_status`.
+    static let hostStatus = library + #"""
+        redis.call('HSET', P .. 'hosts', ARGV[4], ARGV[6] .. '|' .. ARGV[5])
+        redis.call('PUBLISH', CH .. 'host_status', ARGV[5])
+        return 1
+        """#
+}

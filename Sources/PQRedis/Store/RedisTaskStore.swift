@@ -421,6 +421,27 @@ public final class RedisTaskStore: TaskStore {
         return events
     }
 
+    /// See ``TaskStore/publishHostStatus(worker:json:)``.
+    public func publishHostStatus(worker: String, json: String) async throws {
+        _ = try await run(RedisScripts.hostStatus, [.string(worker), .string(json), .string(RedisRecordCoding.text(TaskClock.now()))])
+    }
+
+    /// See ``TaskStore/hostStatuses(since:)``.
+    public func hostStatuses(since: Double) async throws -> [String] {
+        let items = try await command(["HGETALL", key("hosts")]).array ?? []
+        var found: [(Double, String)] = []
+        var index = 1
+        while index < items.count {
+            if let text = try items[index].string, let bar = text.firstIndex(of: "|"), let time = Double(text[..<bar]),
+                time >= since
+            {
+                found.append((time, String(text[text.index(after: bar)...])))
+            }
+            index += 2
+        }
+        return found.sorted { $0.0 > $1.0 }.map(\.1)
+    }
+
     /// See ``TaskStore/recordEvent(_:json:)``.
     public func recordEvent(_ kind: TaskEventKind, json: String) async throws {
         _ = try await run(RedisScripts.recordEvent, [.string(kind.rawValue), .string(json)])

@@ -182,3 +182,18 @@ import Testing
         #expect(host.stop() == 0)
     }
 }
+
+extension QueueEndToEndTests {
+    @Test func hostsPublishTheirStatus() throws {
+        let host = try HostProcess(store: store, directory: dir)
+        let r = try client.run(["hosts", "--json"])
+        #expect(r.status == 0)
+        let list = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+        let mine = try #require(list.first { ($0["worker"] as? String)?.hasSuffix(":\(host.pid)") == true })
+        #expect(mine["state"] as? String == "running")
+        #expect(mine["concurrent_tasks"] as? Int == 5)
+        #expect(host.stop() == 0)
+        let after = try client.run(["hosts", "--json"])
+        #expect(after.stdout.contains("\"state\":\"stopped\""))
+    }
+}

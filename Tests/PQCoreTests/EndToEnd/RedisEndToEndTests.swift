@@ -145,3 +145,41 @@ import Testing
         #expect(host.stop() == 0)
     }
 }
+
+extension RedisEndToEndTests {
+    /// DESIGN §7: task events and host status go out on `<ns>_task_*` and `<ns>_host_status`.
+    @Test func eventsAndHostStatusArePublishedOnTheirChannels() async throws {
+        let namespace = TestRedis.uniqueNamespace()
+        let url = try TestRedis.urlText(namespace: namespace)
+        let store = RedisTaskStore(url: try TestRedis.url(namespace: namespace))
+        let channels = ["task_queued", "task_started", "task_done", "host_status"].map { namespace + "_" + $0 }
+        let messages = store.client.subscribe(to: channels)
+        try await Task.sleep(for: .milliseconds(300))
+        let host = try HostProcess(store: url, directory: dir)
+        let client = PQClient(store: url, directory: dir)
+        let id = try client.submit(["addition", "a=2", "b=2"])
+        // Collect one message of each channel, for at most 15 s.
+        let seen = await withTaskGroup(of: [String: String]?.self) { group in
+            group.addTask {
+                var seen: [String: String] = [:]
+                for await message in messages {
+                    if channels.contains(message.channel) { seen[message.channel] = message.payload }
+                    if seen.count == channels.count { break }
+                }
+                return seen
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(15))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? [:]
+        }
+        #expect(Set(seen.keys) == Set(channels))
+        #expect(seen[namespace + "_task_done"]?.contains(id) == true)
+        #expect(seen[namespace + "_host_status"]?.contains(":\(host.pid)") == true)
+        #expect(host.stop() == 0)
+        await store.close()
+    }
+}

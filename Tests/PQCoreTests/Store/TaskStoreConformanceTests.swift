@@ -426,3 +426,19 @@ struct TaskStoreConformanceTests {
         }
     }
 }
+
+extension TaskStoreConformanceTests {
+    @Test(arguments: StoreKind.allCases)
+    func hostStatusKeepsTheLatestPerHost(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            #expect(try await store.hostStatuses(since: 0).isEmpty)
+            try await store.publishHostStatus(worker: "a:1", json: #"{"worker":"a:1","processed":1}"#)
+            try await store.publishHostStatus(worker: "b:2", json: #"{"worker":"b:2","processed":5}"#)
+            try await store.publishHostStatus(worker: "a:1", json: #"{"worker":"a:1","processed":2}"#)
+            let all = try await store.hostStatuses(since: 0)
+            #expect(all.count == 2)
+            #expect(all.first == #"{"worker":"a:1","processed":2}"#)
+            #expect(try await store.hostStatuses(since: TaskClock.now() + 60).isEmpty)
+        }
+    }
+}

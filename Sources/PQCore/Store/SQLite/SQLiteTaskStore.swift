@@ -213,6 +213,11 @@ public final class SQLiteTaskStore: TaskStore {
             status INTEGER NOT NULL,
             task TEXT NOT NULL
         );
+        CREATE TABLE IF NOT EXISTS host_status (
+            worker TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            time REAL NOT NULL
+        );
         CREATE TABLE IF NOT EXISTS published_jobs (
             host TEXT NOT NULL,
             name TEXT NOT NULL,
@@ -719,6 +724,31 @@ public final class SQLiteTaskStore: TaskStore {
                         taskID: s.string(2) ?? "", status: TaskStatus(rawValue: s.int(3) ?? 1) ?? .success,
                         taskJSON: s.string(4) ?? "{}"))
             }
+            return out
+        }
+    }
+
+    /// See ``TaskStore/publishHostStatus(worker:json:)``.
+    public func publishHostStatus(worker: String, json: String) async throws {
+        // A status is refreshed every few seconds: losing the last one in a power cut is harmless.
+        try await writer.perform(durable: false) { db in
+            let s = try db.statement(
+                "INSERT INTO host_status (worker, status, time) VALUES (?, ?, ?) ON CONFLICT (worker) DO UPDATE SET status = excluded.status, time = excluded.time")
+            s.bind(1, worker)
+            s.bind(2, json)
+            s.bind(3, TaskClock.now())
+            try s.run()
+        }
+    }
+
+    /// See ``TaskStore/hostStatuses(since:)``.
+    public func hostStatuses(since: Double) async throws -> [String] {
+        try await reader.perform { db in
+            let s = try db.statement("SELECT status FROM host_status WHERE time >= ? ORDER BY time DESC")
+            defer { s.reset() }
+            s.bind(1, since)
+            var out: [String] = []
+            while try s.step() { if let j = s.string(0) { out.append(j) } }
             return out
         }
     }
