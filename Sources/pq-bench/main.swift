@@ -236,6 +236,7 @@ func redisCommandCount(_ client: RedisClient) async throws -> Int {
     }
 }
 
+if wanted("redis") {
 section("redis store (issue 6), c.noop, --concurrent-tasks 16, one host in this process")
 if let base = ProcessInfo.processInfo.environment["PQ_TEST_REDIS_URL"], case .redis(var url) = try StoreURL(parsing: base) {
     do {
@@ -291,6 +292,7 @@ if let base = ProcessInfo.processInfo.environment["PQ_TEST_REDIS_URL"], case .re
     }
 } else {
     print("skipped: PQ_TEST_REDIS_URL is not set (make bench starts a redis-server through scripts/with-redis.sh)")
+}
 }
 
 // MARK: SQLite through bin/pq
