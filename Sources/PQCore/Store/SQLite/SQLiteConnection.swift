@@ -1,4 +1,5 @@
 import CSQLite
+import Glibc
 
 /// SQLite's "copy the bytes now" destructor.
 private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
@@ -40,6 +41,22 @@ final class SQLiteConnection {
     }
 
     /// Runs SQL without results (several statements allowed).
+    /// Waits for a lock held by another connection (another pq process) in short steps: 50 µs
+    /// steps for the first 2 ms, then 0.5 ms steps, up to `timeoutMs`. SQLite's default handler
+    /// sleeps 1, 2, 5, 10 ms..., which adds milliseconds to every task that meets a client's
+    /// commit; locks here are held for well under a millisecond.
+    /// - Parameter timeoutMs: give up (SQLITE_BUSY) after about this long.
+    func setBusyTimeout(milliseconds timeoutMs: Int) {
+        let context = UnsafeMutableRawPointer(bitPattern: max(1, timeoutMs))
+        sqlite3_busy_handler(handle, { context, count in
+            let timeout = Int(bitPattern: context)
+            let waited = count < 40 ? Double(count) * 0.05 : 2 + Double(count - 40) * 0.5
+            guard waited < Double(timeout) else { return 0 }
+            usleep(count < 40 ? 50 : 500)
+            return 1
+        }, context)
+    }
+
     func exec(_ sql: String) throws(TaskStoreError) {
         let rc = sqlite3_exec(handle, sql, nil, nil, nil)
         guard rc == SQLITE_OK else { throw error(rc, String(sql.prefix(40))) }

@@ -73,13 +73,14 @@ public final class SQLiteTaskStore: TaskStore {
             + options.busyTimeout.components.attoseconds / 1_000_000_000_000_000
 
         let writeConnection = try SQLiteConnection(path: absolute, create: true)
-        try writeConnection.exec("PRAGMA busy_timeout = \(busyMs)")
+        writeConnection.setBusyTimeout(milliseconds: Int(busyMs))
         try writeConnection.exec("PRAGMA journal_mode = WAL")
         try writeConnection.exec("PRAGMA synchronous = FULL")
         try Self.createSchema(writeConnection)
 
         let readConnection = try SQLiteConnection(path: absolute, create: false)
-        try readConnection.exec("PRAGMA busy_timeout = \(busyMs); PRAGMA query_only = 1")
+        readConnection.setBusyTimeout(milliseconds: Int(busyMs))
+        try readConnection.exec("PRAGMA query_only = 1")
 
         let broadcaster = ChangeBroadcaster()
         self.broadcaster = broadcaster
