@@ -32,30 +32,32 @@ static void badjson_run(const pq_call *call) {
     call->complete(call, 1, "{this is not json");
 }
 
-/* Reads a number that follows "key": in a flat JSON object; returns fallback when absent. */
-static double json_number(const char *json, const char *key, double fallback) {
+/* Points just past the ':' that follows "key" in a flat JSON object, or NULL when absent. */
+static const char *json_value(const char *json, const char *key) {
     char pattern[64];
     snprintf(pattern, sizeof pattern, "\"%s\"", key);
     const char *at = strstr(json, pattern);
-    if (!at) return fallback;
+    if (!at) return NULL;
     at = strchr(at + strlen(pattern), ':');
+    return at ? at + 1 : NULL;
+}
+
+/* Reads a number that follows "key": in a flat JSON object; returns fallback when absent. */
+static double json_number(const char *json, const char *key, double fallback) {
+    const char *at = json_value(json, key);
     if (!at) return fallback;
     char *end = NULL;
-    double value = strtod(at + 1, &end);
-    return end == at + 1 ? fallback : value;
+    double value = strtod(at, &end);
+    return end == at ? fallback : value;
 }
 
 /* Reads an integer that follows "key": in a flat JSON object; returns fallback when absent. */
 static long long json_integer(const char *json, const char *key, long long fallback) {
-    char pattern[64];
-    snprintf(pattern, sizeof pattern, "\"%s\"", key);
-    const char *at = strstr(json, pattern);
-    if (!at) return fallback;
-    at = strchr(at + strlen(pattern), ':');
+    const char *at = json_value(json, key);
     if (!at) return fallback;
     char *end = NULL;
-    long long value = strtoll(at + 1, &end, 10);
-    return end == at + 1 ? fallback : value;
+    long long value = strtoll(at, &end, 10);
+    return end == at ? fallback : value;
 }
 
 /* c.mulj: c.mul as a JSON job (for comparing the JSON and typed call paths). */

@@ -7,29 +7,16 @@ import Testing
     var store: String { "sqlite:\(dir)/pq.sqlite" }
     var client: PQClient { PQClient(store: store, directory: dir) }
 
-    func expectOneLineError(_ r: Fixtures.ProcessResult, _ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(r.status != 0, sourceLocation: sourceLocation)
-        #expect(r.stdout.isEmpty, sourceLocation: sourceLocation)
-        #expect(r.stderr.split(separator: "\n").count == 1, "stderr: \(r.stderr)", sourceLocation: sourceLocation)
-        for f in fragments { #expect(r.stderr.contains(f), "stderr lacks '\(f)': \(r.stderr)", sourceLocation: sourceLocation) }
-    }
-
-    func expectNothingQueued() throws {
-        let r = try client.run(["tasks", "--json"])
-        #expect(r.status == 0)
-        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
-    }
-
     @Test func unknownJobQueuesNothing() throws {
         expectOneLineError(try client.run(["submit", "no.such.job", "a=1"]), ["'no.such.job'", "nothing was queued"])
-        try expectNothingQueued()
+        try client.expectNothingQueued()
     }
 
     @Test func argsThatAreNotAJSONObject() throws {
         expectOneLineError(try client.run(["submit", "addition", "--args", "[1,2]"]), ["JSON object"])
         expectOneLineError(try client.run(["submit", "addition", "--args", "{not json"]), ["not valid JSON"])
         expectOneLineError(try client.run(["submit", "addition", "novalue"]), ["KEY=VALUE"])
-        try expectNothingQueued()
+        try client.expectNothingQueued()
     }
 
     @Test func oversizedArguments() throws {
@@ -38,13 +25,13 @@ import Testing
         try big.write(toFile: path, atomically: true, encoding: .utf8)
         expectOneLineError(try client.run(["submit", "addition", "--args", "-"], stdin: big), ["over the limit"])
         expectOneLineError(try client.run(["submit", "addition", "--batch", path]), ["batch line 1", "over the limit"])
-        try expectNothingQueued()
+        try client.expectNothingQueued()
     }
 
     @Test func badBatchLineQueuesNothing() throws {
         let r = try client.run(["submit", "addition", "--batch", "-"], stdin: "{\"a\":1,\"b\":2}\n[3]\n")
         expectOneLineError(r, ["batch line 2", "nothing was queued"])
-        try expectNothingQueued()
+        try client.expectNothingQueued()
     }
 
     @Test func malformedStoreURLs() throws {
@@ -70,6 +57,6 @@ import Testing
         let r = try client.run(["submit", "addition", "--delay", "-1"])
         #expect(r.status != 0)
         #expect(r.stderr.contains("--delay"))
-        try expectNothingQueued()
+        try client.expectNothingQueued()
     }
 }

@@ -106,3 +106,24 @@ struct PQClient {
         return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
     }
 }
+
+extension PQClient {
+    /// `pq tasks --json` shows no task at all.
+    func expectNothingQueued(sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let r = try run(["tasks", "--json"])
+        #expect(r.status == 0, sourceLocation: sourceLocation)
+        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[]", sourceLocation: sourceLocation)
+    }
+}
+
+/// A command failed with one clear line on stderr naming every fragment, and printed nothing.
+func expectOneLineError(
+    _ r: Fixtures.ProcessResult, _ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(r.status != 0, sourceLocation: sourceLocation)
+    #expect(r.stdout.isEmpty, sourceLocation: sourceLocation)
+    #expect(r.stderr.split(separator: "\n").count == 1, "stderr: \(r.stderr)", sourceLocation: sourceLocation)
+    for f in fragments {
+        #expect(r.stderr.contains(f), "stderr lacks '\(f)': \(r.stderr)", sourceLocation: sourceLocation)
+    }
+}

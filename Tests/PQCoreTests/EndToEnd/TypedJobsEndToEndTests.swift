@@ -9,19 +9,6 @@ import Testing
     var store: String { "sqlite:\(dir)/pq.sqlite" }
     var client: PQClient { PQClient(store: store, directory: dir) }
 
-    func expectOneLineError(_ r: Fixtures.ProcessResult, _ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(r.status != 0, sourceLocation: sourceLocation)
-        #expect(r.stdout.isEmpty, sourceLocation: sourceLocation)
-        #expect(r.stderr.split(separator: "\n").count == 1, "stderr: \(r.stderr)", sourceLocation: sourceLocation)
-        for f in fragments { #expect(r.stderr.contains(f), "stderr lacks '\(f)': \(r.stderr)", sourceLocation: sourceLocation) }
-    }
-
-    func expectNothingQueued() throws {
-        let r = try client.run(["tasks", "--json"])
-        #expect(r.status == 0)
-        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
-    }
-
     @Test func jobsListsTheLibmManifest() throws {
         _ = try Fixtures.requireBuilt(Fixtures.installedPluginsRoot + "/examples/math/libm.pq.toml")
         let r = try PQCommand.run(["jobs", "--json", "--task-paths", "examples.*", "--plugins-dir", Fixtures.installedPluginsRoot])
@@ -75,14 +62,14 @@ import Testing
         expectOneLineError(
             try client.run(["submit", "c.mul", "--batch", "-"], stdin: "{\"a\":1,\"b\":2}\n{\"a\":9223372036854775808,\"b\":1}\n"),
             ["batch line 2", "argument 'a'", "out of range", "nothing was queued"])
-        try expectNothingQueued()
+        try client.expectNothingQueued()
     }
 
     @Test func publishedSignaturesAreCheckedWithoutTaskPaths() throws {
         let host = try HostProcess(store: store, directory: dir)
         // The host published its jobs; this client knows c.mul only from the store.
         expectOneLineError(try client.run(["submit", "c.mul", "a=1.5", "b=2"], taskPaths: false), ["argument 'a'", "fraction", "nothing was queued"])
-        try expectNothingQueued()
+        try client.expectNothingQueued()
         #expect(host.stop() == 0)
     }
 
