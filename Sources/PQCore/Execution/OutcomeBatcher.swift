@@ -4,44 +4,49 @@ import Synchronization
 /// Records task outcomes in batches: outcomes that arrive while a write is in flight go to the
 /// store together in the next one, so a busy host makes one store round trip for many tasks.
 ///
-/// Each caller is called back once its outcome is stored. A failed write is retried with backoff (the
-/// store may be restarting); an outcome given up on is left to the lease: the task runs again.
+/// The first outcome of a batch wakes the writer; the rest join without a wake-up. A failed write
+/// is retried with backoff (the store may be restarting); an outcome given up on is left to the
+/// lease: the task runs again. Either way `stored` is called once per batch.
 final class OutcomeBatcher: Sendable {
     private struct State {
-        var buffer: [(TaskOutcome, @Sendable () -> Void)] = []
+        var buffer: [TaskOutcome] = []
         var closed = false
     }
 
     private let state = Mutex(State())
     private let wakeup = Wakeup()
-    let store: any TaskStore
     let logger: Logger
-    /// How long a failed write is retried before the outcome is left to the lease.
+    /// How long a failed write is retried before the outcomes are left to their leases.
     let retryFor: Double
 
-    init(store: any TaskStore, logger: Logger, retryFor: Double) {
-        self.store = store
+    init(logger: Logger, retryFor: Double) {
         self.logger = logger
         self.retryFor = retryFor
     }
 
-    /// Queues `outcome` for the next write; `done` runs once it is written or given up on.
-    /// After ``close()`` it runs `done` at once: the pool already gave such late tasks back.
-    func submit(_ outcome: TaskOutcome, done: @escaping @Sendable () -> Void) {
-        let accepted = state.withLock { s -> Bool in
+    /// Queues `outcome` for the next write. After ``close()`` it is dropped: the pool has already
+    /// given such late tasks back.
+    func submit(_ outcome: TaskOutcome) {
+        let wake = state.withLock { s -> Bool in
             guard !s.closed else { return false }
-            s.buffer.append((outcome, done))
-            return true
+            s.buffer.append(outcome)
+            return s.buffer.count == 1
         }
-        if accepted { wakeup.signal() } else { done() }
+        if wake { wakeup.signal() }
     }
 
     /// Writes batches until ``close()`` was called and nothing is left. Not ended by cancellation,
-    /// so no outcome that a caller waits for is dropped.
-    func run() async {
+    /// so no outcome that the pool waits for is dropped.
+    /// - Parameters:
+    ///   - write: stores one batch (throws to be retried).
+    ///   - stored: called after each batch was written or given up on.
+    func run(
+        write: @escaping @Sendable ([TaskOutcome]) async throws -> Void,
+        stored: @escaping @Sendable ([TaskOutcome]) -> Void
+    ) async {
         while true {
-            let (batch, closed) = state.withLock { s -> ([(TaskOutcome, @Sendable () -> Void)], Bool) in
-                defer { s.buffer.removeAll(keepingCapacity: true) }
+            let (batch, closed) = state.withLock { s -> ([TaskOutcome], Bool) in
+                defer { s.buffer = [] }
                 return (s.buffer, s.closed)
             }
             if batch.isEmpty {
@@ -49,8 +54,8 @@ final class OutcomeBatcher: Sendable {
                 await wakeup.wait(timeout: 0.5)
                 continue
             }
-            await write(batch.map(\.0))
-            for (_, done) in batch { done() }
+            await retrying(batch, write)
+            stored(batch)
         }
     }
 
@@ -60,12 +65,12 @@ final class OutcomeBatcher: Sendable {
         wakeup.signal()
     }
 
-    private func write(_ outcomes: [TaskOutcome]) async {
+    private func retrying(_ outcomes: [TaskOutcome], _ write: @Sendable ([TaskOutcome]) async throws -> Void) async {
         let deadline = TaskClock.now() + retryFor
         var delay = 0.05
         while true {
             do {
-                _ = try await store.finish(outcomes)
+                try await write(outcomes)
                 return
             } catch {
                 if TaskClock.now() + delay > deadline {

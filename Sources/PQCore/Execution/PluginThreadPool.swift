@@ -1,7 +1,14 @@
+import Foundation
 import Glibc
 
 /// A fixed set of OS threads that run blocking plugin calls, so that no plugin code ever runs on
 /// (or blocks) Swift's cooperative thread pool.
+///
+/// Wake-ups cost more than short jobs (a futex wake and a context switch, several microseconds),
+/// so the pool keeps at most one wake-up in flight: queueing work wakes one idle thread, and a
+/// thread that takes work while more is waiting wakes the next one before it runs its own. Short
+/// jobs are drained by the threads already awake before the next one gets up; long jobs spread
+/// over all threads in a cascade.
 public final class PluginThreadPool: @unchecked Sendable {
     // @unchecked: all mutable state is guarded by `mutex`/`condition` (pthread primitives, which
     // Synchronization.Mutex cannot wait on).
@@ -11,6 +18,8 @@ public final class PluginThreadPool: @unchecked Sendable {
     private var head = 0
     private var stopping = false
     private var idle = 0
+    /// A thread was signalled and has not yet woken up.
+    private var waking = false
     private var threads: [pthread_t] = []
 
     /// The number of threads.
@@ -27,6 +36,7 @@ public final class PluginThreadPool: @unchecked Sendable {
             let box = Unmanaged.passRetained(self)
             let rc = pthread_create(&thread, nil, { raw in
                 let pool = Unmanaged<PluginThreadPool>.fromOpaque(raw!).takeRetainedValue()
+                Thread.current.name = "pq-plugin"
                 pool.workLoop()
                 return nil
             }, box.toOpaque())
@@ -43,21 +53,36 @@ public final class PluginThreadPool: @unchecked Sendable {
     public func execute(_ work: @escaping @Sendable () -> Void) {
         pthread_mutex_lock(&mutex)
         queue.append(work)
-        let wake = idle > 0
+        let wake = takeWakeLocked()
         pthread_mutex_unlock(&mutex)
-        // Only a sleeping thread needs a wake-up; busy ones take the work when they are done.
         if wake { pthread_cond_signal(&condition) }
     }
 
-    /// Runs each of `works` on the pool's threads, waking only as many idle threads as needed.
+    /// Runs each of `works` on the pool's threads; threads wake one after another while work is
+    /// left (see the type's notes).
     /// - Parameter works: blocking work items.
     public func execute(all works: [@Sendable () -> Void]) {
         guard !works.isEmpty else { return }
         pthread_mutex_lock(&mutex)
         queue.append(contentsOf: works)
-        let wake = min(idle, works.count)
+        let wake = takeWakeLocked()
         pthread_mutex_unlock(&mutex)
-        for _ in 0..<wake { pthread_cond_signal(&condition) }
+        if wake { pthread_cond_signal(&condition) }
+    }
+
+    /// Work items queued and not yet taken by a thread.
+    public var backlog: Int {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return queue.count - head
+    }
+
+    /// Whether the caller should signal one thread: some sleep and none is already being woken.
+    /// Call with `mutex` held.
+    private func takeWakeLocked() -> Bool {
+        guard idle > 0, !waking else { return false }
+        waking = true
+        return true
     }
 
     /// Lets queued work finish, then stops the threads and waits for them.
@@ -80,6 +105,7 @@ public final class PluginThreadPool: @unchecked Sendable {
                 idle += 1
                 pthread_cond_wait(&condition, &mutex)
                 idle -= 1
+                waking = false
             }
             if head == queue.count {
                 pthread_mutex_unlock(&mutex)
@@ -91,7 +117,10 @@ public final class PluginThreadPool: @unchecked Sendable {
                 queue.removeFirst(head)
                 head = 0
             }
+            // More is waiting: get the next thread up while this one runs its job.
+            let wake = head < queue.count && takeWakeLocked()
             pthread_mutex_unlock(&mutex)
+            if wake { pthread_cond_signal(&condition) }
             work()
         }
     }

@@ -82,18 +82,27 @@ public final class WorkerPool: Service, Sendable {
         }
 
         let record: TaskRecord
-        /// When the run times out (epoch seconds), if the task has a timeout.
-        let deadline: Double?
         let state = Mutex(State())
+        /// When the run began on a plugin thread (epoch seconds); 0 until then.
+        let began = Atomic<UInt64>(0)
 
-        init(record: TaskRecord, deadline: Double?) {
+        init(record: TaskRecord) {
             self.record = record
-            self.deadline = deadline
+        }
+
+        /// When the run times out (epoch seconds): its timeout counted from when it began.
+        var deadline: Double? {
+            let start = Double(bitPattern: began.load(ordering: .acquiring))
+            guard start > 0, let timeout = record.timeout, timeout > 0 else { return nil }
+            return start + timeout
         }
     }
 
     private struct State {
+        /// Claimed tasks whose outcome is not stored yet: running, or waiting for a thread.
         var running: [String: Execution] = [:]
+        /// Slots set aside for claims in flight.
+        var reserved = 0
         var processed = 0
         var draining = false
     }
@@ -112,6 +121,8 @@ public final class WorkerPool: Service, Sendable {
     private let timerWakeup = Wakeup()
     private let submitBridge = SubmitBridge()
     private let outcomes: OutcomeBatcher
+    /// Moving average of how long runs take, in nanoseconds (a hint; races are harmless).
+    private let averageRunNanos = Atomic<Int>(Int.max)
 
     /// Creates a pool.
     /// - Parameters:
@@ -125,7 +136,7 @@ public final class WorkerPool: Service, Sendable {
         self.options = options
         self.logger = logger
         self.threads = PluginThreadPool(size: options.concurrentTasks)
-        self.outcomes = OutcomeBatcher(store: store, logger: logger, retryFor: options.leaseSeconds)
+        self.outcomes = OutcomeBatcher(logger: logger, retryFor: options.leaseSeconds)
         self.node = HostIdentity.node
         self.worker = "\(HostIdentity.node):\(getpid())"
     }
@@ -161,7 +172,11 @@ public final class WorkerPool: Service, Sendable {
                 group.addTask {
                     await self.submitBridge.serve(store: self.store, logger: self.logger) { self.wakeup.signal() }
                 }
-                group.addTask { await self.outcomes.run() }
+                group.addTask {
+                    await self.outcomes.run(
+                        write: { batch in try await self.record(batch) },
+                        stored: { batch in self.stored(batch) })
+                }
                 await self.dispatch()
                 // Dispatch returned: shutdown. Drain, then stop the helpers.
                 await self.drain()
@@ -181,31 +196,57 @@ public final class WorkerPool: Service, Sendable {
 
     // MARK: dispatching
 
+    /// How many claimed tasks the host holds at most: one per thread, plus as many waiting for a
+    /// thread while runs are short (under 2 ms on average), so the threads never wait for a store
+    /// round trip. Long runs get no extra, so other hosts are not starved of them.
+    private var capacity: Int {
+        let short = averageRunNanos.load(ordering: .relaxed) < 2_000_000
+        return short ? options.concurrentTasks * 2 : options.concurrentTasks
+    }
+
+    /// Sets aside free slots for a claim: up to `limit`, or none when fewer than `atLeast` are free.
+    /// `handingOver` slots of tasks being finished by the same store call count as free.
+    private func reserveSlots(atLeast: Int = 1, handingOver: Int = 0) -> Int {
+        let capacity = self.capacity
+        return state.withLock { s -> Int in
+            guard !s.draining else { return 0 }
+            let free = capacity - (s.running.count - handingOver) - s.reserved
+            guard free >= atLeast, free > 0 else { return 0 }
+            s.reserved += free
+            return free
+        }
+    }
+
+    private func claimRequest(limit: Int) -> ClaimRequest {
+        ClaimRequest(
+            worker: worker, node: node, queues: options.queues, jobs: registry.jobNames, limit: limit,
+            leaseSeconds: options.leaseSeconds)
+    }
+
     private func dispatch() async {
         while !isDraining && !Task.isCancelled {
-            let running = state.withLock { $0.running.count }
-            let free = options.concurrentTasks - running
+            let running = state.withLock { $0.running.count + $0.reserved }
             // While busy, claim in bursts (a quarter of the slots) so one store round trip serves
-            // several tasks; when idle, claim at once so a lone task starts without delay.
+            // several tasks; when idle, claim at once so a lone task starts without delay. Busy
+            // hosts mostly claim as they record outcomes (see `record`).
             let burst = running == 0 ? 1 : max(1, options.concurrentTasks / 4)
+            let free = reserveSlots(atLeast: burst)
             var claimed: [TaskRecord] = []
-            if free >= burst {
+            if free > 0 {
                 do {
-                    claimed = try await store.claim(
-                        ClaimRequest(
-                            worker: worker, node: node, queues: options.queues, jobs: registry.jobNames, limit: free,
-                            leaseSeconds: options.leaseSeconds))
+                    claimed = try await store.claim(claimRequest(limit: free))
                 } catch {
+                    state.withLock { $0.reserved -= free }
                     logger.error("claim failed: \(error)")
                     await wakeup.wait(timeout: 1)
                     continue
                 }
-                if !claimed.isEmpty { start(claimed) }
+                start(claimed, reserved: free)
+                if claimed.count == free { continue }
             }
-            if free >= burst && claimed.count == free { continue }
             // Sleep until a change, a freed slot, the next delayed task, or the idle poll.
             var timeout = options.idlePoll
-            if free >= burst, claimed.count < free, let due = try? await store.nextDue(queues: options.queues, jobs: registry.jobNames) {
+            if free > 0, claimed.count < free, let due = try? await store.nextDue(queues: options.queues, jobs: registry.jobNames) {
                 // A due time in the past means due tasks are held back (max_concurrency): the
                 // store's change signal wakes us when a slot frees, so do not spin on it.
                 let wait = due - TaskClock.now()
@@ -221,16 +262,40 @@ public final class WorkerPool: Service, Sendable {
         }
     }
 
-    private func start(_ records: [TaskRecord]) {
-        let now = TaskClock.now()
-        let executions = records.map { record in
-            Execution(record: record, deadline: record.timeout.flatMap { $0 > 0 ? now + $0 : nil })
-        }
+    /// Hands claimed tasks to the plugin threads and gives back the `reserved` slots.
+    private func start(_ records: [TaskRecord], reserved: Int) {
+        let executions = records.map(Execution.init(record:))
         state.withLock { s in
+            s.reserved -= reserved
             for e in executions { s.running[e.record.id] = e }
         }
-        if executions.contains(where: { $0.deadline != nil }) { timerWakeup.signal() }
-        threads.execute(all: executions.map { execution in { self.begin(execution) } })
+        if !executions.isEmpty {
+            threads.execute(all: executions.map { execution in { self.begin(execution) } })
+        }
+    }
+
+    /// Writes a batch of outcomes and, in the same store call, claims tasks for the slots they
+    /// free (the batcher's `write`).
+    private func record(_ batch: [TaskOutcome]) async throws {
+        let limit = reserveSlots(handingOver: batch.count)
+        let claimed: [TaskRecord]
+        do {
+            claimed = try await store.finish(batch, thenClaim: limit > 0 ? claimRequest(limit: limit) : nil)
+        } catch {
+            state.withLock { $0.reserved -= limit }
+            throw error
+        }
+        start(claimed, reserved: limit)
+        // The queue ran dry (or holds only later tasks): the dispatcher decides when to look again.
+        if claimed.count < limit { wakeup.signal() }
+    }
+
+    /// A batch of outcomes was written (or given up on, left to the leases).
+    private func stored(_ batch: [TaskOutcome]) {
+        state.withLock { s in
+            for outcome in batch where s.running.removeValue(forKey: outcome.id) != nil { s.processed += 1 }
+        }
+        wakeup.signal()
     }
 
     // MARK: running one task (on a plugin thread)
@@ -238,6 +303,8 @@ public final class WorkerPool: Service, Sendable {
     /// Calls the job of a claimed task on the newest generation of its plugin.
     private func begin(_ execution: Execution) {
         let record = execution.record
+        execution.began.store(TaskClock.now().bitPattern, ordering: .releasing)
+        if record.timeout != nil { timerWakeup.signal() }
         guard let job = registry.job(named: record.name) else {
             // The job was unregistered between claim and run: give the task back for a host that has it.
             decide(execution, .released, ranOn: nil)
@@ -314,14 +381,22 @@ public final class WorkerPool: Service, Sendable {
             kind = .revoked("revoked while running")
         case (.timeout, .failure):
             kind = .revoked("timed out after \(formatSeconds(record.timeout ?? 0)) s")
+        case (nil, .failure(let message)) where record.retry <= record.maxRetries:
+            kind = .retry(message, eta: TaskClock.now() + retryDelay(for: record))
         case (nil, .failure(let message)):
-            if record.retry <= record.maxRetries {
-                kind = .retry(message, eta: TaskClock.now() + retryDelay(for: record))
-            } else {
-                kind = .failure(message)
-            }
+            kind = .failure(message)
         }
+        noteRunTime(of: execution)
         decide(execution, kind, ranOn: job.plugin)
+    }
+
+    /// Feeds the moving average of run times that decides how far ahead the host claims.
+    private func noteRunTime(of execution: Execution) {
+        let began = Double(bitPattern: execution.began.load(ordering: .acquiring))
+        guard began > 0 else { return }
+        let nanos = Int(min(max(0, TaskClock.now() - began), 3600) * 1e9)
+        let old = averageRunNanos.load(ordering: .relaxed)
+        averageRunNanos.store(old == Int.max ? nanos : old - old / 8 + nanos / 8, ordering: .relaxed)
     }
 
     /// Records the outcome once (later calls are ignored), after the task's children are stored.
@@ -336,16 +411,7 @@ public final class WorkerPool: Service, Sendable {
         outcome.plugin = ranOn?.name
         outcome.pluginVersion = ranOn?.version
         let end = outcome
-        submitBridge.whenChildrenStored(of: id) { [self] in
-            self.outcomes.submit(end) { [self] in self.executionStored(id) }
-        }
-    }
-
-    private func executionStored(_ id: String) {
-        state.withLock { s in
-            if s.running.removeValue(forKey: id) != nil { s.processed += 1 }
-        }
-        wakeup.signal()
+        submitBridge.whenChildrenStored(of: id) { [outcomes] in outcomes.submit(end) }
     }
 
     func retryDelay(for record: TaskRecord) -> Double {

@@ -183,44 +183,55 @@ public final class MemoryTaskStore: TaskStore {
     /// See ``TaskStore/claim(_:)``.
     public func claim(_ request: ClaimRequest) async throws -> [TaskRecord] {
         guard request.limit > 0 else { return [] }
-        return try write { state in
-            var claimed: [TaskRecord] = []
-            var setAside: [(String, WaitEntry)] = []
-            let queues = request.queues.map { Array($0) } ?? Array(state.waiting.keys)
-            while claimed.count < request.limit {
-                // The earliest due entry across the queues asked for.
-                var best: (queue: String, entry: WaitEntry)?
-                for queue in queues {
-                    guard let top = state.waiting[queue]?.peek, top.eta <= request.now else { continue }
-                    if best == nil || top < best!.entry { best = (queue, top) }
-                }
-                guard let (queue, entry) = best else { break }
-                _ = state.waiting[queue]!.pop()
-                guard let slot = state.tasks[entry.id], TaskStatus.waitingStates.contains(slot.record.status),
-                    slot.record.eta == entry.eta
-                else { continue }  // stale entry
-                let old = slot.record
-                var new = old
-                if TaskEngine.isExpired(old, now: request.now) {
-                    try TaskEngine.expire(&new, now: request.now)
-                    update(old, to: new, in: &state)
-                    continue
-                }
-                if let jobs = request.jobs, !jobs.contains(old.name) {
-                    setAside.append((queue, entry))
-                    continue
-                }
-                if let limit = old.maxConcurrency, state.startedByJob[old.name, default: 0] >= limit {
-                    setAside.append((queue, entry))
-                    continue
-                }
-                try TaskEngine.claim(&new, request)
-                update(old, to: new, in: &state)
-                claimed.append(new)
-            }
-            for (queue, entry) in setAside { state.waiting[queue]!.push(entry) }
-            return claimed
+        return try write { state in try claim(request, in: &state) }
+    }
+
+    /// See ``TaskStore/finish(_:thenClaim:)``: both under one lock.
+    public func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord] {
+        try write { state in
+            _ = try finish(outcomes, in: &state)
+            guard let request, request.limit > 0 else { return [] }
+            return try claim(request, in: &state)
         }
+    }
+
+    private func claim(_ request: ClaimRequest, in state: inout State) throws -> [TaskRecord] {
+        var claimed: [TaskRecord] = []
+        var setAside: [(String, WaitEntry)] = []
+        let queues = request.queues.map { Array($0) } ?? Array(state.waiting.keys)
+        while claimed.count < request.limit {
+            // The earliest due entry across the queues asked for.
+            var best: (queue: String, entry: WaitEntry)?
+            for queue in queues {
+                guard let top = state.waiting[queue]?.peek, top.eta <= request.now else { continue }
+                if best == nil || top < best!.entry { best = (queue, top) }
+            }
+            guard let (queue, entry) = best else { break }
+            _ = state.waiting[queue]!.pop()
+            guard let slot = state.tasks[entry.id], TaskStatus.waitingStates.contains(slot.record.status),
+                slot.record.eta == entry.eta
+            else { continue }  // stale entry
+            let old = slot.record
+            var new = old
+            if TaskEngine.isExpired(old, now: request.now) {
+                try TaskEngine.expire(&new, now: request.now)
+                update(old, to: new, in: &state)
+                continue
+            }
+            if let jobs = request.jobs, !jobs.contains(old.name) {
+                setAside.append((queue, entry))
+                continue
+            }
+            if let limit = old.maxConcurrency, state.startedByJob[old.name, default: 0] >= limit {
+                setAside.append((queue, entry))
+                continue
+            }
+            try TaskEngine.claim(&new, request)
+            update(old, to: new, in: &state)
+            claimed.append(new)
+        }
+        for (queue, entry) in setAside { state.waiting[queue]!.push(entry) }
+        return claimed
     }
 
     /// See ``TaskStore/renew(ids:worker:leaseUntil:)``.
@@ -242,19 +253,21 @@ public final class MemoryTaskStore: TaskStore {
 
     /// See ``TaskStore/finish(_:)``.
     public func finish(_ outcomes: [TaskOutcome]) async throws -> [TaskRecord] {
-        try write { state in
-            var out: [TaskRecord] = []
-            out.reserveCapacity(outcomes.count)
-            for outcome in outcomes {
-                guard let old = state.tasks[outcome.id]?.record, TaskEngine.owns(old, worker: outcome.worker)
-                else { continue }
-                var new = old
-                try TaskEngine.apply(outcome, to: &new)
-                update(old, to: new, in: &state)
-                out.append(new)
-            }
-            return out
+        try write { state in try finish(outcomes, in: &state) }
+    }
+
+    private func finish(_ outcomes: [TaskOutcome], in state: inout State) throws -> [TaskRecord] {
+        var out: [TaskRecord] = []
+        out.reserveCapacity(outcomes.count)
+        for outcome in outcomes {
+            guard let old = state.tasks[outcome.id]?.record, TaskEngine.owns(old, worker: outcome.worker)
+            else { continue }
+            var new = old
+            try TaskEngine.apply(outcome, to: &new)
+            update(old, to: new, in: &state)
+            out.append(new)
         }
+        return out
     }
 
     /// See ``TaskStore/recoverExpiredLeases(now:maxDeadRuns:)``.

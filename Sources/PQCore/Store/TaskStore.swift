@@ -44,6 +44,19 @@ public protocol TaskStore: Sendable {
     /// - Returns: the records changed, in input order, skipped ones left out.
     func finish(_ outcomes: [TaskOutcome]) async throws -> [TaskRecord]
 
+    /// Records the ends of runs, then claims the tasks that take their places: what
+    /// ``finish(_:)`` and ``claim(_:)`` do, in as few round trips as the store allows (one
+    /// transaction on SQLite, one pipelined round trip on Redis). A busy host calls this once per
+    /// batch of finished tasks.
+    ///
+    /// When the outcomes were recorded but the claim failed, it returns no tasks rather than
+    /// throwing: the outcomes must not be written twice, and the host claims again later.
+    /// - Parameters:
+    ///   - outcomes: what happened to each run.
+    ///   - request: what to claim; `nil` or a limit of 0 to claim nothing.
+    /// - Returns: the claimed records, as ``claim(_:)`` returns them.
+    func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord]
+
     /// Returns STARTED tasks whose lease ended to QUEUED (their host died), counting a dead run;
     /// at `maxDeadRuns` dead runs the task becomes FAILURE instead.
     /// - Parameters:
@@ -153,6 +166,13 @@ public protocol TaskStore: Sendable {
 }
 
 extension TaskStore {
+    /// See ``TaskStore/finish(_:thenClaim:)``: two calls, for stores without a combined one.
+    public func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord] {
+        if !outcomes.isEmpty { _ = try await finish(outcomes) }
+        guard let request, request.limit > 0 else { return [] }
+        return (try? await claim(request)) ?? []
+    }
+
     /// ``recoverExpiredLeases(now:maxDeadRuns:)`` at the current time with 3 dead runs allowed.
     /// - Returns: the records changed.
     public func recoverExpiredLeases() async throws -> [TaskRecord] {

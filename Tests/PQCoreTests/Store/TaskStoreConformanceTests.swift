@@ -33,6 +33,35 @@ struct TaskStoreConformanceTests {
     }
 
     @Test(arguments: StoreKind.allCases)
+    func finishThenClaimRecordsOutcomesAndTakesTheNextTasks(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let queued = try await store.enqueue((1...4).map { NewTask(name: "add", kwargs: #"{"n":\#($0)}"#) })
+            let first = try await store.claim(claimRequest(limit: 2))
+            #expect(first.map(\.id) == queued.prefix(2).map(\.id))
+            let outcomes = [
+                TaskOutcome(id: first[0].id, worker: worker, .success(result: "1")),
+                TaskOutcome(id: first[1].id, worker: "someone-else:1", .success(result: "2")),
+            ]
+            let next = try await store.finish(outcomes, thenClaim: claimRequest(limit: 5))
+            #expect(next.map(\.id) == queued.suffix(2).map(\.id))
+            #expect(next.allSatisfy { $0.status == .started && $0.worker == worker && $0.retry == 1 })
+            #expect(try await store.task(id: first[0].id)?.status == .success)
+            #expect(try await store.task(id: first[0].id)?.result == "1")
+            // Not its lease: skipped, still running.
+            #expect(try await store.task(id: first[1].id)?.status == .started)
+            // Nothing to claim, or no claim asked: outcomes are still recorded.
+            let none = try await store.finish(
+                [TaskOutcome(id: next[0].id, worker: worker, .failure("boom"))], thenClaim: nil)
+            #expect(none.isEmpty)
+            #expect(try await store.task(id: next[0].id)?.status == .failure)
+            let empty = try await store.finish(
+                [TaskOutcome(id: next[1].id, worker: worker, .success(result: "null"))], thenClaim: claimRequest(limit: 3))
+            #expect(empty.isEmpty)
+            #expect(try await store.task(id: next[1].id)?.status == .success)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
     func claimRespectsQueuesAndJobs(kind: StoreKind) async throws {
         try await withStore(kind) { store in
             let a = try await store.enqueue([NewTask(name: "a", queue: "q1")])[0]

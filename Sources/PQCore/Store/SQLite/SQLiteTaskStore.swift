@@ -419,51 +419,66 @@ public final class SQLiteTaskStore: TaskStore {
         let trimmer = self.trimmer
         // A claim lost in a power cut leaves the task QUEUED: it runs again, as at-least-once
         // allows, so claims skip the fsync (see DatabaseThread.perform).
-        return try await writer.perform(durable: false) { db in
-            var picked: [TaskRecord] = []
-            var expired: [TaskRecord] = []
-            var running: [String: Int] = [:]
-            let scan = try db.statement(
-                "SELECT \(Self.columns) FROM tasks WHERE status IN (4, 6) AND eta <= ? ORDER BY eta, time_queued, seq")
-            scan.bind(1, request.now)
-            var scanned = 0
-            do {
-                defer { scan.reset() }
-                while picked.count < request.limit, scanned < 10_000 + request.limit * 100, try scan.step() {
-                    scanned += 1
-                    let record = Self.readRecord(scan)
-                    if let queues = request.queues, !queues.contains(record.queue) { continue }
-                    if TaskEngine.isExpired(record, now: request.now) {
-                        expired.append(record)
+        return try await writer.perform(durable: false) { db in try Self.claim(request, db, trimmer) }
+    }
+
+    /// See ``TaskStore/finish(_:thenClaim:)``: one transaction, durable for the outcomes' sake.
+    public func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord] {
+        let trimmer = self.trimmer
+        let claimLimit = request?.limit ?? 0
+        if outcomes.isEmpty && claimLimit <= 0 { return [] }
+        return try await writer.perform(durable: !outcomes.isEmpty) { db in
+            if !outcomes.isEmpty { _ = try Self.finish(outcomes, db, trimmer) }
+            guard let request, claimLimit > 0 else { return [] }
+            return try Self.claim(request, db, trimmer)
+        }
+    }
+
+    static func claim(_ request: ClaimRequest, _ db: SQLiteConnection, _ trimmer: EventTrimmer) throws(TaskStoreError) -> [TaskRecord] {
+        var picked: [TaskRecord] = []
+        var expired: [TaskRecord] = []
+        var running: [String: Int] = [:]
+        let scan = try db.statement(
+            "SELECT \(Self.columns) FROM tasks WHERE status IN (4, 6) AND eta <= ? ORDER BY eta, time_queued, seq")
+        scan.bind(1, request.now)
+        var scanned = 0
+        do {
+            defer { scan.reset() }
+            while picked.count < request.limit, scanned < 10_000 + request.limit * 100, try scan.step() {
+                scanned += 1
+                let record = Self.readRecord(scan)
+                if let queues = request.queues, !queues.contains(record.queue) { continue }
+                if TaskEngine.isExpired(record, now: request.now) {
+                    expired.append(record)
+                    continue
+                }
+                if let jobs = request.jobs, !jobs.contains(record.name) { continue }
+                if let limit = record.maxConcurrency {
+                    var count = running[record.name] ?? -1
+                    if count < 0 { count = try Self.startedCount(record.name, db) }
+                    guard count < limit else {
+                        running[record.name] = count
                         continue
                     }
-                    if let jobs = request.jobs, !jobs.contains(record.name) { continue }
-                    if let limit = record.maxConcurrency {
-                        let count = try running[record.name] ?? Self.startedCount(record.name, db)
-                        guard count < limit else {
-                            running[record.name] = count
-                            continue
-                        }
-                        running[record.name] = count + 1
-                    }
-                    picked.append(record)
+                    running[record.name] = count + 1
                 }
+                picked.append(record)
             }
-            for old in expired {
-                var new = old
-                try TaskEngine.expire(&new, now: request.now)
-                try Self.change(old, to: new, db, trimmer)
-            }
-            var claimed: [TaskRecord] = []
-            claimed.reserveCapacity(picked.count)
-            for old in picked {
-                var new = old
-                try TaskEngine.claim(&new, request)
-                try Self.change(old, to: new, db, trimmer)
-                claimed.append(new)
-            }
-            return claimed
         }
+        for old in expired {
+            var new = old
+            try TaskEngine.expire(&new, now: request.now)
+            try Self.change(old, to: new, db, trimmer)
+        }
+        var claimed: [TaskRecord] = []
+        claimed.reserveCapacity(picked.count)
+        for old in picked {
+            var new = old
+            try TaskEngine.claim(&new, request)
+            try Self.change(old, to: new, db, trimmer)
+            claimed.append(new)
+        }
+        return claimed
     }
 
     private static func startedCount(_ name: String, _ db: SQLiteConnection) throws(TaskStoreError) -> Int {
@@ -503,19 +518,21 @@ public final class SQLiteTaskStore: TaskStore {
     public func finish(_ outcomes: [TaskOutcome]) async throws -> [TaskRecord] {
         guard !outcomes.isEmpty else { return [] }
         let trimmer = self.trimmer
-        return try await writer.perform { db in
-            var out: [TaskRecord] = []
-            out.reserveCapacity(outcomes.count)
-            for outcome in outcomes {
-                guard let old = try Self.fetch(id: outcome.id, db), TaskEngine.owns(old, worker: outcome.worker)
-                else { continue }
-                var new = old
-                try TaskEngine.apply(outcome, to: &new)
-                try Self.change(old, to: new, db, trimmer)
-                out.append(new)
-            }
-            return out
+        return try await writer.perform { db in try Self.finish(outcomes, db, trimmer) }
+    }
+
+    static func finish(_ outcomes: [TaskOutcome], _ db: SQLiteConnection, _ trimmer: EventTrimmer) throws(TaskStoreError) -> [TaskRecord] {
+        var out: [TaskRecord] = []
+        out.reserveCapacity(outcomes.count)
+        for outcome in outcomes {
+            guard let old = try Self.fetch(id: outcome.id, db), TaskEngine.owns(old, worker: outcome.worker)
+            else { continue }
+            var new = old
+            try TaskEngine.apply(outcome, to: &new)
+            try Self.change(old, to: new, db, trimmer)
+            out.append(new)
         }
+        return out
     }
 
     /// See ``TaskStore/recoverExpiredLeases(now:maxDeadRuns:)``.
