@@ -201,7 +201,7 @@ public final class WorkerPool: Service, Sendable {
     /// round trip. Long runs get no extra, so other hosts are not starved of them.
     private var capacity: Int {
         let short = averageRunNanos.load(ordering: .relaxed) < 2_000_000
-        return short ? options.concurrentTasks * 2 : options.concurrentTasks
+        return short ? options.concurrentTasks * 8 : options.concurrentTasks
     }
 
     /// Sets aside free slots for a claim: up to `limit`, or none when fewer than `atLeast` are free.
@@ -226,10 +226,10 @@ public final class WorkerPool: Service, Sendable {
     private func dispatch() async {
         while !isDraining && !Task.isCancelled {
             let running = state.withLock { $0.running.count + $0.reserved }
-            // While busy, claim in bursts (a quarter of the slots) so one store round trip serves
-            // several tasks; when idle, claim at once so a lone task starts without delay. Busy
-            // hosts mostly claim as they record outcomes (see `record`).
-            let burst = running == 0 ? 1 : max(1, options.concurrentTasks / 4)
+            // When idle, claim at once so a lone task starts without delay. A busy host claims
+            // as it records outcomes (see `record`), so here it only claims when half of its
+            // slots are free: small claims of its own would cost a store transaction each.
+            let burst = running == 0 ? 1 : max(1, capacity / 2)
             let free = reserveSlots(atLeast: burst)
             var claimed: [TaskRecord] = []
             if free > 0 {

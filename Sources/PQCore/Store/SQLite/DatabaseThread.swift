@@ -1,3 +1,4 @@
+import CSQLite
 import Foundation
 
 /// A dedicated thread that owns one SQLite connection and runs jobs on it, so SQLite never blocks
@@ -165,6 +166,7 @@ final class DatabaseThread: @unchecked Sendable {
                 syncFull = durable
             }
         }
+        let changesBefore = sqlite3_total_changes64(db.handle)
         do {
             try db.statement("BEGIN IMMEDIATE").run()
         } catch {
@@ -180,7 +182,9 @@ final class DatabaseThread: @unchecked Sendable {
             for job in batch { job.finish(error) }
             return
         }
-        afterCommit?()
+        // Only a transaction that wrote something is news: an empty claim that signalled would
+        // wake the dispatcher to claim again, and again.
+        if sqlite3_total_changes64(db.handle) != changesBefore { afterCommit?() }
         for job in batch { job.finish(nil) }
     }
 }

@@ -77,6 +77,9 @@ public final class SQLiteTaskStore: TaskStore {
         try writeConnection.exec("PRAGMA journal_mode = WAL")
         try writeConnection.exec("PRAGMA synchronous = FULL")
         try Self.createSchema(writeConnection)
+        let checkpointer = try WALCheckpointer(path: absolute)
+        checkpointer.attach(to: writeConnection)
+        self.checkpointer = checkpointer
 
         let readConnection = try SQLiteConnection(path: absolute, create: false)
         readConnection.setBusyTimeout(milliseconds: Int(busyMs))
@@ -101,8 +104,10 @@ public final class SQLiteTaskStore: TaskStore {
     }
 
     let trimmer: EventTrimmer
+    private let checkpointer: WALCheckpointer
 
     deinit {
+        checkpointer.stop()
         watcher?.stop()
         writer.stopSoon()
         reader.stopSoon()
@@ -807,6 +812,7 @@ public final class SQLiteTaskStore: TaskStore {
         guard !wasClosed else { return }
         watcher?.stop()
         await writer.stop()
+        checkpointer.stop()
         await reader.stop()
         broadcaster.finish()
     }
