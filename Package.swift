@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // The plugin ABI: one C header, nothing else.
@@ -50,13 +51,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The Redis store: a small RESP client on SwiftNIO and a TaskStore over it.
+        // The Redis store: a small RESP client on SwiftNIO (TLS through swift-nio-ssl) and a TaskStore over it.
         .target(
             name: "PQRedis",
             dependencies: [
                 "PQCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -101,6 +104,7 @@ let package = Package(
                 "PQRedis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -34,6 +34,8 @@ public final class RedisClient: Sendable {
         public var initialBackoff: TimeAmount
         /// The longest wait between connects.
         public var maxBackoff: TimeAmount
+        /// TLS settings, to connect with TLS; `nil` for plain TCP.
+        public var tls: TLSOptions?
 
         /// Creates a configuration.
         /// - Parameters:
@@ -45,10 +47,14 @@ public final class RedisClient: Sendable {
         ///   - poolSize: connections in the pool, 2 by default.
         ///   - connectTimeout: 5 s by default.
         ///   - commandTimeout: 10 s by default.
+        ///   - initialBackoff: 50 ms by default.
+        ///   - maxBackoff: 2 s by default.
+        ///   - tls: TLS settings; `nil` (plain TCP) by default.
         public init(
             host: String, port: Int, user: String? = nil, password: String? = nil, database: Int = 0,
             poolSize: Int = 2, connectTimeout: TimeAmount = .seconds(5), commandTimeout: TimeAmount = .seconds(10),
-            initialBackoff: TimeAmount = .milliseconds(50), maxBackoff: TimeAmount = .seconds(2)
+            initialBackoff: TimeAmount = .milliseconds(50), maxBackoff: TimeAmount = .seconds(2),
+            tls: TLSOptions? = nil
         ) {
             self.host = host
             self.port = port
@@ -60,6 +66,7 @@ public final class RedisClient: Sendable {
             self.commandTimeout = commandTimeout
             self.initialBackoff = initialBackoff
             self.maxBackoff = maxBackoff
+            self.tls = tls
         }
     }
 

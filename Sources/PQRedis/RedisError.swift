@@ -8,7 +8,7 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     /// What went wrong, as a value to match on; new codes may be added.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         fileprivate enum Base: String, Sendable {
-            case unreachable, connectionClosed, timeout, server, protocolError, unexpectedReply, closed
+            case unreachable, connectionClosed, timeout, server, protocolError, unexpectedReply, closed, tls
         }
         fileprivate let base: Base
 
@@ -26,6 +26,9 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let unexpectedReply = Code(base: .unexpectedReply)
         /// The client was closed.
         public static let closed = Code(base: .closed)
+        /// TLS failed: a certificate or key file could not be loaded, the server's certificate did not
+        /// verify, or the TLS handshake failed.
+        public static let tls = Code(base: .tls)
 
         /// The code's name.
         public var description: String { base.rawValue }
@@ -51,9 +54,9 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     public static func server(_ message: String) -> RedisError { RedisError(.server, message) }
 
     /// Whether the command may not have reached the server or its reply was lost: the connection,
-    /// not the command, failed.
+    /// not the command, failed (TLS failures included: no command is sent before the handshake).
     public var isConnectionFailure: Bool {
-        code == .unreachable || code == .connectionClosed || code == .timeout
+        code == .unreachable || code == .connectionClosed || code == .timeout || code == .tls
     }
 
     /// The message.

@@ -9,15 +9,17 @@ public enum StoreURL: Sendable, Equatable, CustomStringConvertible {
     case memory
     /// `sqlite:PATH` — a SQLite file; PATH may be relative to the current directory.
     case sqlite(path: String)
-    /// `redis://[user:password@]host:port/db?namespace=pq`.
+    /// `redis://[user:password@]host:port/db?namespace=pq`, or `rediss://...` for TLS.
     case redis(RedisStoreURL)
 
     /// The accepted forms, for error messages.
     public static let acceptedForms =
-        "memory:, sqlite:PATH, redis://[user:password@]host:port/db?namespace=pq"
+        "memory:, sqlite:PATH, redis://[user:password@]host:port/db?namespace=pq, "
+        + "rediss://...?tls_ca=CA.pem&tls_cert=CERT.pem&tls_key=KEY.pem (TLS)"
 
     /// Parses a store URL.
-    /// - Parameter text: e.g. `memory:`, `sqlite:pq.db`, `sqlite:///var/pq.db`, `redis://localhost:6379/0`.
+    /// - Parameter text: e.g. `memory:`, `sqlite:pq.db`, `sqlite:///var/pq.db`, `redis://localhost:6379/0`,
+    ///   `rediss://redis.example:6380/0?tls_ca=ca.pem`.
     /// - Throws: ``TaskStoreError`` with code `invalidStoreURL`: one line naming the URL and the accepted forms.
     public init(parsing text: String) throws(TaskStoreError) {
         let trimmed = text.trimmingWhitespace()
@@ -38,7 +40,7 @@ public enum StoreURL: Sendable, Equatable, CustomStringConvertible {
             self = .sqlite(path: path)
             return
         }
-        if trimmed.hasPrefix("redis://") {
+        if trimmed.hasPrefix("redis://") || trimmed.hasPrefix("rediss://") {
             self = .redis(try RedisStoreURL(parsing: trimmed, invalid: invalid))
             return
         }
@@ -58,8 +60,40 @@ public enum StoreURL: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// The parts of a `redis://` store URL.
+/// The parts of a `redis://` or `rediss://` store URL.
+///
+/// `rediss://` connects with TLS, verifying the server's certificate against the system's trust
+/// store, or against the CA file of `tls_ca=PATH`; `tls_cert=PATH&tls_key=PATH` present a client
+/// certificate (mutual TLS); `tls_verify=none` skips verification (insecure, for tests).
 public struct RedisStoreURL: Sendable, Equatable, CustomStringConvertible {
+    /// The TLS settings of a `rediss://` URL, from its `tls_*` parameters.
+    public struct TLS: Sendable, Equatable {
+        /// `tls_ca`: a PEM file of the CA certificates to trust instead of the system's.
+        public var caFile: String?
+        /// `tls_cert`: a PEM file of the client certificate (chain) to present.
+        public var certificateFile: String?
+        /// `tls_key`: a PEM file of the client certificate's private key.
+        public var keyFile: String?
+        /// Whether the server's certificate and name are verified; `tls_verify=none` turns it off.
+        public var verifyCertificate: Bool
+
+        /// Creates TLS settings.
+        /// - Parameters:
+        ///   - caFile: CA certificates to trust instead of the system's; `nil` for the system's.
+        ///   - certificateFile: a client certificate, for mutual TLS.
+        ///   - keyFile: the client certificate's key.
+        ///   - verifyCertificate: `true` by default; `false` accepts any server certificate.
+        public init(
+            caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil,
+            verifyCertificate: Bool = true
+        ) {
+            self.caFile = caFile
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+            self.verifyCertificate = verifyCertificate
+        }
+    }
+
     /// The user name, if any.
     public var user: String?
     /// The password, if any.
@@ -72,11 +106,21 @@ public struct RedisStoreURL: Sendable, Equatable, CustomStringConvertible {
     public var database: Int
     /// The key and channel prefix (channels are `<namespace>_task_done`, ...), `pq` by default.
     public var namespace: String
+    /// TLS settings for a `rediss://` URL; `nil` for plain `redis://`.
+    public var tls: TLS?
 
     /// Creates the parts of a Redis URL.
+    /// - Parameters:
+    ///   - host: the host name or address.
+    ///   - port: 6379 by default.
+    ///   - database: 0 by default.
+    ///   - namespace: `pq` by default.
+    ///   - user: the ACL user, if any.
+    ///   - password: the password, if any.
+    ///   - tls: TLS settings to connect with TLS (`rediss://`); `nil` by default.
     public init(
         host: String, port: Int = 6379, database: Int = 0, namespace: String = "pq", user: String? = nil,
-        password: String? = nil
+        password: String? = nil, tls: TLS? = nil
     ) {
         self.host = host
         self.port = port
@@ -84,10 +128,12 @@ public struct RedisStoreURL: Sendable, Equatable, CustomStringConvertible {
         self.namespace = namespace
         self.user = user
         self.password = password
+        self.tls = tls
     }
 
     init(parsing text: String, invalid: (String) -> TaskStoreError) throws(TaskStoreError) {
-        var rest = Substring(text.dropFirst("redis://".count))
+        let secure = text.hasPrefix("rediss://")
+        var rest = Substring(text.dropFirst(secure ? "rediss://".count : "redis://".count))
         var query: Substring = ""
         if let mark = rest.firstIndex(of: "?") {
             query = rest[rest.index(after: mark)...]
@@ -130,7 +176,9 @@ public struct RedisStoreURL: Sendable, Equatable, CustomStringConvertible {
             }
             port = number
         }
-        guard !host.isEmpty else { throw invalid("the redis:// form needs a host, e.g. redis://localhost:6379/0") }
+        guard !host.isEmpty else {
+            throw invalid("the \(secure ? "rediss" : "redis"):// form needs a host, e.g. redis://localhost:6379/0")
+        }
         var database = 0
         if !path.isEmpty {
             guard let number = Int(path), number >= 0 else {
@@ -139,16 +187,40 @@ public struct RedisStoreURL: Sendable, Equatable, CustomStringConvertible {
             database = number
         }
         var namespace = "pq"
+        var tls = TLS()
         for pair in query.split(separator: "&") where !pair.isEmpty {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2, parts[0] == "namespace" else {
-                throw invalid("unknown parameter \"\(pair)\" (only namespace=NAME is accepted)")
+            let name = parts[0]
+            guard parts.count == 2, name == "namespace" || name.hasPrefix("tls_") else {
+                throw invalid(
+                    "unknown parameter \"\(pair)\" (accepted: namespace=NAME; with rediss://, "
+                        + "tls_ca=PATH, tls_cert=PATH, tls_key=PATH, tls_verify=none)")
             }
-            namespace = Self.decode(parts[1])
-            guard !namespace.isEmpty else { throw invalid("namespace must not be empty") }
+            let value = Self.decode(parts[1])
+            guard !value.isEmpty else { throw invalid("\(name) must not be empty") }
+            guard name == "namespace" || secure else {
+                throw invalid("\(name) is a TLS setting: write rediss:// to connect with TLS")
+            }
+            switch name {
+            case "namespace": namespace = value
+            case "tls_ca": tls.caFile = value
+            case "tls_cert": tls.certificateFile = value
+            case "tls_key": tls.keyFile = value
+            case "tls_verify":
+                guard value == "none" || value == "full" else {
+                    throw invalid("tls_verify must be none (insecure) or full (the default)")
+                }
+                tls.verifyCertificate = value == "full"
+            default:
+                throw invalid("unknown TLS parameter \"\(name)\" (accepted: tls_ca, tls_cert, tls_key, tls_verify)")
+            }
+        }
+        guard (tls.certificateFile == nil) == (tls.keyFile == nil) else {
+            throw invalid("tls_cert and tls_key go together: give the client certificate and its key")
         }
         self.init(
-            host: String(host), port: port, database: database, namespace: namespace, user: user, password: password)
+            host: String(host), port: port, database: database, namespace: namespace, user: user, password: password,
+            tls: secure ? tls : nil)
     }
 
     /// Percent-decodes a URL part (invalid escapes are kept as they are).
@@ -176,7 +248,14 @@ public struct RedisStoreURL: Sendable, Equatable, CustomStringConvertible {
         if password != nil { auth += ":***" }
         if !auth.isEmpty { auth += "@" }
         let shownHost = host.contains(":") ? "[\(host)]" : host
-        return "redis://\(auth)\(shownHost):\(port)/\(database)?namespace=\(namespace)"
+        var text = "\(tls == nil ? "redis" : "rediss")://\(auth)\(shownHost):\(port)/\(database)?namespace=\(namespace)"
+        if let tls {
+            if let caFile = tls.caFile { text += "&tls_ca=\(caFile)" }
+            if let certificateFile = tls.certificateFile { text += "&tls_cert=\(certificateFile)" }
+            if let keyFile = tls.keyFile { text += "&tls_key=\(keyFile)" }
+            if !tls.verifyCertificate { text += "&tls_verify=none" }
+        }
+        return text
     }
 }
 

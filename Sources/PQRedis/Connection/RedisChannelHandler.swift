@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 
 /// One write of one or more pipelined commands, answered by as many replies.
 struct RedisRequest {
@@ -63,6 +64,20 @@ struct PendingReplies<Promise> {
     }
 }
 
+/// Why a connection failed, kept from its first failure: a command sent after it (say, right after
+/// a TLS alert closed the connection) fails with that reason rather than a bare "closed".
+final class ConnectionFailure: Sendable {
+    private let first = Mutex<RedisError?>(nil)
+
+    /// Keeps `error` unless a failure was recorded before.
+    func record(_ error: RedisError) {
+        first.withLock { if $0 == nil { $0 = error } }
+    }
+
+    /// The first failure, if any.
+    var recorded: RedisError? { first.withLock { $0 } }
+}
+
 /// Matches replies to pipelined requests in order, fails late requests, and hands pub/sub
 /// messages to a callback.
 final class RedisChannelHandler: ChannelDuplexHandler {
@@ -74,10 +89,17 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private var timer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
     private let onMessage: (@Sendable (_ channel: String, _ payload: ByteBuffer) -> Void)?
+    let failure: ConnectionFailure
 
-    /// - Parameter onMessage: called for each pub/sub message; `nil` for a command connection.
-    init(onMessage: (@Sendable (_ channel: String, _ payload: ByteBuffer) -> Void)? = nil) {
+    /// - Parameters:
+    ///   - onMessage: called for each pub/sub message; `nil` for a command connection.
+    ///   - failure: where the first failure of the connection is kept.
+    init(
+        onMessage: (@Sendable (_ channel: String, _ payload: ByteBuffer) -> Void)? = nil,
+        failure: ConnectionFailure = ConnectionFailure()
+    ) {
         self.onMessage = onMessage
+        self.failure = failure
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -92,8 +114,9 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         guard pending.append(request.promise, expected: request.replyCount, deadline: request.deadline) else {
-            request.promise.fail(RedisError(.connectionClosed, "the Redis connection closed"))
-            promise?.fail(RedisError(.connectionClosed, "the Redis connection closed"))
+            let error = failure.recorded ?? RedisError(.connectionClosed, "the Redis connection closed")
+            request.promise.fail(error)
+            promise?.fail(error)
             return
         }
         if timer == nil { scheduleTimer(context: context) }
@@ -122,12 +145,16 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let redisError = error as? RedisError ?? RedisError(.connectionClosed, "the Redis connection failed: \(error)")
+        let endpoint = context.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+        let redisError =
+            error as? RedisError ?? RedisTLS.describe(error, endpoint: endpoint)
+            ?? RedisError(.connectionClosed, "the Redis connection failed: \(error)")
         failAll(redisError)
         context.close(promise: nil)
     }
 
     private func failAll(_ error: RedisError) {
+        failure.record(error)
         timer?.cancel()
         timer = nil
         for promise in pending.close() { promise.fail(error) }

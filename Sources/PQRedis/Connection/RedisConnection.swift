@@ -1,27 +1,42 @@
 import Glibc
 import NIOCore
 import NIOPosix
+import NIOSSL
 
-/// One TCP connection to Redis: pipelined commands, replies matched in order.
+/// One TCP connection to Redis, with TLS when configured: pipelined commands, replies matched in order.
 ///
-/// Made by ``RedisConnection/connect(to:on:onMessage:)``, which also authenticates and selects the
-/// database.
+/// Made by ``RedisConnection/connect(to:on:onMessage:)``, which also completes the TLS handshake,
+/// authenticates and selects the database. The pipeline is, from the socket up: `NIOSSLClientHandler`
+/// (TLS only; with a ``TLSHandshakeHandler`` after it until the handshake is done),
+/// `ByteToMessageHandler(RESPDecoder())`, ``RedisChannelHandler``.
 final class RedisConnection: Sendable {
     let channel: any Channel
     private let commandTimeout: TimeAmount
+    private let failure: ConnectionFailure
 
-    private init(channel: any Channel, commandTimeout: TimeAmount) {
+    private init(channel: any Channel, commandTimeout: TimeAmount, failure: ConnectionFailure) {
         self.channel = channel
         self.commandTimeout = commandTimeout
+        self.failure = failure
     }
 
     var isActive: Bool { channel.isActive }
 
-    /// Connects, then sends AUTH and SELECT as the configuration asks.
+    /// Connects (and with TLS, completes the handshake), then sends AUTH and SELECT as the
+    /// configuration asks.
+    /// - Throws: ``RedisError``: `unreachable` when the TCP connect fails, `tls` when TLS cannot be set
+    ///   up or the handshake fails (certificate verification included), or an error of AUTH/SELECT.
     static func connect(
         to configuration: RedisClient.Configuration, on group: any EventLoopGroup,
         onMessage: (@Sendable (String, ByteBuffer) -> Void)? = nil
     ) async throws -> RedisConnection {
+        let endpoint = "\(configuration.host):\(configuration.port)"
+        // TLS settings are checked (files read) before connecting, so that a bad file is named as such.
+        let tls = try configuration.tls.map { options throws(RedisError) in
+            (context: try RedisTLS.makeContext(options), serverHostname: RedisTLS.serverHostname(configuration.host))
+        }
+        let handshake = tls.map { _ in group.any().makePromise(of: Void.self) }
+        let failure = ConnectionFailure()
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -29,18 +44,34 @@ final class RedisConnection: Sendable {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(RESPDecoder()))
-                        try channel.pipeline.syncOperations.addHandler(RedisChannelHandler(onMessage: onMessage))
+                        let handlers = channel.pipeline.syncOperations
+                        if let tls, let handshake {
+                            try handlers.addHandler(
+                                NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverHostname))
+                            try handlers.addHandler(
+                                TLSHandshakeHandler(
+                                    promise: handshake, timeout: configuration.connectTimeout, endpoint: endpoint))
+                        }
+                        try handlers.addHandler(ByteToMessageHandler(RESPDecoder()))
+                        try handlers.addHandler(RedisChannelHandler(onMessage: onMessage, failure: failure))
                     }
                 }
                 .connect(host: configuration.host, port: configuration.port).get()
         } catch {
-            throw RedisError(
-                .unreachable,
-                "cannot reach Redis at \(configuration.host):\(configuration.port): \(Self.describe(error))")
+            handshake?.fail(error)
+            throw RedisError(.unreachable, "cannot reach Redis at \(endpoint): \(Self.describe(error))")
         }
-        let connection = RedisConnection(channel: channel, commandTimeout: configuration.commandTimeout)
+        if let handshake {
+            do {
+                try await handshake.futureResult.get()
+            } catch {
+                channel.close(promise: nil)
+                throw error as? RedisError
+                    ?? RedisError(.tls, "TLS handshake with Redis at \(endpoint) failed: \(error)")
+            }
+        }
+        let connection = RedisConnection(
+            channel: channel, commandTimeout: configuration.commandTimeout, failure: failure)
         do {
             var setup: [[RESPArgument]] = []
             if let password = configuration.password {
@@ -90,10 +121,12 @@ final class RedisConnection: Sendable {
         channel.writeAndFlush(request).cascadeFailure(to: promise)
         do {
             return try await promise.futureResult.get()
-        } catch let error as RedisError {
+        } catch let error as RedisError where error.code != .connectionClosed {
             throw error
         } catch {
-            throw RedisError(.connectionClosed, "the Redis connection failed: \(error)")
+            // A write to a connection that closed already: say why it closed, when that is known.
+            if let reason = failure.recorded { throw reason }
+            throw error as? RedisError ?? RedisError(.connectionClosed, "the Redis connection failed: \(error)")
         }
     }
 

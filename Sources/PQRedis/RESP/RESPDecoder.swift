@@ -2,26 +2,37 @@ public import NIOCore
 
 /// Decodes RESP2 and RESP3 replies from a byte stream, one complete reply at a time.
 ///
-/// A reply split over several reads is left in the buffer until it is complete; strings are slices of
-/// the read buffer, not copies.
+/// Decoding has two layers. A ``RESPFrameScanner`` finds where the reply ends, keeping its place
+/// across reads, so a large reply arriving in many reads is scanned once (linear, not quadratic, in
+/// its size); the reply stays in the buffer until all of it is there. Then the parser turns the
+/// complete reply into a ``RESPValue`` in one pass. Strings are slices of the read buffer, not copies.
+///
+/// ```swift
+/// try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPDecoder()))
+/// ```
 public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
     public typealias InboundOut = RESPValue
 
     /// Nesting deeper than this is refused rather than recursing without bound.
     public static let maxDepth = 64
 
+    /// How far the reply at the front of the buffer has been scanned.
+    private(set) var scanner = RESPFrameScanner()
+
     /// Creates a decoder.
     public init() {}
 
     /// Decodes one reply if the buffer holds a complete one.
-    /// - Parameter buffer: the bytes received so far.
+    /// - Parameter buffer: the bytes received so far; only ever appended to between calls.
     /// - Returns: the reply, or `nil` when more bytes are needed.
     /// - Throws: ``RedisError`` with code `protocolError` for bytes that are not RESP.
     public mutating func decode(buffer: inout ByteBuffer) throws -> RESPValue? {
-        let start = buffer.readerIndex
-        guard let value = try Self.parse(&buffer, depth: 0) else {
-            buffer.moveReaderIndex(to: start)
-            return nil
+        guard let length = try scanner.scan(buffer) else { return nil }
+        scanner = RESPFrameScanner()
+        var frame = buffer.readSlice(length: length)!
+        let value = try Self.parse(&frame, depth: 0)
+        guard frame.readableBytes == 0 else {
+            throw RedisError(.protocolError, "RESP: a reply is longer than its framing says")
         }
         return value
     }
@@ -31,72 +42,33 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
         try decode(buffer: &buffer)
     }
 
-    /// Reads the bytes up to the next CRLF and consumes the CRLF; `nil` when no CRLF was received yet.
-    private static func readLine(_ buffer: inout ByteBuffer) -> ByteBuffer? {
-        let view = buffer.readableBytesView
-        guard let cr = view.firstIndex(of: UInt8(ascii: "\r")) else { return nil }
-        guard cr + 1 < view.endIndex else { return nil }
-        let length = cr - view.startIndex
-        let line = buffer.readSlice(length: length)
-        buffer.moveReaderIndex(forwardBy: 2)
-        return line
-    }
+    // MARK: - Parsing a complete reply
 
-    private static func readInteger(_ buffer: inout ByteBuffer) throws(RedisError) -> Int64? {
-        guard let line = readLine(&buffer) else { return nil }
-        guard let value = Int64(String(buffer: line)) else {
-            throw RedisError(.protocolError, "RESP: expected an integer, got \"\(String(buffer: line))\"")
-        }
-        return value
-    }
-
-    private static func readBlob(_ buffer: inout ByteBuffer) throws(RedisError) -> ByteBuffer?? {
-        guard let length = try readInteger(&buffer) else { return nil }
-        if length < 0 { return .some(nil) }
-        guard length <= 512 * 1024 * 1024 else {
-            throw RedisError(.protocolError, "RESP: a string of \(length) bytes is larger than Redis allows")
-        }
-        guard buffer.readableBytes >= Int(length) + 2 else { return nil }
-        let blob = buffer.readSlice(length: Int(length))!
-        buffer.moveReaderIndex(forwardBy: 2)
-        return .some(blob)
-    }
-
-    private static func readElements(_ buffer: inout ByteBuffer, count: Int64, depth: Int) throws(RedisError)
-        -> [RESPValue]?
-    {
-        var values: [RESPValue] = []
-        values.reserveCapacity(Int(min(count, 1024)))
-        for _ in 0..<count {
-            guard let value = try parse(&buffer, depth: depth + 1) else { return nil }
-            values.append(value)
-        }
-        return values
-    }
-
-    static func parse(_ buffer: inout ByteBuffer, depth: Int) throws(RedisError) -> RESPValue? {
+    /// Parses one reply that the scanner found complete.
+    /// - Parameters:
+    ///   - frame: the reply's bytes; consumed.
+    ///   - depth: how many aggregates enclose it.
+    /// - Returns: the reply.
+    /// - Throws: ``RedisError`` with code `protocolError` for contents that are not RESP, or for a
+    ///   reply cut short (which the scanner rules out).
+    static func parse(_ frame: inout ByteBuffer, depth: Int) throws(RedisError) -> RESPValue {
         guard depth < maxDepth else { throw RedisError(.protocolError, "RESP: replies nested too deeply") }
-        guard let type = buffer.readInteger(as: UInt8.self) else { return nil }
+        guard let byte = frame.readInteger(as: UInt8.self) else { throw cutShort }
+        guard let type = RESPType(rawValue: byte) else {
+            throw RedisError(.protocolError, "RESP: unknown reply type byte \(byte)")
+        }
         switch type {
-        case UInt8(ascii: "+"):
-            return readLine(&buffer).map { .simpleString($0) }
-        case UInt8(ascii: "-"):
-            return readLine(&buffer).map { .error($0) }
-        case UInt8(ascii: ":"):
-            return try readInteger(&buffer).map { .integer($0) }
-        case UInt8(ascii: "$"), UInt8(ascii: "="):
-            guard let blob = try readBlob(&buffer) else { return nil }
-            return blob.map { .bulkString($0) } ?? .null
-        case UInt8(ascii: "!"):
-            guard let blob = try readBlob(&buffer) else { return nil }
-            return blob.map { .error($0) } ?? .null
-        case UInt8(ascii: "("):
-            return readLine(&buffer).map { .bulkString($0) }
-        case UInt8(ascii: "_"):
-            return readLine(&buffer).map { _ in .null }
-        case UInt8(ascii: ","):
-            guard let line = readLine(&buffer) else { return nil }
-            let text = String(buffer: line)
+        case .simpleString: return .simpleString(try readLine(&frame))
+        case .error: return .error(try readLine(&frame))
+        case .integer: return .integer(try readInteger(&frame))
+        case .bulkString, .verbatimString: return try readBlob(&frame).map { .bulkString($0) } ?? .null
+        case .blobError: return try readBlob(&frame).map { .error($0) } ?? .null
+        case .bigNumber: return .bulkString(try readLine(&frame))
+        case .null:
+            _ = try readLine(&frame)
+            return .null
+        case .double:
+            let text = String(buffer: try readLine(&frame))
             switch text {
             case "inf": return .double(.infinity)
             case "-inf": return .double(-.infinity)
@@ -105,22 +77,53 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
                 guard let value = Double(text) else { throw RedisError(.protocolError, "RESP: bad double \(text)") }
                 return .double(value)
             }
-        case UInt8(ascii: "#"):
-            guard let line = readLine(&buffer) else { return nil }
-            return .boolean(line.readableBytesView.first == UInt8(ascii: "t"))
-        case UInt8(ascii: "*"), UInt8(ascii: "~"), UInt8(ascii: ">"):
-            guard let count = try readInteger(&buffer) else { return nil }
+        case .boolean:
+            return .boolean(try readLine(&frame).readableBytesView.first == UInt8(ascii: "t"))
+        case .array, .set, .push:
+            let count = try readInteger(&frame)
             if count < 0 { return .null }
-            guard let values = try readElements(&buffer, count: count, depth: depth) else { return nil }
-            return type == UInt8(ascii: ">") ? .push(values) : .array(values)
-        case UInt8(ascii: "%"):
-            guard let count = try readInteger(&buffer) else { return nil }
+            let values = try readElements(&frame, count: Int(count), depth: depth)
+            return type == .push ? .push(values) : .array(values)
+        case .map:
+            let count = try readInteger(&frame)
             if count < 0 { return .null }
-            guard let values = try readElements(&buffer, count: count * 2, depth: depth) else { return nil }
+            let values = try readElements(&frame, count: Int(count) * 2, depth: depth)
             return .map(stride(from: 0, to: values.count, by: 2).map { (values[$0], values[$0 + 1]) })
-        default:
-            throw RedisError(.protocolError, "RESP: unknown reply type byte \(type)")
         }
+    }
+
+    private static var cutShort: RedisError { RedisError(.protocolError, "RESP: a reply was cut short") }
+
+    /// Reads the bytes up to the next CRLF and consumes the CRLF.
+    private static func readLine(_ frame: inout ByteBuffer) throws(RedisError) -> ByteBuffer {
+        guard let cr = RESPFrameScanner.firstCR(frame, from: 0), cr + 2 <= frame.readableBytes else { throw cutShort }
+        let line = frame.readSlice(length: cr)!
+        frame.moveReaderIndex(forwardBy: 2)
+        return line
+    }
+
+    private static func readInteger(_ frame: inout ByteBuffer) throws(RedisError) -> Int64 {
+        let line = try readLine(&frame)
+        return try RESPFrameScanner.integer(line, from: 0, to: line.readableBytes)
+    }
+
+    /// A string's body, or `nil` for a null string (length -1).
+    private static func readBlob(_ frame: inout ByteBuffer) throws(RedisError) -> ByteBuffer? {
+        let length = try readInteger(&frame)
+        if length < 0 { return nil }
+        guard let blob = frame.readSlice(length: Int(length)), frame.readableBytes >= 2 else { throw cutShort }
+        frame.moveReaderIndex(forwardBy: 2)
+        return blob
+    }
+
+    private static func readElements(_ frame: inout ByteBuffer, count: Int, depth: Int) throws(RedisError)
+        -> [RESPValue]
+    {
+        var values: [RESPValue] = []
+        // The count is bounded by the scanner, and every element takes at least 3 bytes of the frame.
+        values.reserveCapacity(min(count, frame.readableBytes / 3))
+        for _ in 0..<count { values.append(try parse(&frame, depth: depth + 1)) }
+        return values
     }
 }
 

@@ -73,7 +73,12 @@ public final class RedisTaskStore: TaskStore {
         self.client = RedisClient(
             configuration: .init(
                 host: url.host, port: url.port, user: url.user, password: url.password, database: url.database,
-                poolSize: options.poolSize),
+                poolSize: options.poolSize,
+                tls: url.tls.map {
+                    RedisClient.TLSOptions(
+                        caFile: $0.caFile, certificateFile: $0.certificateFile, keyFile: $0.keyFile,
+                        verifyCertificate: $0.verifyCertificate)
+                }),
             logger: logger)
     }
 

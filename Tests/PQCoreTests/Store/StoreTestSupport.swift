@@ -4,7 +4,8 @@ import PQRedis
 import Testing
 
 enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
-    case memory, sqlite, redis
+    /// `rediss`: Redis over TLS (a private TLS server, see ``TestRedisTLS``).
+    case memory, sqlite, redis, rediss
     var testDescription: String { rawValue }
 }
 
@@ -25,6 +26,9 @@ struct TestStore {
         case .redis:
             folder = nil
             store = RedisTaskStore(url: try TestRedis.url(namespace: TestRedis.uniqueNamespace()))
+        case .rediss:
+            folder = nil
+            store = RedisTaskStore(url: try TestRedisTLS.storeURL())
         }
     }
 

@@ -137,9 +137,34 @@ struct StoreURLTests {
         #expect(try StoreURL(parsing: "redis://bob:secret@h:1/2").description == "redis://bob:***@h:1/2?namespace=pq")
     }
 
+    @Test func redissURLsCarryTheirTLSSettings() throws {
+        #expect(try StoreURL(parsing: "redis://h") == .redis(RedisStoreURL(host: "h", tls: nil)))
+        #expect(try StoreURL(parsing: "rediss://h") == .redis(RedisStoreURL(host: "h", tls: .init())))
+        #expect(
+            try StoreURL(parsing: "rediss://127.0.0.1:6380/0?tls_ca=/etc/pq/ca.pem")
+                == .redis(RedisStoreURL(host: "127.0.0.1", port: 6380, tls: .init(caFile: "/etc/pq/ca.pem"))))
+        let text =
+            "rediss://bob:secret@db.example:6380/3?namespace=jobs&tls_cert=my%20client.pem&tls_key=client.key"
+            + "&tls_verify=none"
+        let url = RedisStoreURL(
+            host: "db.example", port: 6380, database: 3, namespace: "jobs", user: "bob", password: "secret",
+            tls: .init(certificateFile: "my client.pem", keyFile: "client.key", verifyCertificate: false))
+        #expect(try StoreURL(parsing: text) == .redis(url))
+        #expect(
+            url.description
+                == "rediss://bob:***@db.example:6380/3?namespace=jobs&tls_cert=my client.pem&tls_key=client.key"
+                + "&tls_verify=none")
+        #expect(try StoreURL(parsing: "rediss://h?tls_verify=full") == .redis(RedisStoreURL(host: "h", tls: .init())))
+        #expect(
+            try StoreURL(parsing: "rediss://[::1]/0?tls_ca=a.pem").description
+                == "rediss://[::1]:6379/0?namespace=pq&tls_ca=a.pem")
+    }
+
     @Test(arguments: [
         "", "sqlite:", "sqlite:dir/", "pq.db", "/tmp/pq.db", "postgres://x", "redis://", "redis://h:0",
         "redis://h:99999", "redis://h:port", "redis://h/x", "redis://h/0?db=1", "redis://h/0?namespace=",
+        "rediss://", "redis://h/0?tls_ca=ca.pem", "rediss://h/0?tls_ca=", "rediss://h/0?tls_cert=c.pem",
+        "rediss://h/0?tls_key=k.pem", "rediss://h/0?tls_verify=maybe", "rediss://h/0?tls_sni=x",
     ])
     func malformedURLsGiveOneClearLine(text: String) {
         do {
