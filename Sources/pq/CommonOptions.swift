@@ -12,7 +12,7 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("plugins-dir"), help: "The plugins root that task_paths resolve under (env PQ_PLUGINS_DIR; default ./.pq/plugins).")
     var pluginsDir: String?
 
-    @Option(name: .customLong("store"), help: "Store URL: sqlite:PATH, memory:, redis://host:port/db (env PQ_STORE; default sqlite:./.pq/pq.sqlite).")
+    @Option(name: .customLong("store"), help: "Store URL: sqlite:PATH, memory:, redis://host:port/db, rediss://… for TLS (env PQ_STORE; default sqlite:./.pq/pq.sqlite).")
     var store: String?
 
     @Option(name: .customLong("config"), help: "A pq.toml file with the same settings (env PQ_CONFIG).")

@@ -29,8 +29,10 @@ final class DirectoryWatcher: @unchecked Sendable {
         stopWrite = fds[1]
         isAvailable = inotifyFD >= 0 && stopRead >= 0
         if isAvailable {
-            let thread = Thread { [self] in self.loop() }
-            thread.name = "pq-plugin-watch"
+            let thread = Thread { [self] in
+                Thread.current.name = "pq-plugin-watch"
+                self.loop()
+            }
             thread.start()
         }
     }

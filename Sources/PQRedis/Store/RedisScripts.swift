@@ -249,9 +249,12 @@ enum RedisScripts {
 
     /// ARGV: n, then per outcome id, worker, kind, text, eta, time, plugin, plugin version (the
     /// generation that ran it; empty to keep the stored one). Returns per outcome the fields, or 0
-    /// when skipped.
+    /// when skipped; with n negative (quiet: -n outcomes) only the number of outcomes applied.
     static let finish = library + #"""
         local n = tonumber(ARGV[4])
+        local quiet = n < 0
+        if quiet then n = -n end
+        local applied = 0
         local out = {}
         local any = false
         for j = 1, n do
@@ -278,13 +281,15 @@ enum RedisScripts {
               update(t, {status='6', retry=tostring(math.max(0, tonumber(t.retry) - 1)), eta=neweta,
                 cancel_requested='0'}, {'lease_expires'})
             end
-            out[j] = flatten(t)
+            if not quiet then out[j] = flatten(t) end
+            applied = applied + 1
             any = true
-          else
+          elseif not quiet then
             out[j] = 0
           end
         end
         if any then changed() end
+        if quiet then return applied end
         return out
         """#
 

@@ -197,8 +197,19 @@ public final class RedisTaskStore: TaskStore {
         return try await finishWithRetry(outcomes).compactMap { $0 }
     }
 
-    private func finishWithRetry(_ outcomes: [TaskOutcome]) async throws -> [TaskRecord?] {
-        var arguments: [RESPArgument] = [.string(String(outcomes.count))]
+    /// See ``TaskStore/finish(_:thenClaim:)``: the outcomes in one quiet script call (no records
+    /// sent back), retried like ``finish(_:)``, then the claim.
+    public func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord] {
+        if !outcomes.isEmpty {
+            guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
+            _ = try await finishWithRetry(outcomes, quiet: true)
+        }
+        guard let request, request.limit > 0 else { return [] }
+        return (try? await claim(request)) ?? []
+    }
+
+    private func finishWithRetry(_ outcomes: [TaskOutcome], quiet: Bool = false) async throws -> [TaskRecord?] {
+        var arguments: [RESPArgument] = [.string(String(quiet ? -outcomes.count : outcomes.count))]
         arguments.reserveCapacity(1 + outcomes.count * 8)
         for outcome in outcomes {
             let (kind, text, eta): (String, String, Double) =
@@ -225,6 +236,7 @@ public final class RedisTaskStore: TaskStore {
                     arguments: [.string(keyPrefix), .string(channelPrefix), .string(String(options.maxEvents))]
                         + arguments)
                 wrote()
+                if quiet { return [] }
                 return try (reply.array ?? []).map { item -> TaskRecord? in
                     if case .integer = item { return nil }
                     return try RedisRecordCoding.record(item)

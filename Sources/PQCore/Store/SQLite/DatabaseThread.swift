@@ -46,8 +46,11 @@ final class DatabaseThread: @unchecked Sendable {
         self.beforeCommit = beforeCommit
         self.afterCommit = afterCommit
         let box = UncheckedBox(connection)
-        let thread = Thread { [self] in self.run(box.take()) }
-        thread.name = name
+        // Named from inside: a name set before start does not reach the OS thread here.
+        let thread = Thread { [self] in
+            Thread.current.name = name
+            self.run(box.take())
+        }
         thread.start()
     }
 

@@ -30,11 +30,11 @@ final class SQLiteChangeWatcher: @unchecked Sendable {
         let box = UncheckedBox(connection)
         let stopFD = pipeFDs[0]
         let thread = Thread {
+            Thread.current.name = "pq-sqlite-watch"
             Self.run(
                 box.take(), directory: directory, names: names, fallbackMs: fallbackMs, stopFD: stopFD,
                 onChange: onChange)
         }
-        thread.name = "pq-sqlite-watch"
         thread.start()
     }
 

@@ -25,8 +25,10 @@ final class WALCheckpointer: @unchecked Sendable {
         let connection = try SQLiteConnection(path: path, create: false)
         connection.setBusyTimeout(milliseconds: 5000)
         let box = UncheckedBox(connection)
-        let thread = Thread { [self] in self.run(box.take()) }
-        thread.name = "pq-sqlite-checkpoint"
+        let thread = Thread { [self] in
+            Thread.current.name = "pq-sqlite-ckpt"
+            self.run(box.take())
+        }
         thread.start()
     }
 
