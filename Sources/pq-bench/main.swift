@@ -335,14 +335,25 @@ do {
 
     // Latency on the now idle host: enqueue one task from this process, wait for its end.
     var latencies: [Double] = []
+    // Where the time goes, from the times the store records: queued (after the enqueue's
+    // commit started) to started, started to ended, ended to seen here.
+    var phases: [[Double]] = [[], [], [], []]
     let wake = Wakeup()
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { for await _ in store.changes() { wake.signal() } }
         for _ in 0..<(quick ? 50 : 300) {
             let t = now()
             let id = try await store.enqueue([NewTask(name: "c.noop")])[0].id
+            let enqueued = now()
             while true {
-                if let task = try await store.task(id: id), TaskStatus.readyStates.contains(task.status) { break }
+                if let task = try await store.task(id: id), TaskStatus.readyStates.contains(task.status) {
+                    let seen = now()
+                    phases[0].append(enqueued - t)
+                    phases[1].append((task.timeStarted ?? seen) - enqueued)
+                    phases[2].append((task.timeEnded ?? seen) - (task.timeStarted ?? seen))
+                    phases[3].append(seen - (task.timeEnded ?? seen))
+                    break
+                }
                 await wake.wait(timeout: 0.05)
             }
             latencies.append(now() - t)
@@ -351,6 +362,7 @@ do {
         group.cancelAll()
     }
     print("submit→result latency between processes, idle host: p50 \(ms(percentile(latencies, 0.5))), p99 \(ms(percentile(latencies, 0.99))) (target p50 < 2 ms)")
+    print("  p50 of its parts: enqueue commit \(ms(percentile(phases[0], 0.5))), committed→started \(ms(percentile(phases[1], 0.5))), started→ended \(ms(percentile(phases[2], 0.5))), ended→seen \(ms(percentile(phases[3], 0.5)))")
     kill(host.processIdentifier, SIGTERM)
     host.waitUntilExit()
     await store.close()

@@ -5,10 +5,12 @@ import Synchronization
 
 /// Notices commits to a SQLite file by any process, without busy polling.
 ///
-/// It watches the database's folder with inotify for writes to the `-wal` file (and the file
-/// itself) and then checks `PRAGMA data_version`, which changes only once a commit is visible; a
-/// write seen before its commit is visible is rechecked every millisecond for a short while. If
-/// inotify is not available, or as a safety net, `data_version` is checked every `fallback`.
+/// Every pq process that commits a change rings a doorbell: it writes one byte to the file
+/// `<database>-changed` (see ``SQLiteDoorbell``). The watcher follows that one file with inotify
+/// and then checks `PRAGMA data_version`, which changes once a commit is visible. Watching the
+/// doorbell rather than the `-wal` file costs one event per commit instead of one per page
+/// written (a busy host's own writes woke its watcher dozens of times per transaction). If inotify
+/// is not available, or as a safety net, `data_version` is checked every `fallback`.
 final class SQLiteChangeWatcher: @unchecked Sendable {
     private let stopWriteFD: Int32
     private let stopped = Atomic<Bool>(false)
@@ -23,17 +25,14 @@ final class SQLiteChangeWatcher: @unchecked Sendable {
         }
         stopWriteFD = pipeFDs[1]
         for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent().path
-        let names: Set<String> = [url.lastPathComponent + "-wal", url.lastPathComponent]
+        let doorbell = SQLiteDoorbell.path(for: path)
         let fallbackMs = Int32(max(1, fallback.components.seconds * 1000 + fallback.components.attoseconds / 1_000_000_000_000_000))
         let box = UncheckedBox(connection)
         let stopFD = pipeFDs[0]
         let thread = Thread {
             Thread.current.name = "pq-sqlite-watch"
             Self.run(
-                box.take(), directory: directory, names: names, fallbackMs: fallbackMs, stopFD: stopFD,
-                onChange: onChange)
+                box.take(), doorbell: doorbell, fallbackMs: fallbackMs, stopFD: stopFD, onChange: onChange)
         }
         thread.start()
     }
@@ -48,15 +47,14 @@ final class SQLiteChangeWatcher: @unchecked Sendable {
     }
 
     private static func run(
-        _ db: SQLiteConnection, directory: String, names: Set<String>, fallbackMs: Int32, stopFD: Int32,
-        onChange: @Sendable () -> Void
+        _ db: SQLiteConnection, doorbell: String, fallbackMs: Int32, stopFD: Int32, onChange: @Sendable () -> Void
     ) {
         var lastVersion = (try? db.intPragma("data_version")) ?? 0
         let inotifyFD = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         var watching = false
         if inotifyFD >= 0 {
-            let mask = UInt32(IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE)
-            watching = inotify_add_watch(inotifyFD, directory, mask) >= 0
+            let mask = UInt32(IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB)
+            watching = inotify_add_watch(inotifyFD, doorbell, mask) >= 0
         }
         defer {
             if inotifyFD >= 0 { close(inotifyFD) }
@@ -74,13 +72,15 @@ final class SQLiteChangeWatcher: @unchecked Sendable {
             _ = poll(&fds, 2, timeout)
             if fds[0].revents != 0 { return }
             if fds[1].revents != 0 {
-                var relevant = false
+                var rung = false
                 while true {
                     let count = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
                     guard count > 0 else { break }
-                    relevant = relevant || containsName(buffer, count: count, names: names)
+                    rung = true
                 }
-                if relevant { recheckUntil = monotonicMs() + 50 }
+                // Rung after the commit, so the new version should be visible; recheck briefly
+                // in case this connection's view lags.
+                if rung { recheckUntil = monotonicMs() + 5 }
             }
             guard let version = try? db.intPragma("data_version") else { continue }
             if version != lastVersion {
@@ -91,29 +91,35 @@ final class SQLiteChangeWatcher: @unchecked Sendable {
         }
     }
 
-    private static func containsName(_ buffer: [UInt8], count: Int, names: Set<String>) -> Bool {
-        var offset = 0
-        let header = 16  // wd, mask, cookie, len
-        var found = false
-        buffer.withUnsafeBytes { raw in
-            while offset + header <= count {
-                let length = Int(raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
-                let start = offset + header
-                if length > 0, start + length <= count {
-                    let bytes = raw[start..<(start + length)]
-                    let end = bytes.firstIndex(of: 0) ?? bytes.endIndex
-                    let name = String(decoding: raw[start..<end], as: UTF8.self)
-                    if names.contains(name) { found = true }
-                }
-                offset = start + length
-            }
-        }
-        return found
-    }
-
     private static func monotonicMs() -> UInt64 {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return UInt64(spec.tv_sec) * 1000 + UInt64(spec.tv_nsec) / 1_000_000
+    }
+}
+
+/// The file a pq process touches after each commit it makes to a SQLite store, so that watchers
+/// in other processes (and its own) wake once per commit.
+final class SQLiteDoorbell: Sendable {
+    private let fd: Int32
+
+    /// The doorbell's path for a database file.
+    static func path(for database: String) -> String { database + "-changed" }
+
+    /// Opens (creating if needed) the doorbell of `database`; a doorbell that cannot be opened
+    /// stays silent and watchers fall back to polling.
+    init(database: String) {
+        fd = open(Self.path(for: database), O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+    }
+
+    deinit {
+        if fd >= 0 { close(fd) }
+    }
+
+    /// Tells watchers that a commit happened.
+    func ring() {
+        guard fd >= 0 else { return }
+        var byte: UInt8 = 1
+        _ = pwrite(fd, &byte, 1, 0)
     }
 }

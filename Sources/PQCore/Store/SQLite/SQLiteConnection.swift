@@ -9,7 +9,6 @@ final class SQLiteConnection {
     let handle: OpaquePointer
     let path: String
     private var cache: [String: SQLiteStatement] = [:]
-    private var closeHandlers: [() -> Void] = []
 
     init(path: String, create: Bool) throws(TaskStoreError) {
         var db: OpaquePointer?
@@ -29,12 +28,6 @@ final class SQLiteConnection {
     deinit {
         cache.removeAll()
         sqlite3_close_v2(handle)
-        for handler in closeHandlers { handler() }
-    }
-
-    /// Runs `handler` once the connection is closed (to release what its hooks point at).
-    func onClose(_ handler: @escaping () -> Void) {
-        closeHandlers.append(handler)
     }
 
     func error(_ rc: Int32, _ what: String) -> TaskStoreError {

@@ -76,10 +76,10 @@ public final class SQLiteTaskStore: TaskStore {
         writeConnection.setBusyTimeout(milliseconds: Int(busyMs))
         try writeConnection.exec("PRAGMA journal_mode = WAL")
         try writeConnection.exec("PRAGMA synchronous = FULL")
+        // 32 MiB of page cache (SQLite's default is 2 MiB): a busy host re-reads index and task
+        // pages it just wrote, and each miss is a pread.
+        try writeConnection.exec("PRAGMA cache_size = -32768")
         try Self.createSchema(writeConnection)
-        let checkpointer = try WALCheckpointer(path: absolute)
-        checkpointer.attach(to: writeConnection)
-        self.checkpointer = checkpointer
 
         let readConnection = try SQLiteConnection(path: absolute, create: false)
         readConnection.setBusyTimeout(milliseconds: Int(busyMs))
@@ -87,11 +87,15 @@ public final class SQLiteTaskStore: TaskStore {
 
         let broadcaster = ChangeBroadcaster()
         self.broadcaster = broadcaster
+        let doorbell = SQLiteDoorbell(database: absolute)
         let trimmer = EventTrimmer(maxEvents: options.maxEvents)
         writer = DatabaseThread(
             name: "pq-sqlite-write", connection: writeConnection, groupCommit: true,
             beforeCommit: { db in try trimmer.trimIfNeeded(db) },
-            afterCommit: { broadcaster.signal() })
+            afterCommit: {
+                broadcaster.signal()
+                doorbell.ring()
+            })
         reader = DatabaseThread(name: "pq-sqlite-read", connection: readConnection, groupCommit: false)
         if options.watchOtherProcesses {
             watcher = try? SQLiteChangeWatcher(path: absolute, fallback: options.fallbackPoll) {
@@ -104,10 +108,8 @@ public final class SQLiteTaskStore: TaskStore {
     }
 
     let trimmer: EventTrimmer
-    private let checkpointer: WALCheckpointer
 
     deinit {
-        checkpointer.stop()
         watcher?.stop()
         writer.stopSoon()
         reader.stopSoon()
@@ -812,7 +814,6 @@ public final class SQLiteTaskStore: TaskStore {
         guard !wasClosed else { return }
         watcher?.stop()
         await writer.stop()
-        checkpointer.stop()
         await reader.stop()
         broadcaster.finish()
     }
