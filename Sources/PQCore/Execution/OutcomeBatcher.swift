@@ -1,5 +1,5 @@
+import Foundation
 import Logging
-import Synchronization
 
 /// Records task outcomes in batches: outcomes that arrive while a write is in flight go to the
 /// store together in the next one, so a busy host makes one store round trip for many tasks.
@@ -7,13 +7,13 @@ import Synchronization
 /// The first outcome of a batch wakes the writer; the rest join without a wake-up. A failed write
 /// is retried with backoff (the store may be restarting); an outcome given up on is left to the
 /// lease: the task runs again. Either way `stored` is called once per batch.
-final class OutcomeBatcher: Sendable {
-    private struct State {
-        var buffer: [TaskOutcome] = []
-        var closed = false
-    }
-
-    private let state = Mutex(State())
+final class OutcomeBatcher: @unchecked Sendable {
+    // @unchecked: `buffer` and `closed` are guarded by `lock`, a pthread mutex: every plugin
+    // thread appends here, and Synchronization.Mutex spins on contention, which with more threads
+    // than cores burnt a fifth of a busy host's CPU while holders were preempted.
+    private let lock = NSLock()
+    private var buffer: [TaskOutcome] = []
+    private var closed = false
     private let wakeup = Wakeup()
     let logger: Logger
     /// How long a failed write is retried before the outcomes are left to their leases.
@@ -27,10 +27,10 @@ final class OutcomeBatcher: Sendable {
     /// Queues `outcome` for the next write. After ``close()`` it is dropped: the pool has already
     /// given such late tasks back.
     func submit(_ outcome: TaskOutcome) {
-        let wake = state.withLock { s -> Bool in
-            guard !s.closed else { return false }
-            s.buffer.append(outcome)
-            return s.buffer.count == 1
+        let wake = lock.withLock { () -> Bool in
+            guard !closed else { return false }
+            buffer.append(outcome)
+            return buffer.count == 1
         }
         if wake { wakeup.signal() }
     }
@@ -45,9 +45,9 @@ final class OutcomeBatcher: Sendable {
         stored: @escaping @Sendable ([TaskOutcome]) -> Void
     ) async {
         while true {
-            let (batch, closed) = state.withLock { s -> ([TaskOutcome], Bool) in
-                defer { s.buffer = [] }
-                return (s.buffer, s.closed)
+            let (batch, closed) = lock.withLock { () -> ([TaskOutcome], Bool) in
+                defer { buffer = [] }
+                return (buffer, self.closed)
             }
             if batch.isEmpty {
                 if closed { return }
@@ -61,7 +61,7 @@ final class OutcomeBatcher: Sendable {
 
     /// Stops once the buffered outcomes are written.
     func close() {
-        state.withLock { $0.closed = true }
+        lock.withLock { closed = true }
         wakeup.signal()
     }
 

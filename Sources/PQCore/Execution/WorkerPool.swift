@@ -610,14 +610,15 @@ final class SubmitBridge: Sendable {
         var closed = false
     }
 
-    private let state = Mutex(State())
+    // Asked by every finishing task on every plugin thread: a lock that parks, not spins.
+    private let state = ReadWriteLock(State())
     private let buffer = Mutex<[NewTask]>([])
     private let wakeup = Wakeup()
 
     /// Accepts a checked child task; returns its id at once.
     func submit(_ task: NewTask) throws -> String {
         let parent = task.fromTask ?? ""
-        let accepted = state.withLock { s -> Bool in
+        let accepted = state.write { s -> Bool in
             guard !s.closed else { return false }
             s.pending[parent, default: 0] += 1
             return true
@@ -633,7 +634,14 @@ final class SubmitBridge: Sendable {
     /// Runs `then` once every child of `parent` accepted so far is stored (or failed to be):
     /// at once when there are none.
     func whenChildrenStored(of parent: String, then: @escaping @Sendable () -> Void) {
-        let now = state.withLock { s -> Bool in
+        // Most tasks have no children: a shared look settles them without excluding anyone.
+        // A child accepted after this look belongs to a run that already ended, so it is not
+        // this outcome's to wait for.
+        if state.read({ $0.pending[parent] == nil }) {
+            then()
+            return
+        }
+        let now = state.write { s -> Bool in
             if s.pending[parent] == nil { return true }
             s.waiters[parent, default: []].append(then)
             return false
@@ -642,7 +650,7 @@ final class SubmitBridge: Sendable {
     }
 
     private func done(parent: String) {
-        let waiters = state.withLock { s -> [@Sendable () -> Void] in
+        let waiters = state.write { s -> [@Sendable () -> Void] in
             let left = (s.pending[parent] ?? 1) - 1
             if left > 0 {
                 s.pending[parent] = left
@@ -663,7 +671,7 @@ final class SubmitBridge: Sendable {
                 return b
             }
             if batch.isEmpty {
-                if state.withLock({ $0.closed }) { return }
+                if state.write({ $0.closed }) { return }
                 await wakeup.wait(timeout: 0.25)
                 continue
             }
@@ -679,7 +687,7 @@ final class SubmitBridge: Sendable {
 
     /// Stops accepting children; the ones accepted are still stored.
     func finish() {
-        state.withLock { $0.closed = true }
+        state.write { $0.closed = true }
         wakeup.signal()
     }
 }

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// The jobs this process can run, keyed by job name, and the plugins they came from, keyed by path.
 ///
 /// When two plugins define the same job name, the one registered later wins and a warning names
@@ -12,7 +10,7 @@ public final class JobRegistry: Sendable {
         var names: Set<String> = []  // cached keys of `jobs`, read on every claim
     }
 
-    private let state = Mutex(State())
+    private let state = ReadWriteLock(State())
 
     /// Creates an empty registry.
     public init() {}
@@ -22,7 +20,7 @@ public final class JobRegistry: Sendable {
     /// - Returns: warnings, one per job name that another plugin also defines.
     @discardableResult
     public func register(_ plugin: LoadedPlugin) -> [String] {
-        state.withLock { state in
+        state.write { state in
             var warnings: [String] = []
             if let previous = state.plugins[plugin.info.path] {
                 for job in previous.jobs where state.jobs[job.name]?.plugin.path == plugin.info.path {
@@ -51,7 +49,7 @@ public final class JobRegistry: Sendable {
     /// - Returns: the plugin that was removed, if any.
     @discardableResult
     public func unregister(path: String) -> LoadedPlugin? {
-        state.withLock { state in
+        state.write { state in
             guard let removed = state.plugins.removeValue(forKey: path) else { return nil }
             state.order.removeAll { $0 == path }
             for job in removed.jobs where state.jobs[job.name]?.plugin.path == path {
@@ -73,21 +71,21 @@ public final class JobRegistry: Sendable {
     /// - Parameter name: the job name.
     /// - Returns: its definition, or nil.
     public func job(named name: String) -> JobDefinition? {
-        state.withLock { $0.jobs[name] }
+        state.read { $0.jobs[name] }
     }
 
     /// Every registered job, sorted by name.
     public var jobs: [JobDefinition] {
-        state.withLock { $0.jobs.values.sorted { $0.name < $1.name } }
+        state.read { $0.jobs.values.sorted { $0.name < $1.name } }
     }
 
     /// The names of every registered job.
     public var jobNames: Set<String> {
-        state.withLock { $0.names }
+        state.read { $0.names }
     }
 
     /// Every registered plugin, in registration order.
     public var plugins: [LoadedPlugin] {
-        state.withLock { state in state.order.compactMap { state.plugins[$0] } }
+        state.read { state in state.order.compactMap { state.plugins[$0] } }
     }
 }
