@@ -181,42 +181,62 @@ struct JSONWriter {
 
     /// Embeds JSON text as a value; trims surrounding whitespace, uses `empty` when nothing is left.
     mutating func rawJSON(_ text: String, empty: StaticString) {
-        var utf8 = Substring(text).utf8
-        while let first = utf8.first, first == 0x20 || first == 0x0A || first == 0x0D || first == 0x09 {
-            utf8 = utf8.dropFirst()
+        var text = text
+        text.withUTF8 { utf8 in
+            var start = 0
+            var end = utf8.count
+            while start < end, Self.isSpace(utf8[start]) { start += 1 }
+            while end > start, Self.isSpace(utf8[end - 1]) { end -= 1 }
+            if start == end {
+                raw(empty)
+            } else {
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<end]))
+            }
         }
-        while let last = utf8.last, last == 0x20 || last == 0x0A || last == 0x0D || last == 0x09 {
-            utf8 = utf8.dropLast()
-        }
-        if utf8.isEmpty { raw(empty) } else { bytes.append(contentsOf: utf8) }
     }
 
+    private static func isSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
     mutating func string(_ value: String?) {
-        guard let value else { return raw("null") }
+        guard var value else { return raw("null") }
         bytes.append(0x22)
-        for byte in value.utf8 {
-            switch byte {
-            case 0x22: bytes.append(0x5C); bytes.append(0x22)
-            case 0x5C: bytes.append(0x5C); bytes.append(0x5C)
-            case 0x0A: bytes.append(0x5C); bytes.append(0x6E)
-            case 0x0D: bytes.append(0x5C); bytes.append(0x72)
-            case 0x09: bytes.append(0x5C); bytes.append(0x74)
-            case 0..<0x20:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                bytes.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: bytes.append(byte)
+        value.withUTF8 { utf8 in
+            // Most strings (ids, names, hosts) need no escape: copy them in one go.
+            guard utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) else {
+                bytes.append(contentsOf: utf8)
+                return
+            }
+            for byte in utf8 {
+                switch byte {
+                case 0x22: bytes.append(0x5C); bytes.append(0x22)
+                case 0x5C: bytes.append(0x5C); bytes.append(0x5C)
+                case 0x0A: bytes.append(0x5C); bytes.append(0x6E)
+                case 0x0D: bytes.append(0x5C); bytes.append(0x72)
+                case 0x09: bytes.append(0x5C); bytes.append(0x74)
+                case 0..<0x20:
+                    bytes.append(contentsOf: [0x5C, 0x75, 0x30, 0x30])
+                    bytes.append(Self.hexDigits[Int(byte >> 4)])
+                    bytes.append(Self.hexDigits[Int(byte & 0xF)])
+                default: bytes.append(byte)
+                }
             }
         }
         bytes.append(0x22)
     }
 
     mutating func int(_ value: Int) {
-        bytes.append(contentsOf: String(value).utf8)
+        var text = String(value)
+        text.withUTF8 { bytes.append(contentsOf: $0) }
     }
 
     mutating func double(_ value: Double?) {
         guard let value, value.isFinite else { return raw("null") }
-        bytes.append(contentsOf: value.description.utf8)
+        var text = value.description
+        text.withUTF8 { bytes.append(contentsOf: $0) }
     }
 
     mutating func finish() -> String {
