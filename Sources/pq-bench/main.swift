@@ -230,7 +230,8 @@ do {
 /// Sum of `calls=` over INFO commandstats: commands the server ran, scripts' inner calls included.
 func redisCommandCount(_ client: RedisClient) async throws -> Int {
     let text = try await client.send(["INFO", "commandstats"]).string ?? ""
-    return text.split(separator: "\n").reduce(0) { total, line in
+    // Lines end in "\r\n", a single Character in Swift: split on any newline.
+    return text.split(whereSeparator: \.isNewline).reduce(0) { total, line in
         guard let range = line.range(of: "calls=") else { return total }
         return total + (Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0)
     }
