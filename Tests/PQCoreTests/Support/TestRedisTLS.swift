@@ -143,23 +143,36 @@ enum TestRedisTLS {
     }
 
     /// Runs a tool to completion (bounded: 30 s), failing with its error output.
+    ///
+    /// Spawned and reaped here with `posix_spawn`/`waitpid`, not `Process`: `Process` learns of
+    /// the exit on a Dispatch queue, and tests that wait for these servers in parallel can hold
+    /// every thread of that pool, so the exit was never seen and each run waited out its bound.
     private static func run(_ binary: String, _ arguments: [String], in folder: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: folder)
-        let errors = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = errors
-        try process.run()
+        let errorLog = folder + "/tool-errors.log"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, errorLog, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        // In `folder`: coreutils' `env -C` changes directory (posix_spawn has no portable way).
+        let argv = (["/usr/bin/env", "-C", folder, binary] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, environ)
+        guard rc == 0 else { throw TaskStoreError(.cannotOpen, "cannot start \(binary): errno \(rc)") }
         let deadline = Date().addingTimeInterval(30)
-        while process.isRunning, Date() < deadline { usleep(10_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            throw TaskStoreError(.cannotOpen, "\(binary) \(arguments.joined(separator: " ")) did not finish in 30 s")
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if Date() >= deadline {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                throw TaskStoreError(.cannotOpen, "\(binary) \(arguments.joined(separator: " ")) did not finish in 30 s")
+            }
+            usleep(10_000)
         }
-        guard process.terminationStatus == 0 else {
-            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        // Exited normally with status 0 (WIFEXITED && WEXITSTATUS == 0).
+        guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
+            let text = (try? String(contentsOfFile: errorLog, encoding: .utf8)) ?? ""
             throw TaskStoreError(
                 .cannotOpen, "\(binary) \(arguments.prefix(2).joined(separator: " ")) failed: \(text)")
         }
