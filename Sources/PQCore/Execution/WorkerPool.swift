@@ -286,11 +286,11 @@ public final class WorkerPool: Service, Sendable {
             throw error
         }
         start(claimed, reserved: limit)
-        // The queue ran dry (or holds only later tasks): the dispatcher decides when to look again.
-        if claimed.count < limit { wakeup.signal() }
     }
 
-    /// A batch of outcomes was written (or given up on, left to the leases).
+    /// A batch of outcomes was written (or given up on, left to the leases). Always follows
+    /// `record`: the dispatcher is woken here, once per batch, to claim for slots the batch's
+    /// own claim did not fill (the queue ran dry, or holds only later tasks) and to see a drain end.
     private func stored(_ batch: [TaskOutcome]) {
         state.withLock { s in
             for outcome in batch where s.running.removeValue(forKey: outcome.id) != nil { s.processed += 1 }
