@@ -153,7 +153,7 @@ struct SQLiteTaskStoreTests {
     }
 
     /// Measured, not asserted: 10,000 tasks queued in one batch, then claimed and finished in
-    /// batches of 100, with `synchronous=FULL`.
+    /// batches of 100, each acknowledged after its commit was synced.
     @Test(arguments: StoreKind.allCases)
     func throughput(kind: StoreKind) async throws {
         if let only = ProcessInfo.processInfo.environment["PQ_BENCH_STORE"], only != kind.rawValue { return }

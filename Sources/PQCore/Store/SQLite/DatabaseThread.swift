@@ -61,8 +61,9 @@ final class DatabaseThread: @unchecked Sendable {
     /// Runs `body` on the thread and returns its result; in writer mode, after the commit.
     /// - Parameters:
     ///   - durable: false when losing this write in a power cut is harmless (a claim: the task
-    ///     is simply queued again). A batch made only of such writes commits without an fsync;
-    ///     the next durable commit makes them durable too (the WAL is synced in order).
+    ///     is simply queued again). A batch made only of such writes is not synced; the next
+    ///     durable commit makes them durable too (the log is synced in order). A durable write's
+    ///     caller resumes after the sync (see ``syncLog()``).
     ///   - body: the work, on the thread's connection.
     func perform<T: Sendable>(durable: Bool = true, _ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         let box = ResultBox<T>()
@@ -158,17 +159,11 @@ final class DatabaseThread: @unchecked Sendable {
         }
     }
 
-    /// The connection's current `PRAGMA synchronous` (FULL at open); touched only by the thread.
-    private var syncFull = true
+    /// The write-ahead log, opened after the first commit for ``syncLog()``; touched only by the thread.
+    private var logDescriptor: Int32 = -1
 
     private func runTransaction(_ batch: [Job], _ db: SQLiteConnection) {
         let durable = batch.contains { $0.durable }
-        if durable != syncFull {
-            // synchronous cannot change inside a transaction, so it is set per batch.
-            if (try? db.exec(durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")) != nil {
-                syncFull = durable
-            }
-        }
         let changesBefore = sqlite3_total_changes64(db.handle)
         do {
             try db.statement("BEGIN IMMEDIATE").run()
@@ -187,8 +182,48 @@ final class DatabaseThread: @unchecked Sendable {
         }
         // Only a transaction that wrote something is news: an empty claim that signalled would
         // wake the dispatcher to claim again, and again.
-        if sqlite3_total_changes64(db.handle) != changesBefore { afterCommit?() }
+        let wrote = sqlite3_total_changes64(db.handle) != changesBefore
+        if wrote { afterCommit?() }
+        // The commit ran with synchronous=NORMAL, so other processes see it now; callers that
+        // need it on disk are resumed only after the log is synced (see ``syncLog()``).
+        if durable && wrote {
+            if let error = syncLog() {
+                for job in batch { job.finish(error) }
+                return
+            }
+        }
         for job in batch { job.finish(nil) }
+    }
+
+    /// Makes every committed transaction durable: `fdatasync` of the write-ahead log.
+    ///
+    /// Commits run with `synchronous=NORMAL` and are synced here, after they became visible and
+    /// the doorbell rang, so a process waiting for the change (a host for a new task, a client
+    /// for a result) starts on it while this thread waits for the disk. The log is appended in
+    /// commit order and a sync covers the whole file, so a power cut keeps a prefix of the
+    /// commits: never a later one without an earlier one. What a power cut in the sync's window
+    /// can cost is a commit that was seen but never acknowledged: a task a host already started
+    /// whose submitter got no acknowledgement, or a result seen by `pq wait` whose task then
+    /// runs again. Both are the at-least-once of a host killed mid-run.
+    private func syncLog() -> (any Error)? {
+        if logDescriptor < 0 {
+            // The log exists while this connection is open (the last connection to close
+            // deletes it), and SQLite rewrites it in place, so one descriptor stays valid.
+            logDescriptor = open(path + "-wal", O_RDONLY | O_CLOEXEC)
+            if logDescriptor < 0 {
+                return TaskStoreError(
+                    .database, "cannot open \(path)-wal to sync it: \(String(cString: strerror(errno)))", path: path)
+            }
+        }
+        if fdatasync(logDescriptor) != 0 {
+            return TaskStoreError(
+                .database, "could not sync \(path)-wal to disk: \(String(cString: strerror(errno)))", path: path)
+        }
+        return nil
+    }
+
+    deinit {
+        if logDescriptor >= 0 { close(logDescriptor) }
     }
 }
 

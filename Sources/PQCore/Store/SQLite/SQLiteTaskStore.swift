@@ -4,10 +4,12 @@ import Synchronization
 
 /// The embedded default task store: one SQLite file, durable, shared by every pq process on a machine.
 ///
-/// The file is in WAL mode with `synchronous=FULL`, so an acknowledged write survives a power
-/// cut. All writes go through one dedicated writer thread, which runs every batch of writes that
-/// piled up during the previous commit in one transaction (group commit); reads use a second
-/// connection on a second thread. Commits by other processes are noticed through inotify on the
+/// The file is in WAL mode and every acknowledged write is synced to disk first, so it survives a
+/// power cut (commits run with `synchronous=NORMAL` and the writer thread syncs the log itself
+/// after the commit became visible to other processes; see `DatabaseThread`). All writes go
+/// through one dedicated writer thread, which runs every batch of writes that piled up during
+/// the previous commit in one transaction (group commit); reads use a second connection on a
+/// second thread. Commits by other processes are noticed through inotify on the
 /// file's folder (see ``changes()``).
 ///
 /// ```swift
@@ -75,7 +77,9 @@ public final class SQLiteTaskStore: TaskStore {
         let writeConnection = try SQLiteConnection(path: absolute, create: true)
         writeConnection.setBusyTimeout(milliseconds: Int(busyMs))
         try writeConnection.exec("PRAGMA journal_mode = WAL")
-        try writeConnection.exec("PRAGMA synchronous = FULL")
+        // NORMAL: the commit itself does not fsync; the writer thread syncs the log after each
+        // commit that a caller waits on, once other processes can already see it.
+        try writeConnection.exec("PRAGMA synchronous = NORMAL")
         // 32 MiB of page cache (SQLite's default is 2 MiB): a busy host re-reads index and task
         // pages it just wrote, and each miss is a pread.
         try writeConnection.exec("PRAGMA cache_size = -32768")
