@@ -70,8 +70,8 @@ public final class PluginCall: @unchecked Sendable {
     public let taskID: String
     let hooks: CallHooks
     private let state = Mutex(State())
+    /// The `pq_call`, followed in the same allocation by its three C strings.
     private let call: UnsafeMutablePointer<pq_call>
-    private let strings: [UnsafeMutablePointer<CChar>]
     /// Guards against the plugin's retained reference being released twice.
     private let pluginReference = Atomic<Bool>(true)
 
@@ -86,9 +86,25 @@ public final class PluginCall: @unchecked Sendable {
         self.job = job
         self.taskID = taskID
         self.hooks = hooks
-        let id = strdup(taskID)!, name = strdup(job.name)!, args = strdup(argsJSON)!
-        strings = [id, name, args]
-        call = .allocate(capacity: 1)
+        // One allocation for the struct and its strings: a call is made per task.
+        let head = MemoryLayout<pq_call>.stride
+        let sizes = [taskID.utf8.count + 1, job.name.utf8.count + 1, argsJSON.utf8.count + 1]
+        let raw = UnsafeMutableRawPointer.allocate(
+            byteCount: head + sizes.reduce(0, +), alignment: MemoryLayout<pq_call>.alignment)
+        func place(_ text: String, at offset: Int) -> UnsafeMutablePointer<CChar> {
+            let target = (raw + offset).bindMemory(to: CChar.self, capacity: text.utf8.count + 1)
+            var i = 0
+            for byte in text.utf8 {
+                target[i] = CChar(bitPattern: byte)
+                i += 1
+            }
+            target[i] = 0
+            return target
+        }
+        let id = place(taskID, at: head)
+        let name = place(job.name, at: head + sizes[0])
+        let args = place(argsJSON, at: head + sizes[0] + sizes[1])
+        call = raw.bindMemory(to: pq_call.self, capacity: 1)
         call.initialize(
             to: pq_call(
                 struct_size: UInt32(MemoryLayout<pq_call>.size), task_id: id, job_name: name, args_json: args,
@@ -97,8 +113,8 @@ public final class PluginCall: @unchecked Sendable {
     }
 
     deinit {
-        call.deallocate()
-        for s in strings { free(s) }
+        call.deinitialize(count: 1)
+        UnsafeMutableRawPointer(call).deallocate()
     }
 
     /// Runs the job's `run` on a pool thread. The plugin holds a reference to this call until it

@@ -352,9 +352,11 @@ public final class WorkerPool: Service, Sendable {
     }
 
     private func hooks(for record: TaskRecord) -> CallHooks {
-        CallHooks(
+        // The closures keep only what they use, not a copy of the whole record.
+        let (jobName, taskID) = (record.name, record.id)
+        return CallHooks(
             log: { [logger] level, message in
-                let line: Logger.Message = "\(record.name) [\(record.id)]: \(message)"
+                let line: Logger.Message = "\(jobName) [\(taskID)]: \(message)"
                 switch Int(level) {
                 case Int(PQ_LOG_DEBUG): logger.debug(line)
                 case Int(PQ_LOG_WARNING): logger.warning(line)
@@ -363,7 +365,7 @@ public final class WorkerPool: Service, Sendable {
                 }
             },
             submit: { [submitBridge, self] name, args in
-                try submitBridge.submit(try self.prepareChild(job: name, argsJSON: args, parent: record.id))
+                try submitBridge.submit(try self.prepareChild(job: name, argsJSON: args, parent: taskID))
             })
     }
 

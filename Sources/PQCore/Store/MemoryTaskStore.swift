@@ -37,6 +37,12 @@ public final class MemoryTaskStore: TaskStore {
     struct Slot {
         var record: TaskRecord
         var order: Int
+
+        /// Stores `new` and returns the slot's order.
+        mutating func replace(_ new: TaskRecord) -> Int {
+            record = new
+            return order
+        }
     }
 
     struct StoredEvent {
@@ -306,6 +312,15 @@ public final class MemoryTaskStore: TaskStore {
     public func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord] {
         try read { state in
             var out: [TaskRecord] = []
+            if status == .started {
+                // The index of started tasks, not a walk over every task ever queued.
+                var found = state.started.compactMap { id -> (Int, TaskRecord)? in
+                    guard let slot = state.tasks[id], job == nil || slot.record.name == job else { return nil }
+                    return (slot.order, slot.record)
+                }
+                found.sort { $0.0 > $1.0 }
+                return found.prefix(limit).map(\.1)
+            }
             for id in state.order.reversed() {
                 guard out.count < limit else { break }
                 guard let record = state.tasks[id]?.record else { continue }
