@@ -68,7 +68,7 @@ package enum TaskEngine {
         record.status == .started && record.worker == worker
     }
 
-    static func apply(_ outcome: TaskOutcome, to record: inout TaskRecord) throws(TaskStoreError) {
+    package static func apply(_ outcome: TaskOutcome, to record: inout TaskRecord) throws(TaskStoreError) {
         switch outcome.kind {
         case .success(let result):
             record.status = try record.status.moving(to: .success, taskID: record.id)

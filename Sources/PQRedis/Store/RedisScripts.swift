@@ -115,6 +115,23 @@ enum RedisScripts {
           if old ~= t.status or t.status == '4' then emit(t) end
         end
         local function changed() redis.call('PUBLISH', CH .. 'changed', '') end
+        -- One command for many members (ZADD/ZREM), in chunks that unpack can take.
+        local function many(cmd, key, list)
+          for s = 1, #list, 1000 do
+            redis.call(cmd, key, unpack(list, s, math.min(#list, s + 999)))
+          end
+        end
+        -- Records and publishes events of one kind: items are {id, status, json}. One INCRBY for all.
+        local function emitmany(kind, items)
+          if #items == 0 then return end
+          local last = redis.call('INCRBY', P .. 'eventseq', #items)
+          local seq = last - #items
+          for _, e in ipairs(items) do
+            seq = seq + 1
+            redis.call('XADD', P .. 'events', 'MAXLEN', '~', MAXEV, seq .. '-0', 'k', kind, 'i', e[1], 's', e[2], 'j', e[3])
+            redis.call('PUBLISH', CH .. 'task_' .. kind, '{"event":"' .. kind .. '","task":' .. e[3] .. '}')
+          end
+        end
         -- Reads an optional set: a count (-1 for none) then the names; returns the set and the next index.
         local function readset(i)
           local n = tonumber(ARGV[i]); i = i + 1
@@ -197,6 +214,7 @@ enum RedisScripts {
         local running = {}
         local fullkeys = {}
         local anyexpired = false
+        local unwaited, leased, runs, started = {}, {}, {}, {}
         for pass = 1, 8 do
           local cands = {}
           for _, k in ipairs(keys) do
@@ -233,8 +251,25 @@ enum RedisScripts {
                   end
                 end
                 if ok then
-                  update(t, {status='5', time_started=now, worker=worker, node=node, lease_expires=lease,
-                    retry=tostring(tonumber(t.retry) + 1), cancel_requested='0'}, {'time_ended'})
+                  -- What update() would do, with the index writes and events of the whole
+                  -- claim gathered into a few commands below.
+                  t.status = '5'; t.time_started = now; t.worker = worker; t.node = node
+                  t.lease_expires = lease; t.retry = tostring(tonumber(t.retry) + 1); t.cancel_requested = '0'
+                  local key = tkey(t.id)
+                  redis.call('HSET', key, 'status', '5', 'time_started', now, 'worker', worker, 'node', node,
+                    'lease_expires', lease, 'retry', t.retry, 'cancel_requested', '0')
+                  if t.time_ended then
+                    t.time_ended = nil
+                    redis.call('HDEL', key, 'time_ended')
+                  end
+                  local gone = unwaited[c[3]]
+                  if not gone then gone = {}; unwaited[c[3]] = gone end
+                  gone[#gone + 1] = c[1]
+                  leased[#leased + 1] = lease; leased[#leased + 1] = t.id
+                  local r = runs[t.name]
+                  if not r then r = {}; runs[t.name] = r end
+                  r[#r + 1] = lease; r[#r + 1] = t.id
+                  started[#started + 1] = {t.id, '5', render(t)}
                   claimed[#claimed + 1] = flatten(t)
                 end
               end
@@ -243,6 +278,10 @@ enum RedisScripts {
           if expired == 0 or #claimed >= limit then break end
           anyexpired = true
         end
+        for k, members in pairs(unwaited) do many('ZREM', k, members) end
+        if #leased > 0 then many('ZADD', P .. 'leases', leased) end
+        for name, pairs_ in pairs(runs) do many('ZADD', P .. 'running:' .. name, pairs_) end
+        emitmany('started', started)
         if anyexpired then changed() end
         return claimed
         """#
@@ -291,6 +330,55 @@ enum RedisScripts {
         if any then changed() end
         if quiet then return applied end
         return out
+        """#
+
+    /// Ends tasks whose final record the host already knows (it claimed them and kept their
+    /// record): the host sends the fields to set and delete and the event JSON, so the script
+    /// reads two fields per task instead of the whole hash and renders nothing.
+    ///
+    /// ARGV: n, then per outcome id, worker, status (1, 2 or 3), job name, overlap key (`name\0kwargs`,
+    /// or '' when the job may overlap), time ended, task JSON, the number of fields to set and
+    /// their names and values, the number of fields to delete and their names. An outcome
+    /// applies only to a task still STARTED by that worker. Returns the number applied.
+    static let finishEnded = library + #"""
+        local n = tonumber(ARGV[4])
+        local i = 5
+        local leases, ended, runs, done = {}, {}, {}, {}
+        for j = 1, n do
+          local id, w, st, name, okey, tend, json = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+          local nset = tonumber(ARGV[i + 7])
+          local sets = {}
+          for x = 1, nset * 2 do sets[x] = ARGV[i + 7 + x] end
+          i = i + 8 + nset * 2
+          local ndel = tonumber(ARGV[i])
+          local dels = {}
+          for x = 1, ndel do dels[x] = ARGV[i + x] end
+          i = i + 1 + ndel
+          local key = tkey(id)
+          local f = redis.call('HMGET', key, 'status', 'worker')
+          if f[1] == '5' and f[2] == w then
+            redis.call('HSET', key, unpack(sets))
+            if ndel > 0 then redis.call('HDEL', key, unpack(dels)) end
+            leases[#leases + 1] = id
+            local r = runs[name]
+            if not r then r = {}; runs[name] = r end
+            r[#r + 1] = id
+            ended[#ended + 1] = tend; ended[#ended + 1] = id
+            if okey ~= '' then
+              local k = P .. 'overlap:' .. okey
+              if redis.call('GET', k) == id then redis.call('DEL', k) end
+            end
+            done[#done + 1] = {id, st, json}
+          end
+        end
+        if #done > 0 then
+          many('ZREM', P .. 'leases', leases)
+          for name, ids in pairs(runs) do many('ZREM', P .. 'running:' .. name, ids) end
+          many('ZADD', P .. 'ended', ended)
+          emitmany('done', done)
+          changed()
+        end
+        return #done
         """#
 
     /// ARGV: worker, lease end, ids... Returns the ids to cancel.

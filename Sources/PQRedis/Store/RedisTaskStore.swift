@@ -57,6 +57,10 @@ public final class RedisTaskStore: TaskStore {
     private let broadcaster = ChangeBroadcaster()
     private let closed = Atomic<Bool>(false)
     private let watcher = Mutex<Task<Void, Never>?>(nil)
+    /// Records of tasks this store claimed and has not finished yet, so that a finish can send
+    /// the ended record instead of having the script read and render it (see
+    /// ``RedisScripts/finishEnded``). A hint: a missing or stale entry only costs the slow path.
+    private let claimedRecords = Mutex<[String: TaskRecord]>([:])
 
     /// Creates a store; nothing connects until the first call. ``connect(url:options:logger:)``
     /// checks that Redis answers.
@@ -172,7 +176,15 @@ public final class RedisTaskStore: TaskStore {
             ] + Self.set(request.queues) + Self.set(request.jobs)
         let reply = try await run(RedisScripts.claim, arguments)
         let records = try (reply.array ?? []).map(RedisRecordCoding.record)
-        if !records.isEmpty { wrote() }
+        if !records.isEmpty {
+            claimedRecords.withLock { known in
+                // Tasks taken from this host by lease recovery are never finished here; do not
+                // let them pile up.
+                if known.count > 100_000 { known.removeAll() }
+                for record in records { known[record.id] = record }
+            }
+            wrote()
+        }
         return records
     }
 
@@ -194,7 +206,71 @@ public final class RedisTaskStore: TaskStore {
     public func finish(_ outcomes: [TaskOutcome]) async throws -> [TaskRecord] {
         guard !outcomes.isEmpty else { return [] }
         guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
+        forget(outcomes)
         return try await finishWithRetry(outcomes).compactMap { $0 }
+    }
+
+    private func forget(_ outcomes: [TaskOutcome]) {
+        claimedRecords.withLock { known in
+            for outcome in outcomes { known.removeValue(forKey: outcome.id) }
+        }
+    }
+
+    /// Splits off the outcomes that end a task this store claimed, with the ended record for each.
+    private func endedRecords(_ outcomes: [TaskOutcome]) -> (ended: [(TaskOutcome, TaskRecord)], rest: [TaskOutcome]) {
+        claimedRecords.withLock { known in
+            var ended: [(TaskOutcome, TaskRecord)] = []
+            var rest: [TaskOutcome] = []
+            for outcome in outcomes {
+                let record = known.removeValue(forKey: outcome.id)
+                switch outcome.kind {
+                case .success, .failure, .revoked:
+                    if var record, record.worker == outcome.worker, record.status == .started,
+                        (try? TaskEngine.apply(outcome, to: &record)) != nil
+                    {
+                        ended.append((outcome, record))
+                        continue
+                    }
+                case .retry, .released:
+                    break
+                }
+                rest.append(outcome)
+            }
+            return (ended, rest)
+        }
+    }
+
+    /// The arguments of ``RedisScripts/finishEnded`` for outcomes with their ended records.
+    private static func finishEndedArguments(_ ended: [(TaskOutcome, TaskRecord)]) -> [RESPArgument] {
+        var arguments: [RESPArgument] = [.string(String(ended.count))]
+        arguments.reserveCapacity(1 + ended.count * 24)
+        for (outcome, record) in ended {
+            var sets: [RESPArgument] = [
+                "status", .string(String(record.status.rawValue)),
+                "time_ended", .string(RedisRecordCoding.text(record.timeEnded ?? outcome.time)),
+                "cancel_requested", "0",
+            ]
+            var deletes: [RESPArgument] = ["lease_expires"]
+            if record.status == .success {
+                sets += ["result", .string(record.result ?? "null")]
+                deletes.append("exception")
+            } else {
+                sets += ["exception", .string(record.exception ?? "")]
+            }
+            if let plugin = outcome.plugin {
+                sets += ["plugin", .string(plugin), "plugin_version", .string(outcome.pluginVersion ?? "")]
+            }
+            arguments += [
+                .string(outcome.id), .string(outcome.worker), .string(String(record.status.rawValue)),
+                .string(record.name), .string(record.canOverlap ? "" : record.name + "\u{0}" + record.kwargs),
+                .string(RedisRecordCoding.text(record.timeEnded ?? outcome.time)), .string(record.json()),
+                .string(String(sets.count / 2)),
+            ]
+            arguments += sets
+            arguments.append(.string(String(deletes.count)))
+            arguments += deletes
+        }
+        return arguments
     }
 
     /// See ``TaskStore/finish(_:thenClaim:)``: the outcomes in one quiet script call (no records
@@ -202,7 +278,11 @@ public final class RedisTaskStore: TaskStore {
     public func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord] {
         if !outcomes.isEmpty {
             guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
-            _ = try await finishWithRetry(outcomes, quiet: true)
+            let (ended, rest) = endedRecords(outcomes)
+            if !ended.isEmpty {
+                _ = try await evalWithRetry(RedisScripts.finishEnded, Self.finishEndedArguments(ended), count: ended.count)
+            }
+            if !rest.isEmpty { _ = try await finishWithRetry(rest, quiet: true) }
         }
         guard let request, request.limit > 0 else { return [] }
         return (try? await claim(request)) ?? []
@@ -227,27 +307,35 @@ public final class RedisTaskStore: TaskStore {
                 .string(outcome.kind == .released ? "" : outcome.pluginVersion ?? ""),
             ]
         }
+        let reply = try await evalWithRetry(RedisScripts.finish, arguments, count: outcomes.count)
+        if quiet { return [] }
+        return try (reply.array ?? []).map { item -> TaskRecord? in
+            if case .integer = item { return nil }
+            return try RedisRecordCoding.record(item)
+        }
+    }
+
+    /// Runs a finish script, retrying while Redis is unreachable for up to
+    /// ``Options/finishRetryWindow`` seconds (a retry cannot apply twice: an outcome applies only
+    /// to a task still leased by its worker).
+    private func evalWithRetry(_ script: String, _ arguments: [RESPArgument], count: Int) async throws -> RESPValue {
         let deadline = TaskClock.now() + options.finishRetryWindow
         var attempt = 0
         while true {
             do {
                 let reply = try await client.evalScript(
-                    RedisScripts.finish,
+                    script,
                     arguments: [.string(keyPrefix), .string(channelPrefix), .string(String(options.maxEvents))]
                         + arguments)
                 wrote()
-                if quiet { return [] }
-                return try (reply.array ?? []).map { item -> TaskRecord? in
-                    if case .integer = item { return nil }
-                    return try RedisRecordCoding.record(item)
-                }
+                return reply
             } catch let error as RedisError where error.isConnectionFailure && !closed.load(ordering: .relaxed) {
                 attempt += 1
                 guard TaskClock.now() < deadline else {
                     throw TaskStoreError(.database, "Redis at \(url.host):\(url.port): \(error.message)")
                 }
                 if attempt == 1 {
-                    logger.warning("recording \(outcomes.count) outcomes failed (\(error)); retrying until Redis is back")
+                    logger.warning("recording \(count) outcomes failed (\(error)); retrying until Redis is back")
                 }
                 try? await Task.sleep(for: .milliseconds(min(1000, 50 << min(attempt, 5))))
             } catch let error as RedisError {
