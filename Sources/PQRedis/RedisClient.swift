@@ -92,7 +92,6 @@ public final class RedisClient: Sendable {
         var next = 0
         var closed = false
         var stats = Statistics()
-        var scripts: [String: String] = [:]  // script text → sha
     }
 
     /// The configuration.
@@ -202,31 +201,30 @@ public final class RedisClient: Sendable {
         return try await connection.send(commands)
     }
 
-    /// Runs a Lua script by SHA, loading it first if this client has not yet, and again when the
-    /// server answers NOSCRIPT (it was restarted or flushed).
+    /// Runs a Lua script by SHA, loading it first if it was not yet, and again when the server
+    /// answers NOSCRIPT (it was restarted or flushed).
     /// - Parameters:
-    ///   - script: the script text.
-    ///   - keys: its KEYS.
-    ///   - arguments: its ARGV.
+    ///   - script: the script.
+    ///   - arguments: its ARGV (it takes no KEYS).
     /// - Returns: the script's reply; an error reply is thrown.
-    public func evalScript(_ script: String, keys: [RESPArgument] = [], arguments: [RESPArgument]) async throws
-        -> RESPValue
-    {
+    public func evalScript(_ script: RedisScript, arguments: [RESPArgument]) async throws -> RESPValue {
         for attempt in 0..<2 {
             let sha: String
-            if let known = state.withLock({ $0.scripts[script] }) {
+            if let known = script.sha.withLock({ $0 }) {
                 sha = known
             } else {
-                guard let loaded = try await send(["SCRIPT", "LOAD", .string(script)]).string else {
+                guard let loaded = try await send(["SCRIPT", "LOAD", .string(script.source)]).string else {
                     throw RedisError(.unexpectedReply, "SCRIPT LOAD returned nothing")
                 }
-                state.withLock { $0.scripts[script] = loaded }
+                script.sha.withLock { $0 = loaded }
                 sha = loaded
             }
-            let reply = try await send(
-                ["EVALSHA", .string(sha), .string(String(keys.count))] + keys + arguments)
+            var command: [RESPArgument] = ["EVALSHA", .string(sha), "0"]
+            command.reserveCapacity(3 + arguments.count)
+            command.append(contentsOf: arguments)
+            let reply = try await send(command)
             if case .error(let buffer) = reply, attempt == 0, buffer.readableBytesView.starts(with: "NOSCRIPT".utf8) {
-                _ = state.withLock { $0.scripts.removeValue(forKey: script) }
+                script.sha.withLock { $0 = nil }
                 continue
             }
             try reply.check()
@@ -292,4 +290,16 @@ public final class RedisClient: Sendable {
         continuation.onTermination = { _ in task.cancel() }
         return stream
     }
+}
+
+/// A Lua script, run by SHA: the SHA is learnt with SCRIPT LOAD on first use and kept here, so a
+/// call neither sends nor hashes the script's text.
+public final class RedisScript: Sendable {
+    /// The Lua source.
+    public let source: String
+    let sha = Mutex<String?>(nil)
+
+    /// Creates a script.
+    /// - Parameter source: the Lua source.
+    public init(_ source: String) { self.source = source }
 }

@@ -227,14 +227,22 @@ do {
 
 // MARK: Redis (issue 6), in-process host on the make-bench redis-server
 
-/// Sum of `calls=` over INFO commandstats: commands the server ran, scripts' inner calls included.
-func redisCommandCount(_ client: RedisClient) async throws -> Int {
+/// From INFO commandstats: the commands the server ran (scripts' inner calls included), and the
+/// microseconds it spent running scripts (their inner calls included).
+func redisCommandCount(_ client: RedisClient) async throws -> (commands: Int, scriptMicros: Int) {
     let text = try await client.send(["INFO", "commandstats"]).string ?? ""
-    // Lines end in "\r\n", a single Character in Swift: split on any newline.
-    return text.split(whereSeparator: \.isNewline).reduce(0) { total, line in
-        guard let range = line.range(of: "calls=") else { return total }
-        return total + (Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0)
+    func number(after key: String, in line: Substring) -> Int {
+        guard let range = line.range(of: key) else { return 0 }
+        return Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
     }
+    // Lines end in "\r\n", a single Character in Swift: split on any newline.
+    var commands = 0
+    var scripts = 0
+    for line in text.split(whereSeparator: \.isNewline) {
+        commands += number(after: "calls=", in: line)
+        if line.hasPrefix("cmdstat_evalsha:") || line.hasPrefix("cmdstat_eval:") { scripts += number(after: "usec=", in: line) }
+    }
+    return (commands, scripts)
 }
 
 if wanted("redis") {
@@ -265,7 +273,10 @@ if let base = ProcessInfo.processInfo.environment["PQ_TEST_REDIS_URL"], case .re
         print(String(format: "host CPU per task while processing: %.1f µs (target < 50 µs)", cpu / Double(n) * 1e6))
         print(String(format: "Redis round trips per task: queue %.3f, process %.3f; server commands per task (commandstats, script calls included): queue %.1f, process %.1f",
             Double(tripsQueued - tripsBefore) / Double(n), Double(tripsAfter - tripsQueued) / Double(n),
-            Double(commandsQueued - commandsBefore) / Double(n), Double(commandsAfter - commandsQueued) / Double(n)))
+            Double(commandsQueued.commands - commandsBefore.commands) / Double(n), Double(commandsAfter.commands - commandsQueued.commands) / Double(n)))
+        print(String(format: "Redis server time in scripts per task: queue %.1f µs, process %.1f µs",
+            Double(commandsQueued.scriptMicros - commandsBefore.scriptMicros) / Double(n),
+            Double(commandsAfter.scriptMicros - commandsQueued.scriptMicros) / Double(n)))
 
         // Latency on an idle host: one task at a time, queue time to end time as the store records them.
         let samples = quick ? 50 : 300

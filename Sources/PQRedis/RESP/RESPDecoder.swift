@@ -134,25 +134,47 @@ public enum RESPEncoder {
     ///   - arguments: the command name and its arguments.
     ///   - buffer: where to write.
     public static func encode(_ arguments: [RESPArgument], into buffer: inout ByteBuffer) {
-        buffer.writeInteger(UInt8(ascii: "*"))
-        writeDecimal(arguments.count, into: &buffer)
+        // Built in a plain byte array and written to the buffer once: a ByteBuffer write per
+        // piece (four per argument) cost more than the bytes themselves.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(16 + arguments.count * 24)
+        bytes.append(UInt8(ascii: "*"))
+        appendDecimal(arguments.count, to: &bytes)
         for argument in arguments {
-            buffer.writeInteger(UInt8(ascii: "$"))
+            bytes.append(UInt8(ascii: "$"))
             switch argument {
-            case .string(let text):
-                writeDecimal(text.utf8.count, into: &buffer)
-                buffer.writeString(text)
-            case .bytes(let bytes):
-                writeDecimal(bytes.readableBytes, into: &buffer)
-                buffer.writeImmutableBuffer(bytes)
+            case .string(var text):
+                text.withUTF8 { utf8 in
+                    appendDecimal(utf8.count, to: &bytes)
+                    bytes.append(contentsOf: utf8)
+                }
+            case .bytes(let raw):
+                appendDecimal(raw.readableBytes, to: &bytes)
+                raw.withUnsafeReadableBytes { bytes.append(contentsOf: $0) }
             }
-            buffer.writeStaticString("\r\n")
+            bytes.append(UInt8(ascii: "\r"))
+            bytes.append(UInt8(ascii: "\n"))
         }
+        buffer.writeBytes(bytes)
     }
 
-    private static func writeDecimal(_ value: Int, into buffer: inout ByteBuffer) {
-        buffer.writeString(String(value))
-        buffer.writeStaticString("\r\n")
+    /// Appends `value` (≥ 0) in decimal, then CRLF.
+    private static func appendDecimal(_ value: Int, to bytes: inout [UInt8]) {
+        let value = max(0, value)
+        var divisor = 1
+        var scan = value
+        while scan >= 10 {
+            scan /= 10
+            divisor *= 10
+        }
+        var rest = value
+        while divisor > 0 {
+            bytes.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        }
+        bytes.append(UInt8(ascii: "\r"))
+        bytes.append(UInt8(ascii: "\n"))
     }
 }
 

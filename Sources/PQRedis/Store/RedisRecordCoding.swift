@@ -53,34 +53,72 @@ enum RedisRecordCoding {
     /// Reads a record from a flat `field, value, ...` reply.
     static func record(_ reply: RESPValue) throws -> TaskRecord {
         guard let items = try reply.array else { throw RedisError(.unexpectedReply, "expected a task, got nil") }
-        var map: [String: String] = [:]
-        map.reserveCapacity(items.count / 2)
+        var values = [String?](repeating: nil, count: Field.names.count)
         var index = 0
         while index + 1 < items.count {
-            if let key = try items[index].string, let value = try items[index + 1].string { map[key] = value }
+            if let key = try items[index].string, let field = Field.names.firstIndex(of: key),
+                let value = try items[index + 1].string
+            {
+                values[field] = value
+            }
             index += 2
         }
-        return try record(map)
+        return try record { values[$0.rawValue] }
+    }
+
+    /// Reads a record from a row: the values of ``Field/names`` in that order, nil for absent
+    /// fields (how the claim script returns tasks: no keys to send or look up).
+    static func record(row reply: RESPValue) throws -> TaskRecord {
+        guard let items = try reply.array, items.count == Field.names.count else {
+            throw RedisError(.unexpectedReply, "expected a task row of \(Field.names.count) values, got \(reply)")
+        }
+        let values = try items.map { try $0.string }
+        return try record { values[$0.rawValue] }
+    }
+
+    /// The fields of a task hash; `rawValue` is the position in ``names`` and in a row.
+    enum Field: Int, CaseIterable {
+        case id, name, status, queue, kwargs, result, exception, timeQueued, timeStarted, timeEnded
+        case delay, timeout, expiry, retry, maxRetries, fromTask, node, worker, plugin, pluginVersion
+        case eta, retryDelay, retryBackoff, retryJitter, maxConcurrency, canOverlap, leaseExpires
+        case deadRuns, cancelRequested
+
+        /// The hash field names, in case order.
+        static let names = [
+            "id", "name", "status", "queue", "kwargs", "result", "exception", "time_queued", "time_started",
+            "time_ended", "delay", "timeout", "expiry", "retry", "max_retries", "from_task", "node", "worker",
+            "plugin", "plugin_version", "eta", "retry_delay", "retry_backoff", "retry_jitter", "max_concurrency",
+            "can_overlap", "lease_expires", "dead_runs", "cancel_requested",
+        ]
+
+        var name: String { Self.names[rawValue] }
     }
 
     static func record(_ map: [String: String]) throws -> TaskRecord {
-        func double(_ key: String) -> Double? { map[key].flatMap(Double.init) }
-        func int(_ key: String) -> Int? { map[key].flatMap { Int($0) } }
-        guard let id = map["id"], let name = map["name"], let status = int("status").flatMap(TaskStatus.init(rawValue:)),
-            let timeQueued = double("time_queued")
+        try record { map[$0.name] }
+    }
+
+    private static func record(_ value: (Field) -> String?) throws -> TaskRecord {
+        func double(_ key: Field) -> Double? { value(key).flatMap(Double.init) }
+        func int(_ key: Field) -> Int? { value(key).flatMap { Int($0) } }
+        guard let id = value(.id), let name = value(.name), let status = int(.status).flatMap(TaskStatus.init(rawValue:)),
+            let timeQueued = double(.timeQueued)
         else {
-            throw RedisError(.unexpectedReply, "a task hash in Redis lacks id, name, status or time_queued: \(map)")
+            let known = Field.allCases.compactMap { f in value(f).map { "\(f.name): \($0)" } }
+            throw RedisError(
+                .unexpectedReply,
+                "a task hash in Redis lacks id, name, status or time_queued: [\(known.joined(separator: ", "))]")
         }
         return TaskRecord(
-            id: id, name: name, status: status, queue: map["queue"] ?? "default", kwargs: map["kwargs"] ?? "{}",
-            result: map["result"], exception: map["exception"], timeQueued: timeQueued,
-            timeStarted: double("time_started"), timeEnded: double("time_ended"), delay: double("delay"),
-            timeout: double("timeout"), expiry: double("expiry"), retry: int("retry") ?? 0,
-            maxRetries: int("max_retries") ?? 0, fromTask: map["from_task"], node: map["node"], worker: map["worker"],
-            plugin: map["plugin"], pluginVersion: map["plugin_version"], eta: double("eta"),
-            retryDelay: double("retry_delay") ?? 0, retryBackoff: map["retry_backoff"] == "1",
-            retryJitter: map["retry_jitter"] == "1", maxConcurrency: int("max_concurrency"),
-            canOverlap: map["can_overlap"] != "0", leaseExpires: double("lease_expires"),
-            deadRuns: int("dead_runs") ?? 0, cancelRequested: map["cancel_requested"] == "1")
+            id: id, name: name, status: status, queue: value(.queue) ?? "default", kwargs: value(.kwargs) ?? "{}",
+            result: value(.result), exception: value(.exception), timeQueued: timeQueued,
+            timeStarted: double(.timeStarted), timeEnded: double(.timeEnded), delay: double(.delay),
+            timeout: double(.timeout), expiry: double(.expiry), retry: int(.retry) ?? 0,
+            maxRetries: int(.maxRetries) ?? 0, fromTask: value(.fromTask), node: value(.node), worker: value(.worker),
+            plugin: value(.plugin), pluginVersion: value(.pluginVersion), eta: double(.eta),
+            retryDelay: double(.retryDelay) ?? 0, retryBackoff: value(.retryBackoff) == "1",
+            retryJitter: value(.retryJitter) == "1", maxConcurrency: int(.maxConcurrency),
+            canOverlap: value(.canOverlap) != "0", leaseExpires: double(.leaseExpires),
+            deadRuns: int(.deadRuns) ?? 0, cancelRequested: value(.cancelRequested) == "1")
     }
 }

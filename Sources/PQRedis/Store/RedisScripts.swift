@@ -17,7 +17,10 @@
 /// - `events`: a capped stream whose entry ids are `<seq>-0`; `eventseq` the last seq; `order` the
 ///   last order.
 enum RedisScripts {
-    static let library = #"""
+    /// FIELDS: the hash fields in the order of a row (``RedisRecordCoding/Field``).
+    static let fields = "local FIELDS = {'" + RedisRecordCoding.Field.names.joined(separator: "', '") + "'}\n"
+
+    static let library = fields + #"""
         local P = ARGV[1]
         local CH = ARGV[2]
         local MAXEV = ARGV[3]
@@ -35,6 +38,15 @@ enum RedisScripts {
           local t = {}
           for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
           return t
+        end
+        -- The task's values in FIELDS order, false (nil in the reply) where absent.
+        local function row(t)
+          local out = {}
+          for i, f in ipairs(FIELDS) do
+            local v = t[f]
+            if v == nil then out[i] = false else out[i] = v end
+          end
+          return out
         end
         local function flatten(t)
           local out = {}
@@ -154,7 +166,8 @@ enum RedisScripts {
         """#
 
     /// ARGV: n, then per task its field count and fields. Returns per task 0 (queued) or the twin's fields.
-    static let enqueue = library + #"""
+    static let enqueue = RedisScript(
+        library + #"""
         local n = tonumber(ARGV[4])
         local i = 5
         local tasks = {}
@@ -197,10 +210,12 @@ enum RedisScripts {
         end
         changed()
         return out
-        """#
+        """#)
 
-    /// ARGV: now, lease end, worker, node, limit, queues (set), jobs (set). Returns the claimed tasks' fields.
-    static let claim = library + #"""
+    /// ARGV: now, lease end, worker, node, limit, queues (set), jobs (set). Returns the claimed
+    /// tasks as rows (``RedisRecordCoding/record(row:)``).
+    static let claim = RedisScript(
+        library + #"""
         local now = ARGV[4]
         local nnow = tonumber(now)
         local lease = ARGV[5]
@@ -270,7 +285,7 @@ enum RedisScripts {
                   if not r then r = {}; runs[t.name] = r end
                   r[#r + 1] = lease; r[#r + 1] = t.id
                   started[#started + 1] = {t.id, '5', render(t)}
-                  claimed[#claimed + 1] = flatten(t)
+                  claimed[#claimed + 1] = row(t)
                 end
               end
             end
@@ -284,12 +299,13 @@ enum RedisScripts {
         emitmany('started', started)
         if anyexpired then changed() end
         return claimed
-        """#
+        """#)
 
     /// ARGV: n, then per outcome id, worker, kind, text, eta, time, plugin, plugin version (the
     /// generation that ran it; empty to keep the stored one). Returns per outcome the fields, or 0
     /// when skipped; with n negative (quiet: -n outcomes) only the number of outcomes applied.
-    static let finish = library + #"""
+    static let finish = RedisScript(
+        library + #"""
         local n = tonumber(ARGV[4])
         local quiet = n < 0
         if quiet then n = -n end
@@ -330,7 +346,7 @@ enum RedisScripts {
         if any then changed() end
         if quiet then return applied end
         return out
-        """#
+        """#)
 
     /// Ends tasks whose final record the host already knows (it claimed them and kept their
     /// record): the host sends the fields to set and delete and the event JSON, so the script
@@ -340,7 +356,8 @@ enum RedisScripts {
     /// or '' when the job may overlap), time ended, task JSON, the number of fields to set and
     /// their names and values, the number of fields to delete and their names. An outcome
     /// applies only to a task still STARTED by that worker. Returns the number applied.
-    static let finishEnded = library + #"""
+    static let finishEnded = RedisScript(
+        library + #"""
         local n = tonumber(ARGV[4])
         local i = 5
         local leases, ended, runs, done = {}, {}, {}, {}
@@ -379,10 +396,11 @@ enum RedisScripts {
           changed()
         end
         return #done
-        """#
+        """#)
 
     /// ARGV: worker, lease end, ids... Returns the ids to cancel.
-    static let renew = library + #"""
+    static let renew = RedisScript(
+        library + #"""
         local w = ARGV[4]
         local lease = ARGV[5]
         local cancel = {}
@@ -399,10 +417,11 @@ enum RedisScripts {
           end
         end
         return cancel
-        """#
+        """#)
 
     /// ARGV: mode (`expired` or `worker`), now, max dead runs, worker. Returns the changed tasks' fields.
-    static let recover = library + #"""
+    static let recover = RedisScript(
+        library + #"""
         local mode = ARGV[4]
         local now = ARGV[5]
         local maxdead = tonumber(ARGV[6])
@@ -443,10 +462,11 @@ enum RedisScripts {
         end
         if #out > 0 then changed() end
         return out
-        """#
+        """#)
 
     /// ARGV: id, now. Returns `{'notfound'}`, `{'cancel'}`, `{'already', status}` or `{'revoked', fields}`.
-    static let revoke = library + #"""
+    static let revoke = RedisScript(
+        library + #"""
         local t = load(ARGV[4])
         if not t then return {'notfound'} end
         if WAITING[t.status] then
@@ -459,10 +479,11 @@ enum RedisScripts {
           return {'cancel'}
         end
         return {'already', t.status}
-        """#
+        """#)
 
     /// ARGV: status or '', job or '', limit. Returns the tasks' fields, newest first.
-    static let list = library + #"""
+    static let list = RedisScript(
+        library + #"""
         local status = ARGV[4]
         local job = ARGV[5]
         local limit = tonumber(ARGV[6])
@@ -491,10 +512,11 @@ enum RedisScripts {
           start = start + 256
         end
         return out
-        """#
+        """#)
 
     /// ARGV: now. Returns per queue: name, queued, delayed, retry, started.
-    static let queueSizes = library + #"""
+    static let queueSizes = RedisScript(
+        library + #"""
         local nnow = tonumber(ARGV[4])
         local sizes = {}
         local function get(q)
@@ -522,10 +544,11 @@ enum RedisScripts {
           for x = 1, 4 do out[#out + 1] = s[x] end
         end
         return out
-        """#
+        """#)
 
     /// ARGV: queues (set), jobs (set). Returns the earliest eta as text, or nil.
-    static let nextDue = library + #"""
+    static let nextDue = RedisScript(
+        library + #"""
         local queues, i = readset(4)
         local jobs = readset(i)
         local best = nil
@@ -538,10 +561,11 @@ enum RedisScripts {
           end
         end
         return bestText
-        """#
+        """#)
 
     /// ARGV: cut-off. Deletes up to 10,000 tasks that ended before it; returns how many.
-    static let purge = library + #"""
+    static let purge = RedisScript(
+        library + #"""
         local ids = redis.call('ZRANGEBYSCORE', P .. 'ended', '-inf', '(' .. ARGV[4], 'LIMIT', 0, 10000)
         for _, id in ipairs(ids) do
           redis.call('DEL', tkey(id))
@@ -550,28 +574,30 @@ enum RedisScripts {
         end
         if #ids > 0 then changed() end
         return #ids
-        """#
+        """#)
 }
 
 extension RedisScripts {
     /// ARGV: kind, JSON. Records an event that is not a task state change (plugin events) and
     /// publishes it on its channel. Returns the event's seq.
-    static let recordEvent = library + #"""
+    static let recordEvent = RedisScript(
+        library + #"""
         local kind, json = ARGV[4], ARGV[5]
         local seq = redis.call('INCR', P .. 'eventseq')
         redis.call('XADD', P .. 'events', 'MAXLEN', '~', MAXEV, seq .. '-0', 'k', kind, 'i', '', 's', '0', 'j', json)
         redis.call('PUBLISH', CH .. kind, '{"event":"' .. kind .. '","plugin":' .. json .. '}')
         changed()
         return seq
-        """#
+        """#)
 }
 
 extension RedisScripts {
     /// ARGV: worker, JSON, time. Keeps the host's latest status (`hosts` hash, `time|json`) and
     /// publishes it on `<ns>_host_status`.
-    static let hostStatus = library + #"""
+    static let hostStatus = RedisScript(
+        library + #"""
         redis.call('HSET', P .. 'hosts', ARGV[4], ARGV[6] .. '|' .. ARGV[5])
         redis.call('PUBLISH', CH .. 'host_status', ARGV[5])
         return 1
-        """#
+        """#)
 }

@@ -4,7 +4,8 @@ extension RedisScripts {
     /// ARGV: holder, until, now, lease milliseconds. Takes or renews the scheduler lease; returns
     /// 1 when `holder` has it. The stored value is `until|holder`, compared with the caller's clock
     /// (hosts share wall time); the key also expires by itself after the lease, as a safety net.
-    static let acquireSchedulerLease = library + #"""
+    static let acquireSchedulerLease = RedisScript(
+        library + #"""
         local holder, untilT, now, ms = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
         local current = redis.call('GET', P .. 'scheduler')
         if current ~= false then
@@ -14,27 +15,29 @@ extension RedisScripts {
         end
         redis.call('SET', P .. 'scheduler', untilT .. '|' .. holder, 'PX', ms)
         return 1
-        """#
+        """#)
 
     /// ARGV: holder. Gives the lease up if `holder` has it.
-    static let releaseSchedulerLease = library + #"""
+    static let releaseSchedulerLease = RedisScript(
+        library + #"""
         local current = redis.call('GET', P .. 'scheduler')
         if current ~= false then
           local bar = string.find(current, '|', 1, true)
           if string.sub(current, bar + 1) == ARGV[4] then redis.call('DEL', P .. 'scheduler') end
         end
         return 1
-        """#
+        """#)
 
     /// ARGV: job, slot. Records `slot` as the job's last run unless a run at or after it is
     /// recorded; returns 1 when it was recorded (the caller then queues the run).
-    static let claimPeriodicSlot = library + #"""
+    static let claimPeriodicSlot = RedisScript(
+        library + #"""
         local job, slot = ARGV[4], tonumber(ARGV[5])
         local last = redis.call('HGET', P .. 'periodic', job)
         if last ~= false and tonumber(last) >= slot then return 0 end
         redis.call('HSET', P .. 'periodic', job, ARGV[5])
         return 1
-        """#
+        """#)
 }
 
 extension RedisTaskStore: PeriodicScheduleStore {

@@ -111,7 +111,7 @@ public final class RedisTaskStore: TaskStore {
 
     // MARK: - Calls
 
-    func run(_ script: String, _ arguments: [RESPArgument]) async throws -> RESPValue {
+    func run(_ script: RedisScript, _ arguments: [RESPArgument]) async throws -> RESPValue {
         guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
         let common: [RESPArgument] = [
             .string(keyPrefix), .string(channelPrefix), .string(String(options.maxEvents)),
@@ -175,7 +175,7 @@ public final class RedisTaskStore: TaskStore {
                 .string(request.worker), .string(request.node), .string(String(request.limit)),
             ] + Self.set(request.queues) + Self.set(request.jobs)
         let reply = try await run(RedisScripts.claim, arguments)
-        let records = try (reply.array ?? []).map(RedisRecordCoding.record)
+        let records = try (reply.array ?? []).map(RedisRecordCoding.record(row:))
         if !records.isEmpty {
             claimedRecords.withLock { known in
                 // Tasks taken from this host by lease recovery are never finished here; do not
@@ -318,7 +318,7 @@ public final class RedisTaskStore: TaskStore {
     /// Runs a finish script, retrying while Redis is unreachable for up to
     /// ``Options/finishRetryWindow`` seconds (a retry cannot apply twice: an outcome applies only
     /// to a task still leased by its worker).
-    private func evalWithRetry(_ script: String, _ arguments: [RESPArgument], count: Int) async throws -> RESPValue {
+    private func evalWithRetry(_ script: RedisScript, _ arguments: [RESPArgument], count: Int) async throws -> RESPValue {
         let deadline = TaskClock.now() + options.finishRetryWindow
         var attempt = 0
         while true {
@@ -358,7 +358,7 @@ public final class RedisTaskStore: TaskStore {
         let reply = try await run(
             RedisScripts.recover,
             [.string(mode), .string(RedisRecordCoding.text(now)), .string(String(maxDeadRuns)), .string(worker)])
-        let records = try (reply.array ?? []).map(RedisRecordCoding.record)
+        let records = try (reply.array ?? []).map { try RedisRecordCoding.record($0) }
         if !records.isEmpty { wrote() }
         return records
     }
@@ -382,7 +382,7 @@ public final class RedisTaskStore: TaskStore {
         let reply = try await run(
             RedisScripts.list,
             [.string(status.map { String($0.rawValue) } ?? ""), .string(job ?? ""), .string(String(limit))])
-        return try (reply.array ?? []).map(RedisRecordCoding.record)
+        return try (reply.array ?? []).map { try RedisRecordCoding.record($0) }
     }
 
     /// See ``TaskStore/revoke(id:now:)``.
