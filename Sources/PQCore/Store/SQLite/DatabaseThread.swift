@@ -13,8 +13,21 @@ final class DatabaseThread: @unchecked Sendable {
         let perform: @Sendable (SQLiteConnection) -> Void
         /// Delivers the result, or `error` when the batch could not commit.
         let finish: @Sendable ((any Error)?) -> Void
-        /// Whether the caller needs the write on disk before it resumes (fsync at commit).
-        var durable = true
+        /// When the write must reach the disk.
+        var durability = Durability.acknowledged
+    }
+
+    /// When a write must reach the disk. Commits run with `synchronous=NORMAL`: they are visible
+    /// to other processes at once, and the log is synced by a thread of its own (``LogSyncer``).
+    enum Durability: Sendable {
+        /// Losing it in a power cut is harmless (a claim: the task is simply queued again); it is
+        /// made durable by the next sync (the log is synced in order).
+        case none
+        /// Synced right after the commit, without the caller waiting for it (a host's outcomes:
+        /// one lost in the sync's window of a power cut runs its task again).
+        case soon
+        /// The caller resumes only once it is on disk (an acknowledged enqueue).
+        case acknowledged
     }
 
     private final class ResultBox<T>: @unchecked Sendable {
@@ -33,6 +46,8 @@ final class DatabaseThread: @unchecked Sendable {
     private let beforeCommit: (@Sendable (SQLiteConnection) throws -> Void)?
     /// Called on the thread after each successful commit.
     private let afterCommit: (@Sendable () -> Void)?
+    /// Syncs the log behind the writer (writer mode only).
+    private let syncer: LogSyncer?
 
     /// Starts the thread; `connection` must not be used by anyone else from now on.
     init(
@@ -45,6 +60,7 @@ final class DatabaseThread: @unchecked Sendable {
         self.path = connection.path
         self.beforeCommit = beforeCommit
         self.afterCommit = afterCommit
+        self.syncer = groupCommit ? LogSyncer(log: connection.path + "-wal", name: name + "-sync") : nil
         let box = UncheckedBox(connection)
         // Named from inside: a name set before start does not reach the OS thread here.
         let thread = Thread { [self] in
@@ -60,12 +76,12 @@ final class DatabaseThread: @unchecked Sendable {
 
     /// Runs `body` on the thread and returns its result; in writer mode, after the commit.
     /// - Parameters:
-    ///   - durable: false when losing this write in a power cut is harmless (a claim: the task
-    ///     is simply queued again). A batch made only of such writes is not synced; the next
-    ///     durable commit makes them durable too (the log is synced in order). A durable write's
-    ///     caller resumes after the sync (see ``syncLog()``).
+    ///   - durability: when the write must reach the disk (see ``Durability``); the caller of an
+    ///     `acknowledged` write resumes after the sync.
     ///   - body: the work, on the thread's connection.
-    func perform<T: Sendable>(durable: Bool = true, _ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+    func perform<T: Sendable>(
+        durability: Durability = .acknowledged, _ body: @escaping @Sendable (SQLiteConnection) throws -> T
+    ) async throws -> T {
         let box = ResultBox<T>()
         let groupCommit = self.groupCommit
         return try await withCheckedThrowingContinuation { continuation in
@@ -97,7 +113,7 @@ final class DatabaseThread: @unchecked Sendable {
                         continuation.resume(with: box.result!)
                     }
                 })
-            job.durable = durable
+            job.durability = durability
             condition.lock()
             if stopping {
                 condition.unlock()
@@ -141,6 +157,7 @@ final class DatabaseThread: @unchecked Sendable {
                 let waiters = stopWaiters
                 stopWaiters = []
                 condition.unlock()
+                syncer?.stop()  // the last syncs, before the log may go with the connection
                 _ = consume db  // closes the connection before waiters resume
                 for waiter in waiters { waiter.resume() }
                 return
@@ -159,11 +176,7 @@ final class DatabaseThread: @unchecked Sendable {
         }
     }
 
-    /// The write-ahead log, opened after the first commit for ``syncLog()``; touched only by the thread.
-    private var logDescriptor: Int32 = -1
-
     private func runTransaction(_ batch: [Job], _ db: SQLiteConnection) {
-        let durable = batch.contains { $0.durable }
         let changesBefore = sqlite3_total_changes64(db.handle)
         do {
             try db.statement("BEGIN IMMEDIATE").run()
@@ -182,48 +195,128 @@ final class DatabaseThread: @unchecked Sendable {
         }
         // Only a transaction that wrote something is news: an empty claim that signalled would
         // wake the dispatcher to claim again, and again.
-        let wrote = sqlite3_total_changes64(db.handle) != changesBefore
-        if wrote { afterCommit?() }
-        // The commit ran with synchronous=NORMAL, so other processes see it now; callers that
-        // need it on disk are resumed only after the log is synced (see ``syncLog()``).
-        if durable && wrote {
-            if let error = syncLog() {
-                for job in batch { job.finish(error) }
+        guard sqlite3_total_changes64(db.handle) != changesBefore else {
+            for job in batch { job.finish(nil) }
+            return
+        }
+        afterCommit?()
+        // The commit ran with synchronous=NORMAL, so other processes see it now; the log is
+        // synced behind it while this thread goes on with the next batch.
+        guard let syncer, batch.contains(where: { $0.durability != .none }) else {
+            for job in batch { job.finish(nil) }
+            return
+        }
+        let ticket = syncer.request()
+        for job in batch {
+            if job.durability == .acknowledged {
+                syncer.whenSynced(ticket, job.finish)
+            } else {
+                job.finish(nil)
+            }
+        }
+    }
+}
+
+/// Syncs a write-ahead log (`fdatasync`) on a thread of its own, behind the writer.
+///
+/// The writer commits with `synchronous=NORMAL`, rings the doorbell, asks for a sync and goes on
+/// with the next batch; a process waiting for the change (a host for a new task, a client for a
+/// result) starts on it while this thread waits for the disk, and callers that need their write
+/// on disk are resumed after a sync that began after their commit. The log is appended in commit
+/// order and a sync covers the whole file, so a power cut keeps a prefix of the commits: never a
+/// later one without an earlier one. What a power cut in a sync's window can cost is a commit
+/// that was seen but not yet synced: a task a host already started whose submitter got no
+/// acknowledgement, or a result seen by `pq wait` whose task then runs again — the at-least-once
+/// of a host killed mid-run.
+final class LogSyncer: @unchecked Sendable {
+    // @unchecked: all mutable state is guarded by `condition`; `descriptor` is used by the thread only.
+    private let condition = NSCondition()
+    private var requested: UInt64 = 0
+    private var synced: UInt64 = 0
+    private var waiters: [(ticket: UInt64, resume: @Sendable ((any Error)?) -> Void)] = []
+    private var stopping = false
+    private var stopped = false
+    private let log: String
+    private var descriptor: Int32 = -1
+
+    init(log: String, name: String) {
+        self.log = log
+        let thread = Thread { [self] in
+            Thread.current.name = name
+            self.run()
+        }
+        thread.start()
+    }
+
+    /// Asks for a sync of everything committed so far; returns its ticket.
+    func request() -> UInt64 {
+        condition.lock()
+        requested += 1
+        let ticket = requested
+        condition.signal()
+        condition.unlock()
+        return ticket
+    }
+
+    /// Calls `resume` (on the syncer's thread) once a sync covering `ticket` ended, with its error if it failed.
+    func whenSynced(_ ticket: UInt64, _ resume: @escaping @Sendable ((any Error)?) -> Void) {
+        condition.lock()
+        if synced >= ticket {
+            condition.unlock()
+            resume(nil)
+            return
+        }
+        waiters.append((ticket, resume))
+        condition.unlock()
+    }
+
+    /// Runs the syncs asked for, then ends the thread; waits for it.
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while !stopped { condition.wait() }
+        condition.unlock()
+    }
+
+    private func run() {
+        condition.lock()
+        while true {
+            while requested == synced && !stopping { condition.wait() }
+            if requested == synced {
+                stopped = true
+                condition.broadcast()
+                condition.unlock()
+                if descriptor >= 0 { close(descriptor) }
                 return
             }
+            let target = requested
+            condition.unlock()
+            let error = sync()
+            condition.lock()
+            synced = target
+            let ready = waiters.filter { $0.ticket <= target }
+            waiters.removeAll { $0.ticket <= target }
+            condition.unlock()
+            for waiter in ready { waiter.resume(error) }
+            condition.lock()
         }
-        for job in batch { job.finish(nil) }
     }
 
-    /// Makes every committed transaction durable: `fdatasync` of the write-ahead log.
-    ///
-    /// Commits run with `synchronous=NORMAL` and are synced here, after they became visible and
-    /// the doorbell rang, so a process waiting for the change (a host for a new task, a client
-    /// for a result) starts on it while this thread waits for the disk. The log is appended in
-    /// commit order and a sync covers the whole file, so a power cut keeps a prefix of the
-    /// commits: never a later one without an earlier one. What a power cut in the sync's window
-    /// can cost is a commit that was seen but never acknowledged: a task a host already started
-    /// whose submitter got no acknowledgement, or a result seen by `pq wait` whose task then
-    /// runs again. Both are the at-least-once of a host killed mid-run.
-    private func syncLog() -> (any Error)? {
-        if logDescriptor < 0 {
-            // The log exists while this connection is open (the last connection to close
+    /// `fdatasync` of the log; the error, if it failed.
+    private func sync() -> (any Error)? {
+        if descriptor < 0 {
+            // The log exists while the writer's connection is open (the last connection to close
             // deletes it), and SQLite rewrites it in place, so one descriptor stays valid.
-            logDescriptor = open(path + "-wal", O_RDONLY | O_CLOEXEC)
-            if logDescriptor < 0 {
-                return TaskStoreError(
-                    .database, "cannot open \(path)-wal to sync it: \(String(cString: strerror(errno)))", path: path)
+            descriptor = open(log, O_RDONLY | O_CLOEXEC)
+            if descriptor < 0 {
+                return TaskStoreError(.database, "cannot open \(log) to sync it: \(String(cString: strerror(errno)))")
             }
         }
-        if fdatasync(logDescriptor) != 0 {
-            return TaskStoreError(
-                .database, "could not sync \(path)-wal to disk: \(String(cString: strerror(errno)))", path: path)
+        if fdatasync(descriptor) != 0 {
+            return TaskStoreError(.database, "could not sync \(log) to disk: \(String(cString: strerror(errno)))")
         }
         return nil
-    }
-
-    deinit {
-        if logDescriptor >= 0 { close(logDescriptor) }
     }
 }
 

@@ -430,15 +430,16 @@ public final class SQLiteTaskStore: TaskStore {
         let trimmer = self.trimmer
         // A claim lost in a power cut leaves the task QUEUED: it runs again, as at-least-once
         // allows, so claims skip the fsync (see DatabaseThread.perform).
-        return try await writer.perform(durable: false) { db in try Self.claim(request, db, trimmer) }
+        return try await writer.perform(durability: .none) { db in try Self.claim(request, db, trimmer) }
     }
 
-    /// See ``TaskStore/finish(_:thenClaim:)``: one transaction, durable for the outcomes' sake.
+    /// See ``TaskStore/finish(_:thenClaim:)``: one transaction, synced right after it commits
+    /// (the host does not wait for the sync: an outcome lost in a power cut runs its task again).
     public func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord] {
         let trimmer = self.trimmer
         let claimLimit = request?.limit ?? 0
         if outcomes.isEmpty && claimLimit <= 0 { return [] }
-        return try await writer.perform(durable: !outcomes.isEmpty) { db in
+        return try await writer.perform(durability: outcomes.isEmpty ? .none : .soon) { db in
             if !outcomes.isEmpty { _ = try Self.finish(outcomes, db, trimmer) }
             guard let request, claimLimit > 0 else { return [] }
             return try Self.claim(request, db, trimmer)
@@ -502,7 +503,7 @@ public final class SQLiteTaskStore: TaskStore {
     /// See ``TaskStore/renew(ids:worker:leaseUntil:)``.
     public func renew(ids: [String], worker: String, leaseUntil: Double) async throws -> Set<String> {
         guard !ids.isEmpty else { return [] }
-        return try await writer.perform(durable: false) { db in
+        return try await writer.perform(durability: .none) { db in
             var cancel: Set<String> = []
             let check = try db.statement("SELECT status, worker, cancel_requested FROM tasks WHERE id = ?")
             let extend = try db.statement("UPDATE tasks SET lease_expires = ? WHERE id = ?")
@@ -529,7 +530,7 @@ public final class SQLiteTaskStore: TaskStore {
     public func finish(_ outcomes: [TaskOutcome]) async throws -> [TaskRecord] {
         guard !outcomes.isEmpty else { return [] }
         let trimmer = self.trimmer
-        return try await writer.perform { db in try Self.finish(outcomes, db, trimmer) }
+        return try await writer.perform(durability: .soon) { db in try Self.finish(outcomes, db, trimmer) }
     }
 
     static func finish(_ outcomes: [TaskOutcome], _ db: SQLiteConnection, _ trimmer: EventTrimmer) throws(TaskStoreError) -> [TaskRecord] {
@@ -760,7 +761,7 @@ public final class SQLiteTaskStore: TaskStore {
     /// See ``TaskStore/publishHostStatus(worker:json:)``.
     public func publishHostStatus(worker: String, json: String) async throws {
         // A status is refreshed every few seconds: losing the last one in a power cut is harmless.
-        try await writer.perform(durable: false) { db in
+        try await writer.perform(durability: .none) { db in
             let s = try db.statement(
                 "INSERT INTO host_status (worker, status, time) VALUES (?, ?, ?) ON CONFLICT (worker) DO UPDATE SET status = excluded.status, time = excluded.time")
             s.bind(1, worker)
