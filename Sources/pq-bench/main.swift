@@ -220,6 +220,20 @@ do {
     let queued = now() - t0
     let elapsed = try await runPool(store: store, registry: try noopRegistry(), concurrency: 16) { $0.processedCount >= n }
     print("queued \(n) tasks: \(rate(n, queued)); processed: \(rate(n, elapsed)) (target 200,000/s)")
+
+    // The store alone, as a busy host drives it: claim 64, finish them and claim 64 more, on one thread.
+    let alone = MemoryTaskStore()
+    for _ in 0..<(n / 10_000) { _ = try await alone.enqueue((0..<10_000).map { _ in NewTask(name: "c.noop") }) }
+    let request = ClaimRequest(worker: "bench:1", node: "bench", queues: nil, jobs: nil, limit: 64, leaseSeconds: 30)
+    let s0 = now()
+    var batch = try await alone.claim(request)
+    var done = 0
+    while !batch.isEmpty {
+        let outcomes = batch.map { TaskOutcome(id: $0.id, worker: "bench:1", .success(result: "null")) }
+        done += outcomes.count
+        batch = try await alone.finish(outcomes, thenClaim: request)
+    }
+    print("  the memory store alone (claim and finish in batches of 64, one thread): \(rate(done, now() - s0))")
 } catch {
     print("memory benchmark failed: \(error)")
 }

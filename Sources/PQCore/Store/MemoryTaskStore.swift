@@ -34,6 +34,9 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
+    /// What a claim did with a waiting entry.
+    private enum ClaimVerdict { case stale, expired, setAside, claimed }
+
     struct Slot {
         var record: TaskRecord
         var order: Int
@@ -42,6 +45,19 @@ public final class MemoryTaskStore: TaskStore {
         mutating func replace(_ new: TaskRecord) -> Int {
             record = new
             return order
+        }
+
+        /// Changes the record in place when `body` returns true; returns the record before and
+        /// the slot's order then, else nil (and the record is left as it was).
+        mutating func change(
+            _ body: (inout TaskRecord) throws(TaskStoreError) -> Bool
+        ) throws(TaskStoreError) -> (old: TaskRecord, new: TaskRecord, order: Int)? {
+            let old = record
+            guard try body(&record) else {
+                record = old
+                return nil
+            }
+            return (old, record, order)
         }
     }
 
@@ -123,8 +139,13 @@ public final class MemoryTaskStore: TaskStore {
 
     /// Stores `new` in place of `old`, keeping the indexes right, and records the event.
     private func update(_ old: TaskRecord, to new: TaskRecord, in state: inout State) {
-        guard let order = state.tasks[new.id]?.order else { return }
-        state.tasks[new.id] = Slot(record: new, order: order)
+        // One lookup: the slot is changed in place.
+        guard let order = state.tasks[new.id]?.replace(new) else { return }
+        reindex(old, new, order: order, in: &state)
+    }
+
+    /// Keeps the indexes right after a slot changed from `old` to `new`, and records the event.
+    private func reindex(_ old: TaskRecord, _ new: TaskRecord, order: Int, in state: inout State) {
         if old.status == .started, new.status != .started {
             state.started.remove(new.id)
             state.startedByJob[new.name, default: 1] -= 1
@@ -132,8 +153,8 @@ public final class MemoryTaskStore: TaskStore {
             state.started.insert(new.id)
             state.startedByJob[new.name, default: 0] += 1
         }
-        if TaskStatus.waitingStates.contains(new.status),
-            !TaskStatus.waitingStates.contains(old.status) || old.eta != new.eta
+        if new.status.isWaiting,
+            !old.status.isWaiting || old.eta != new.eta
         {
             pushWaiting(new, order: order, in: &state)
         }
@@ -195,7 +216,7 @@ public final class MemoryTaskStore: TaskStore {
     /// See ``TaskStore/finish(_:thenClaim:)``: both under one lock.
     public func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord] {
         try write { state in
-            _ = try finish(outcomes, in: &state)
+            _ = try finish(outcomes, in: &state, collect: false)
             guard let request, request.limit > 0 else { return [] }
             return try claim(request, in: &state)
         }
@@ -214,27 +235,38 @@ public final class MemoryTaskStore: TaskStore {
             }
             guard let (queue, entry) = best else { break }
             _ = state.waiting[queue]!.pop()
-            guard let slot = state.tasks[entry.id], TaskStatus.waitingStates.contains(slot.record.status),
-                slot.record.eta == entry.eta
-            else { continue }  // stale entry
-            let old = slot.record
-            var new = old
-            if TaskEngine.isExpired(old, now: request.now) {
-                try TaskEngine.expire(&new, now: request.now)
-                update(old, to: new, in: &state)
-                continue
+            // One dictionary access: the slot is looked at and changed in place.
+            var verdict = ClaimVerdict.stale
+            let startedByJob = state.startedByJob
+            let changed = try state.tasks[entry.id]?.change { (record) throws(TaskStoreError) -> Bool in
+                guard record.status.isWaiting, record.eta == entry.eta else { return false }  // stale entry
+                if TaskEngine.isExpired(record, now: request.now) {
+                    try TaskEngine.expire(&record, now: request.now)
+                    verdict = .expired
+                    return true
+                }
+                if let jobs = request.jobs, !jobs.contains(record.name) {
+                    verdict = .setAside
+                    return false
+                }
+                if let limit = record.maxConcurrency, startedByJob[record.name, default: 0] >= limit {
+                    verdict = .setAside
+                    return false
+                }
+                try TaskEngine.claim(&record, request)
+                verdict = .claimed
+                return true
             }
-            if let jobs = request.jobs, !jobs.contains(old.name) {
+            switch verdict {
+            case .stale:
+                continue
+            case .setAside:
                 setAside.append((queue, entry))
-                continue
+            case .expired, .claimed:
+                guard let (old, new, order) = changed ?? nil else { continue }
+                reindex(old, new, order: order, in: &state)
+                if verdict == .claimed { claimed.append(new) }
             }
-            if let limit = old.maxConcurrency, state.startedByJob[old.name, default: 0] >= limit {
-                setAside.append((queue, entry))
-                continue
-            }
-            try TaskEngine.claim(&new, request)
-            update(old, to: new, in: &state)
-            claimed.append(new)
         }
         for (queue, entry) in setAside { state.waiting[queue]!.push(entry) }
         return claimed
@@ -262,16 +294,19 @@ public final class MemoryTaskStore: TaskStore {
         try write { state in try finish(outcomes, in: &state) }
     }
 
-    private func finish(_ outcomes: [TaskOutcome], in state: inout State) throws -> [TaskRecord] {
+    private func finish(_ outcomes: [TaskOutcome], in state: inout State, collect: Bool = true) throws -> [TaskRecord] {
         var out: [TaskRecord] = []
-        out.reserveCapacity(outcomes.count)
+        if collect { out.reserveCapacity(outcomes.count) }
         for outcome in outcomes {
-            guard let old = state.tasks[outcome.id]?.record, TaskEngine.owns(old, worker: outcome.worker)
-            else { continue }
-            var new = old
-            try TaskEngine.apply(outcome, to: &new)
-            update(old, to: new, in: &state)
-            out.append(new)
+            // One dictionary access: the slot is looked at and changed in place.
+            let changed = try state.tasks[outcome.id]?.change { (record) throws(TaskStoreError) -> Bool in
+                guard TaskEngine.owns(record, worker: outcome.worker) else { return false }
+                try TaskEngine.apply(outcome, to: &record)
+                return true
+            }
+            guard let (old, new, order) = changed ?? nil else { continue }
+            reindex(old, new, order: order, in: &state)
+            if collect { out.append(new) }
         }
         return out
     }
@@ -381,7 +416,7 @@ public final class MemoryTaskStore: TaskStore {
                     // Drop stale heads so the answer is exact.
                     while let top = state.waiting[queue]!.peek {
                         if let record = state.tasks[top.id]?.record,
-                            TaskStatus.waitingStates.contains(record.status), record.eta == top.eta
+                            record.status.isWaiting, record.eta == top.eta
                         {
                             break
                         }
@@ -391,7 +426,7 @@ public final class MemoryTaskStore: TaskStore {
                 } else {
                     for entry in heap.elements {
                         guard let record = state.tasks[entry.id]?.record,
-                            TaskStatus.waitingStates.contains(record.status), record.eta == entry.eta,
+                            record.status.isWaiting, record.eta == entry.eta,
                             jobs?.contains(record.name) ?? true
                         else { continue }
                         best = min(best ?? entry.eta, entry.eta)

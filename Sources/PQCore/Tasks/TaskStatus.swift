@@ -46,6 +46,9 @@ public enum TaskStatus: Int, Sendable, Hashable, CaseIterable, CustomStringConve
     /// Whether the state is final (see ``readyStates``).
     public var isReady: Bool { self.rawValue <= 3 }
 
+    /// Whether the task waits to be claimed (see ``waitingStates``); no set lookup.
+    public var isWaiting: Bool { self == .queued || self == .retry }
+
     /// Parses a status given by name (any case, e.g. `success`) or by number (e.g. `1`).
     ///
     /// - Parameter text: the text given by a user, e.g. to `pq tasks --status`.

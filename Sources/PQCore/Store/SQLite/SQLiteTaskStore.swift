@@ -639,10 +639,13 @@ public final class SQLiteTaskStore: TaskStore {
     /// See ``TaskStore/queueSizes(now:)``.
     public func queueSizes(now: Double) async throws -> [QueueSize] {
         try await reader.perform { db in
+            // Two parts so that each walks its partial index (waiting, started), not every task
+            // ever kept: one query over status IN (4, 5, 6) scans the whole table.
             let s = try db.statement(
                 """
-                SELECT queue, status, eta > ?1, count(*) FROM tasks WHERE status IN (4, 5, 6) \
-                GROUP BY queue, status, eta > ?1
+                SELECT queue, status, eta > ?1, count(*) FROM tasks WHERE status IN (4, 6) \
+                GROUP BY queue, status, eta > ?1 \
+                UNION ALL SELECT queue, 5, 0, count(*) FROM tasks WHERE status = 5 GROUP BY queue
                 """)
             defer { s.reset() }
             s.bind(1, now)
