@@ -61,6 +61,50 @@ struct TaskStoreConformanceTests {
         }
     }
 
+    /// A busy host ends tasks through `finish(_:thenClaim:)` (on Redis with the task JSON it
+    /// renders itself): each done event must carry exactly the task the store then holds.
+    @Test(arguments: StoreKind.allCases)
+    func doneEventsOfABusyHostCarryTheStoredTask(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let start = try await store.lastEventCursor()
+            let queued = try await store.enqueue([
+                NewTask(name: "add", kwargs: #" {"a": [1, 2], "é": "x\"y"} "#),
+                NewTask(name: "add", kwargs: #"{"b":2}"#, canOverlap: false),
+                NewTask(name: "mul", kwargs: "{}", timeout: 3, fromTask: "parent-1"),
+            ])
+            let claimed = try await store.claim(claimRequest(limit: 3))
+            #expect(claimed.count == 3)
+            var outcomes = [
+                TaskOutcome(id: queued[0].id, worker: worker, .success(result: #"{"sum": [3, "ü"]}"#)),
+                TaskOutcome(id: queued[1].id, worker: worker, .failure("line 1\n\"quoted\"\ttab")),
+                TaskOutcome(id: queued[2].id, worker: worker, .revoked("timed out after 3 s")),
+            ]
+            outcomes[0].plugin = "examples_c"
+            outcomes[0].pluginVersion = "1.2.3"
+            _ = try await store.finish(outcomes, thenClaim: claimRequest(limit: 5))
+            let events = try await store.events(after: start, limit: 100)
+            #expect(events.map(\.kind) == [.queued, .queued, .queued, .started, .started, .started, .done, .done, .done])
+            #expect(zip(events, events.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq })
+            for task in queued {
+                let stored = try #require(try await store.task(id: task.id))
+                #expect(stored.status.isReady)
+                #expect(stored.leaseExpires == nil)
+                let done = try #require(events.last { $0.taskID == task.id && $0.kind == .done })
+                #expect(done.status == stored.status)
+                #expect(done.taskJSON == stored.json())
+            }
+            let first = try #require(try await store.task(id: queued[0].id))
+            #expect(first.result == #"{"sum": [3, "ü"]}"#)
+            #expect(first.exception == nil)
+            #expect(first.plugin == "examples_c" && first.pluginVersion == "1.2.3")
+            #expect(try await store.task(id: queued[1].id)?.exception == "line 1\n\"quoted\"\ttab")
+            // The finished can_overlap=false task no longer blocks a new one with its kwargs.
+            let again = try await store.enqueue([NewTask(name: "add", kwargs: #"{"b":2}"#, canOverlap: false)])
+            #expect(again[0].id != queued[1].id)
+            #expect(again[0].status == .queued)
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func claimRespectsQueuesAndJobs(kind: StoreKind) async throws {
         try await withStore(kind) { store in
