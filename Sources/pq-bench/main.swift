@@ -313,6 +313,46 @@ if let base = ProcessInfo.processInfo.environment["PQ_TEST_REDIS_URL"], case .re
         print("queue→end latency, idle host: p50 \(ms(percentile(latencies, 0.5))), p99 \(ms(percentile(latencies, 0.99))) (target p50 < 1 ms)")
         await latencyStore.close()
         await store.close()
+
+        // One and two `pq serve` processes on one Redis, from their start to the last task's end.
+        for hosts in [1, 2] {
+            var hostURL = url
+            hostURL.namespace = "bench\(getpid())h\(hosts)"
+            let hostStore = try await RedisTaskStore.connect(url: hostURL)
+            var queuedCount = 0
+            while queuedCount < n {
+                let chunk = min(1_000, n - queuedCount)
+                _ = try await hostStore.enqueue((0..<chunk).map { _ in NewTask(name: "c.noop") })
+                queuedCount += chunk
+            }
+            var env = ProcessInfo.processInfo.environment
+            env["PQ_STORE"] = hostURL.description
+            env["PQ_TASK_PATHS"] = "examples.*"
+            env["PQ_PLUGINS_DIR"] = pluginsRoot
+            let h0 = now()
+            let processes = try (0..<hosts).map { _ -> Process in
+                let host = Process()
+                host.executableURL = URL(fileURLWithPath: pq)
+                host.arguments = ["serve", "--concurrent-tasks", "16", "--log-level", "warning"]
+                host.environment = env
+                host.standardError = FileHandle.nullDevice
+                try host.run()
+                return host
+            }
+            // The ended set counts finished tasks without scanning anything.
+            var ended = 0
+            while ended < n && now() - h0 < 300 {
+                try await Task.sleep(for: .milliseconds(5))
+                ended = try await hostStore.client.send(["ZCARD", .string(hostURL.namespace + ":ended")]).int ?? 0
+            }
+            let elapsed = now() - h0
+            for host in processes {
+                kill(host.processIdentifier, SIGTERM)
+                host.waitUntilExit()
+            }
+            print("\(hosts) pq serve process\(hosts == 1 ? "" : "es") on one Redis: \(n) tasks processed at \(rate(n, elapsed)) including start-up")
+            await hostStore.close()
+        }
     } catch {
         print("redis benchmark failed: \(error)")
     }

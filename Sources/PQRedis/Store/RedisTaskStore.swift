@@ -275,15 +275,33 @@ public final class RedisTaskStore: TaskStore {
 
     /// See ``TaskStore/finish(_:thenClaim:)``: the outcomes in one quiet script call (no records
     /// sent back), retried like ``finish(_:)``, then the claim.
+    ///
+    /// The claim runs beside the finish, on another connection of the pool: the host's encoding
+    /// and decoding of one overlaps the server's work on the other. When the finish fails, the
+    /// tasks the claim took are given back before the error is thrown.
     public func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord] {
-        if !outcomes.isEmpty {
-            guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
+        guard !outcomes.isEmpty else { return await claimIfAsked(request) }
+        guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
+        async let claimed = claimIfAsked(request)
+        do {
             let (ended, rest) = endedRecords(outcomes)
             if !ended.isEmpty {
                 _ = try await evalWithRetry(RedisScripts.finishEnded, Self.finishEndedArguments(ended), count: ended.count)
             }
             if !rest.isEmpty { _ = try await finishWithRetry(rest, quiet: true) }
+        } catch {
+            let taken = await claimed
+            if !taken.isEmpty, let request {
+                _ = try? await finishWithRetry(
+                    taken.map { TaskOutcome(id: $0.id, worker: request.worker, .released) }, quiet: true)
+            }
+            throw error
         }
+        return await claimed
+    }
+
+    /// The claim of ``finish(_:thenClaim:)``: a failed claim takes nothing (the dispatcher claims again).
+    private func claimIfAsked(_ request: ClaimRequest?) async -> [TaskRecord] {
         guard let request, request.limit > 0 else { return [] }
         return (try? await claim(request)) ?? []
     }
