@@ -296,13 +296,19 @@ if let base = ProcessInfo.processInfo.environment["PQ_TEST_REDIS_URL"], case .re
         let samples = quick ? 50 : 300
         let latencyStore = try await RedisTaskStore.connect(url: url)
         let collected = Mutex<[Double]>([])
+        let parts = Mutex<[[Double]]>([[], []])
         _ = try await runPool(store: store, registry: try noopRegistry(), concurrency: 16) { _ in
             if collected.withLock({ $0.count }) >= samples { return true }
             guard let record = try? await latencyStore.enqueue([NewTask(name: "c.noop")]).first else { return true }
             let deadline = now() + 2
             while now() < deadline {
                 if let done = try? await latencyStore.task(id: record.id), let end = done.timeEnded {
+                    let started = done.timeStarted ?? end
                     collected.withLock { $0.append(end - done.timeQueued) }
+                    parts.withLock {
+                        $0[0].append(started - done.timeQueued)
+                        $0[1].append(end - started)
+                    }
                     break
                 }
                 try? await Task.sleep(for: .microseconds(200))
@@ -311,6 +317,8 @@ if let base = ProcessInfo.processInfo.environment["PQ_TEST_REDIS_URL"], case .re
         }
         let latencies = collected.withLock { $0 }
         print("queue→end latency, idle host: p50 \(ms(percentile(latencies, 0.5))), p99 \(ms(percentile(latencies, 0.99))) (target p50 < 1 ms)")
+        let split = parts.withLock { $0 }
+        print("  p50 of its parts: queued→started \(ms(percentile(split[0], 0.5))) (enqueue, change message, claim sent), started→ended \(ms(percentile(split[1], 0.5))) (claim script, hand-off, run)")
         await latencyStore.close()
         await store.close()
 
