@@ -525,18 +525,41 @@ public final class MemoryTaskStore: TaskStore {
     }
 }
 
-/// A binary min-heap ordered by the element's `<`.
+/// A min-priority queue ordered by the element's `<`: a binary heap, plus a sorted run for
+/// elements pushed in order.
+///
+/// Tasks queued without a delay arrive in order (eta, then queue time, then order), so they are
+/// appended to the run and popped from its front in O(1); only out-of-order pushes (delays,
+/// retries, entries set aside) pay the heap's O(log n) with its cache misses.
 struct MinHeap<Element: Comparable & Sendable>: Sendable {
     private var items: [Element] = []
+    /// Sorted ascending from `runHead`; elements before `runHead` were popped.
+    private var run: [Element] = []
+    private var runHead = 0
 
     private func less(_ a: Element, _ b: Element) -> Bool { a < b }
 
-    var peek: Element? { items.first }
-    /// All elements, in heap (not sorted) order.
-    var elements: [Element] { items }
-    var count: Int { items.count }
+    /// Whether the smallest element is the run's first.
+    private var runFirst: Bool {
+        guard runHead < run.count else { return false }
+        guard let top = items.first else { return true }
+        return !less(top, run[runHead])
+    }
+
+    var peek: Element? { runFirst ? run[runHead] : items.first }
+    /// All elements, in no particular order.
+    var elements: [Element] { items + run[runHead...] }
+    var count: Int { items.count + run.count - runHead }
 
     mutating func push(_ item: Element) {
+        if runHead == run.count {
+            run.removeAll(keepingCapacity: true)
+            runHead = 0
+        }
+        if run.isEmpty || !less(item, run[run.count - 1]) {
+            run.append(item)
+            return
+        }
         items.append(item)
         var child = items.count - 1
         while child > 0 {
@@ -548,6 +571,15 @@ struct MinHeap<Element: Comparable & Sendable>: Sendable {
     }
 
     mutating func pop() -> Element? {
+        if runFirst {
+            let top = run[runHead]
+            runHead += 1
+            if runHead > 1024 && runHead * 2 > run.count {
+                run.removeFirst(runHead)
+                runHead = 0
+            }
+            return top
+        }
         guard !items.isEmpty else { return nil }
         items.swapAt(0, items.count - 1)
         let top = items.removeLast()
