@@ -48,14 +48,20 @@ public final class MemoryTaskStore: TaskStore {
         }
 
         /// Changes the record in place when `body` returns true; returns the record before and
-        /// the slot's order then, else nil (and the record is left as it was).
+        /// after and the slot's order, else nil. When `body` returns false or throws, the
+        /// record is left as it was.
         mutating func change(
             _ body: (inout TaskRecord) throws(TaskStoreError) -> Bool
         ) throws(TaskStoreError) -> (old: TaskRecord, new: TaskRecord, order: Int)? {
             let old = record
-            guard try body(&record) else {
-                record = old
-                return nil
+            do {
+                guard try body(&record) else {
+                    record = old
+                    return nil
+                }
+            } catch {
+                record = old  // a refused transition leaves nothing half changed
+                throw error
             }
             return (old, record, order)
         }
