@@ -50,6 +50,18 @@ func runProcess(_ args: [String], env: [String: String] = [:], stdin: Data? = ni
     return (p.terminationStatus, data)
 }
 
+/// Starts `bin/pq serve --concurrent-tasks 16` (stderr discarded) with `env` added to this
+/// process's environment.
+func startHost(env: [String: String]) throws -> Process {
+    let host = Process()
+    host.executableURL = URL(fileURLWithPath: pq)
+    host.arguments = ["serve", "--concurrent-tasks", "16", "--log-level", "warning"]
+    host.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+    host.standardError = FileHandle.nullDevice
+    try host.run()
+    return host
+}
+
 /// Starts `bin/pq` with posix_spawn (stdout and stderr to /dev/null) and waits: the way a shell
 /// would, without Foundation's Process overhead in the figure.
 func spawnAndWait(_ args: [String]) -> Int32 {
@@ -333,20 +345,9 @@ if let base = ProcessInfo.processInfo.environment["PQ_TEST_REDIS_URL"], case .re
                 _ = try await hostStore.enqueue((0..<chunk).map { _ in NewTask(name: "c.noop") })
                 queuedCount += chunk
             }
-            var env = ProcessInfo.processInfo.environment
-            env["PQ_STORE"] = hostURL.description
-            env["PQ_TASK_PATHS"] = "examples.*"
-            env["PQ_PLUGINS_DIR"] = pluginsRoot
+            let env = ["PQ_STORE": hostURL.description, "PQ_TASK_PATHS": "examples.*", "PQ_PLUGINS_DIR": pluginsRoot]
             let h0 = now()
-            let processes = try (0..<hosts).map { _ -> Process in
-                let host = Process()
-                host.executableURL = URL(fileURLWithPath: pq)
-                host.arguments = ["serve", "--concurrent-tasks", "16", "--log-level", "warning"]
-                host.environment = env
-                host.standardError = FileHandle.nullDevice
-                try host.run()
-                return host
-            }
+            let processes = try (0..<hosts).map { _ in try startHost(env: env) }
             // The ended set counts finished tasks without scanning anything.
             var ended = 0
             while ended < n && now() - h0 < 300 {
@@ -388,15 +389,8 @@ do {
     print("pq submit --batch of \(n) tasks (whole process): \(rate(n, submitTime)) queued (target 20,000/s)")
 
     let store = try SQLiteTaskStore(path: "\(dir)/bench.sqlite")
-    let host = Process()
-    host.executableURL = URL(fileURLWithPath: pq)
-    host.arguments = ["serve", "--concurrent-tasks", "16", "--log-level", "warning"]
-    var e = ProcessInfo.processInfo.environment
-    for (k, v) in env { e[k] = v }
-    host.environment = e
-    host.standardError = FileHandle.nullDevice
     let h0 = now()
-    try host.run()
+    let host = try startHost(env: env)
     // Poll gently, this process must not slow the host: first the last task queued (the host
     // takes them in queue order) by id, then the count of what is left, which scans.
     let lastID = String(decoding: out.split(separator: UInt8(ascii: "\n")).last ?? [], as: UTF8.self)

@@ -94,10 +94,6 @@ enum RedisRecordCoding {
         var name: String { Self.names[rawValue] }
     }
 
-    static func record(_ map: [String: String]) throws -> TaskRecord {
-        try record { map[$0.name] }
-    }
-
     private static func record(_ value: (Field) -> String?) throws -> TaskRecord {
         func double(_ key: Field) -> Double? { value(key).flatMap(Double.init) }
         func int(_ key: Field) -> Int? { value(key).flatMap { Int($0) } }

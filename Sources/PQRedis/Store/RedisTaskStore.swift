@@ -113,17 +113,19 @@ public final class RedisTaskStore: TaskStore {
 
     func run(_ script: RedisScript, _ arguments: [RESPArgument]) async throws -> RESPValue {
         guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
-        let common: [RESPArgument] = [
-            .string(keyPrefix), .string(channelPrefix), .string(String(options.maxEvents)),
-        ]
         do {
-            return try await client.evalScript(script, arguments: common + arguments)
+            return try await client.evalScript(script, arguments: scriptPrefix + arguments)
         } catch let error as RedisError {
             throw TaskStoreError(.database, "Redis at \(url.host):\(url.port): \(error.message)")
         }
     }
 
     func key(_ suffix: String) -> RESPArgument { .string(keyPrefix + suffix) }
+
+    /// ARGV[1...3] of every script (see ``RedisScripts``).
+    private var scriptPrefix: [RESPArgument] {
+        [.string(keyPrefix), .string(channelPrefix), .string(String(options.maxEvents))]
+    }
 
     private static func set(_ names: Set<String>?) -> [RESPArgument] {
         guard let names else { return ["-1"] }
@@ -245,11 +247,9 @@ public final class RedisTaskStore: TaskStore {
         var arguments: [RESPArgument] = [.string(String(ended.count))]
         arguments.reserveCapacity(1 + ended.count * 24)
         for (outcome, record) in ended {
-            var sets: [RESPArgument] = [
-                "status", .string(String(record.status.rawValue)),
-                "time_ended", .string(RedisRecordCoding.text(record.timeEnded ?? outcome.time)),
-                "cancel_requested", "0",
-            ]
+            let status = RESPArgument.string(String(record.status.rawValue))
+            let ended = RESPArgument.string(RedisRecordCoding.text(record.timeEnded ?? outcome.time))
+            var sets: [RESPArgument] = ["status", status, "time_ended", ended, "cancel_requested", "0"]
             var deletes: [RESPArgument] = ["lease_expires"]
             if record.status == .success {
                 sets += ["result", .string(record.result ?? "null")]
@@ -261,9 +261,9 @@ public final class RedisTaskStore: TaskStore {
                 sets += ["plugin", .string(plugin), "plugin_version", .string(outcome.pluginVersion ?? "")]
             }
             arguments += [
-                .string(outcome.id), .string(outcome.worker), .string(String(record.status.rawValue)),
+                .string(outcome.id), .string(outcome.worker), status,
                 .string(record.name), .string(record.canOverlap ? "" : record.name + "\u{0}" + record.kwargs),
-                .string(RedisRecordCoding.text(record.timeEnded ?? outcome.time)), .string(record.json()),
+                ended, .string(record.json()),
                 .string(String(sets.count / 2)),
             ]
             arguments += sets
@@ -343,8 +343,7 @@ public final class RedisTaskStore: TaskStore {
             do {
                 let reply = try await client.evalScript(
                     script,
-                    arguments: [.string(keyPrefix), .string(channelPrefix), .string(String(options.maxEvents))]
-                        + arguments)
+                    arguments: scriptPrefix + arguments)
                 wrote()
                 return reply
             } catch let error as RedisError where error.isConnectionFailure && !closed.load(ordering: .relaxed) {

@@ -8,22 +8,31 @@ import Testing
 /// after a sync that began after their commit, and a failed sync fails them.
 @Suite("LogSyncer")
 struct LogSyncerTests {
-    @Test func waitersResumeAfterTheSyncAndStopRunsThePendingOnes() throws {
+    /// A log file with some bytes in a new folder; the folder is removed after `body`.
+    private func withLog(_ body: (String) throws -> Void) throws {
         let folder = try makeTempFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let log = folder.appendingPathComponent("db-wal").path
         try Data("frames".utf8).write(to: URL(fileURLWithPath: log))
-        let syncer = LogSyncer(log: log, name: "test-sync")
-        let results = Mutex<[String]>([])
-        for i in 1...50 {
-            let ticket = syncer.request()
-            syncer.whenSynced(ticket) { error in results.withLock { $0.append(error.map { "\(i): \($0)" } ?? "ok") } }
+        try body(log)
+    }
+
+    @Test func waitersResumeAfterTheSyncAndStopRunsThePendingOnes() throws {
+        try withLog { log in
+            let syncer = LogSyncer(log: log, name: "test-sync")
+            let results = Mutex<[String]>([])
+            for i in 1...50 {
+                let ticket = syncer.request()
+                syncer.whenSynced(ticket) { error in
+                    results.withLock { $0.append(error.map { "\(i): \($0)" } ?? "ok") }
+                }
+            }
+            // stop() returns only once every sync asked for ran and its waiters were resumed.
+            syncer.stop()
+            let seen = results.withLock { $0 }
+            #expect(seen.count == 50)
+            #expect(seen.allSatisfy { $0 == "ok" })
         }
-        // stop() returns only once every sync asked for ran and its waiters were resumed.
-        syncer.stop()
-        let seen = results.withLock { $0 }
-        #expect(seen.count == 50)
-        #expect(seen.allSatisfy { $0 == "ok" })
     }
 
     @Test func aFailedSyncFailsTheWaitersWithTheFileNamed() throws {
@@ -38,21 +47,19 @@ struct LogSyncerTests {
     }
 
     @Test func aTicketAlreadySyncedResumesAtOnce() throws {
-        let folder = try makeTempFolder()
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let log = folder.appendingPathComponent("db-wal").path
-        try Data("frames".utf8).write(to: URL(fileURLWithPath: log))
-        let syncer = LogSyncer(log: log, name: "test-sync")
-        let first = syncer.request()
-        let done = Mutex(false)
-        syncer.whenSynced(first) { _ in done.withLock { $0 = true } }
-        // Bounded wait for the first sync.
-        let deadline = Date().addingTimeInterval(5)
-        while !done.withLock({ $0 }) && Date() < deadline { usleep(1000) }
-        #expect(done.withLock { $0 })
-        let again = Mutex(false)
-        syncer.whenSynced(first) { error in again.withLock { $0 = error == nil } }
-        #expect(again.withLock { $0 })
-        syncer.stop()
+        try withLog { log in
+            let syncer = LogSyncer(log: log, name: "test-sync")
+            let first = syncer.request()
+            let done = Mutex(false)
+            syncer.whenSynced(first) { _ in done.withLock { $0 = true } }
+            // Bounded wait for the first sync.
+            let deadline = Date().addingTimeInterval(5)
+            while !done.withLock({ $0 }) && Date() < deadline { usleep(1000) }
+            #expect(done.withLock { $0 })
+            let again = Mutex(false)
+            syncer.whenSynced(first) { error in again.withLock { $0 = error == nil } }
+            #expect(again.withLock { $0 })
+            syncer.stop()
+        }
     }
 }
