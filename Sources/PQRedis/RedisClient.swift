@@ -253,42 +253,56 @@ public final class RedisClient: Sendable {
         let (stream, continuation) = AsyncStream.makeStream(
             of: (channel: String, payload: String).self, bufferingPolicy: .bufferingNewest(1024))
         let task = Task {
-            var failures = 0
-            while !Task.isCancelled, !self.state.withLock({ $0.closed }) {
-                do {
-                    let connection = try await RedisConnection.connect(to: configuration, on: group) {
-                        channel, payload in
-                        continuation.yield((channel, String(buffer: payload)))
-                    }
-                    if failures > 0 { logger.notice("pub/sub reconnected to Redis at \(endpoint)") }
-                    failures = 0
-                    var bytes = connection.channel.allocator.buffer(capacity: 64)
-                    RESPEncoder.encode(["SUBSCRIBE"] + channels.map { .string($0) }, into: &bytes)
-                    for reply in try await connection.send(bytes: bytes, replyCount: channels.count) {
-                        try reply.check()
-                    }
-                    continuation.yield(("", ""))
-                    try await withTaskCancellationHandler {
-                        try await connection.channel.closeFuture.get()
-                    } onCancel: {
-                        connection.close()
-                    }
-                    if !Task.isCancelled { logger.warning("pub/sub connection to Redis at \(endpoint) closed") }
-                } catch {
-                    failures += 1
-                    if failures == 1 || failures % 10 == 0 {
-                        logger.warning("pub/sub cannot reach Redis at \(endpoint): \(error)")
-                    }
-                }
-                let exponent = min(failures, 16)
-                let backoff = min(
-                    configuration.maxBackoff.nanoseconds, configuration.initialBackoff.nanoseconds << exponent)
-                try? await Task.sleep(for: .nanoseconds(backoff))
-            }
+            await self.subscribe(to: channels) { channel, payload in continuation.yield((channel, payload)) }
             continuation.finish()
         }
         continuation.onTermination = { _ in task.cancel() }
         return stream
+    }
+
+    /// Subscribes to channels on a connection of its own, remade with backoff when it drops, and
+    /// calls `handler` on the connection's event loop for each message (it must be quick), and
+    /// with an empty channel name after each (re)subscription, since messages may have been
+    /// missed while disconnected.
+    /// - Parameters:
+    ///   - channels: the channel names.
+    ///   - handler: receives `(channel, payload)`.
+    /// - Returns: when the calling task is cancelled or the client closes.
+    public func subscribe(
+        to channels: [String], handler: @escaping @Sendable (_ channel: String, _ payload: String) -> Void
+    ) async {
+        var failures = 0
+        while !Task.isCancelled, !self.state.withLock({ $0.closed }) {
+            do {
+                let connection = try await RedisConnection.connect(to: configuration, on: group) {
+                    channel, payload in
+                    handler(channel, String(buffer: payload))
+                }
+                if failures > 0 { logger.notice("pub/sub reconnected to Redis at \(endpoint)") }
+                failures = 0
+                var bytes = connection.channel.allocator.buffer(capacity: 64)
+                RESPEncoder.encode(["SUBSCRIBE"] + channels.map { .string($0) }, into: &bytes)
+                for reply in try await connection.send(bytes: bytes, replyCount: channels.count) {
+                    try reply.check()
+                }
+                handler("", "")
+                try await withTaskCancellationHandler {
+                    try await connection.channel.closeFuture.get()
+                } onCancel: {
+                    connection.close()
+                }
+                if !Task.isCancelled { logger.warning("pub/sub connection to Redis at \(endpoint) closed") }
+            } catch {
+                failures += 1
+                if failures == 1 || failures % 10 == 0 {
+                    logger.warning("pub/sub cannot reach Redis at \(endpoint): \(error)")
+                }
+            }
+            let exponent = min(failures, 16)
+            let backoff = min(
+                configuration.maxBackoff.nanoseconds, configuration.initialBackoff.nanoseconds << exponent)
+            try? await Task.sleep(for: .nanoseconds(backoff))
+        }
     }
 }
 

@@ -164,9 +164,11 @@ public final class WorkerPool: Service, Sendable {
             ])
         await recoverDeadHosts()
         await publishStatus(state: "running")
+        // The store's writes wake the dispatcher from the thread that noticed them.
+        let changes = store.observeChanges { [wakeup] in wakeup.signal() }
+        defer { changes.cancel() }
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                group.addTask { await self.forwardChanges() }
                 group.addTask { await self.leaseKeeper() }
                 group.addTask { await self.timeoutKeeper() }
                 group.addTask {
@@ -253,12 +255,6 @@ public final class WorkerPool: Service, Sendable {
                 if wait > 0 { timeout = min(timeout, wait + 0.0005) }
             }
             await wakeup.wait(timeout: timeout)
-        }
-    }
-
-    private func forwardChanges() async {
-        for await _ in store.changes() {
-            wakeup.signal()
         }
     }
 

@@ -1,12 +1,14 @@
 import Synchronization
 
-/// Fans a "something changed" signal out to any number of `AsyncStream<Void>`s.
+/// Fans a "something changed" signal out to any number of `AsyncStream<Void>`s and handlers.
 ///
 /// Each stream buffers at most one pending signal, so a burst of writes wakes a slow consumer once.
+/// Handlers are called on the signalling thread, with no task hop in between.
 package final class ChangeBroadcaster: Sendable {
     private struct State {
         var next = 0
         var continuations: [Int: AsyncStream<Void>.Continuation] = [:]
+        var handlers: [Int: @Sendable () -> Void] = [:]
         var finished = false
     }
     private let state = Mutex(State())
@@ -31,17 +33,51 @@ package final class ChangeBroadcaster: Sendable {
         return stream
     }
 
-    package func signal() {
-        let continuations = state.withLock { Array($0.continuations.values) }
+    /// Calls `handler` on each later signal until the observation is cancelled or the
+    /// broadcaster finishes.
+    package func observe(_ handler: @escaping @Sendable () -> Void) -> ChangeObservation {
+        let key: Int? = state.withLock { state in
+            if state.finished { return nil }
+            state.next += 1
+            state.handlers[state.next] = handler
+            return state.next
+        }
+        guard let key else { return ChangeObservation {} }
+        return ChangeObservation { [weak self] in
+            _ = self?.state.withLock { $0.handlers.removeValue(forKey: key) }
+        }
+    }
+
+    /// Wakes the streams and, unless `observers` is false, calls the handlers. A store passes
+    /// false for writes that cannot make a task claimable (its own claims), so a host's
+    /// dispatcher is not woken by its own claim to claim again in vain.
+    package func signal(observers: Bool = true) {
+        let (continuations, handlers) = state.withLock {
+            ($0.continuations.values, observers ? Array($0.handlers.values) : [])
+        }
         for continuation in continuations { continuation.yield() }
+        for handler in handlers { handler() }
     }
 
     package func finish() {
         let continuations = state.withLock { state in
             state.finished = true
+            state.handlers = [:]
             defer { state.continuations = [:] }
             return Array(state.continuations.values)
         }
         for continuation in continuations { continuation.finish() }
     }
+}
+
+/// A handler registered with ``TaskStore/observeChanges(_:)``; ``cancel()`` unregisters it.
+public struct ChangeObservation: Sendable {
+    private let cancelHandler: @Sendable () -> Void
+
+    init(cancel: @escaping @Sendable () -> Void) {
+        cancelHandler = cancel
+    }
+
+    /// Stops the handler being called (it may still run once, concurrently).
+    public func cancel() { cancelHandler() }
 }

@@ -103,12 +103,14 @@ public final class MemoryTaskStore: TaskStore {
         self.options = options
     }
 
-    func write<T>(_ body: (inout State) throws -> T) throws -> T {
+    /// Runs `body` under the lock, then signals the change (to ``observeChanges(_:)``
+    /// handlers too, unless `observers` is false: see ``ChangeBroadcaster/signal(observers:)``).
+    func write<T>(observers: Bool = true, _ body: (inout State) throws -> T) throws -> T {
         let result = try state.withLock { (state) throws -> T in
             guard !state.closed else { throw TaskStoreError(.closed, "the memory store was closed") }
             return try body(&state)
         }
-        broadcaster.signal()
+        broadcaster.signal(observers: observers)
         return result
     }
 
@@ -216,7 +218,7 @@ public final class MemoryTaskStore: TaskStore {
     /// See ``TaskStore/claim(_:)``.
     public func claim(_ request: ClaimRequest) async throws -> [TaskRecord] {
         guard request.limit > 0 else { return [] }
-        return try write { state in try claim(request, in: &state) }
+        return try write(observers: false) { state in try claim(request, in: &state) }
     }
 
     /// See ``TaskStore/finish(_:thenClaim:)``: both under one lock.
@@ -517,6 +519,11 @@ public final class MemoryTaskStore: TaskStore {
     /// See ``TaskStore/lastEventCursor()``.
     public func lastEventCursor() async throws -> Int64 {
         try read { $0.nextSeq - 1 }
+    }
+
+    /// See ``TaskStore/observeChanges(_:)``.
+    public func observeChanges(_ handler: @escaping @Sendable () -> Void) -> ChangeObservation {
+        broadcaster.observe(handler)
     }
 
     /// See ``TaskStore/changes()``.

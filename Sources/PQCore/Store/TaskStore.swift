@@ -160,6 +160,15 @@ public protocol TaskStore: Sendable {
     /// - Returns: a new stream; it ends when the store closes.
     func changes() -> AsyncStream<Void>
 
+    /// Calls `handler` soon after anything was written to the store, like ``changes()`` but on
+    /// the thread that noticed the write (a store's own writer, a file watcher, a network event
+    /// loop), with no task hop: a host's dispatcher wakes one step sooner. `handler` must be quick
+    /// and must not block. Calls coalesce or may be spurious, as with ``changes()``; a store may
+    /// skip the calls for its own claims (a claim never makes another task claimable).
+    /// - Parameter handler: the callback; it is dropped when the store closes.
+    /// - Returns: the registration; cancel it to stop the calls.
+    func observeChanges(_ handler: @escaping @Sendable () -> Void) -> ChangeObservation
+
     /// Finishes pending writes and releases the store's threads and files. Later calls fail with
     /// ``TaskStoreError/Code/closed``.
     func close() async

@@ -132,7 +132,7 @@ public final class RedisTaskStore: TaskStore {
         return [.string(String(names.count))] + names.sorted().map { .string($0) }
     }
 
-    private func wrote() { broadcaster.signal() }
+    private func wrote(observers: Bool = true) { broadcaster.signal(observers: observers) }
 
     // MARK: - TaskStore
 
@@ -185,7 +185,7 @@ public final class RedisTaskStore: TaskStore {
                 if known.count > 100_000 { known.removeAll() }
                 for record in records { known[record.id] = record }
             }
-            wrote()
+            wrote(observers: false)
         }
         return records
     }
@@ -575,6 +575,13 @@ public final class RedisTaskStore: TaskStore {
         Int64(try await command(["GET", key("eventseq")]).int ?? 0)
     }
 
+    /// See ``TaskStore/observeChanges(_:)``.
+    public func observeChanges(_ handler: @escaping @Sendable () -> Void) -> ChangeObservation {
+        let observation = broadcaster.observe(handler)
+        startWatcher()
+        return observation
+    }
+
     /// See ``TaskStore/changes()``.
     ///
     /// Fed by this process's own writes, by a pub/sub subscription to `<ns>_changed` (other
@@ -591,9 +598,8 @@ public final class RedisTaskStore: TaskStore {
             watcher = Task { [client, channelPrefix, broadcaster, options] in
                 await withDiscardingTaskGroup { group in
                     group.addTask {
-                        for await _ in client.subscribe(to: [channelPrefix + "changed"]) {
-                            broadcaster.signal()
-                        }
+                        // Signalled on the connection's event loop, not after a hop through a stream.
+                        await client.subscribe(to: [channelPrefix + "changed"]) { _, _ in broadcaster.signal() }
                     }
                     group.addTask {
                         var last: Int64 = -1

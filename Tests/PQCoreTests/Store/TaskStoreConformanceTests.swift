@@ -1,5 +1,7 @@
 import Foundation
 import PQCore
+import PQRedis
+import Synchronization
 import Testing
 
 /// The conformance suite: every test runs against every store.
@@ -463,6 +465,49 @@ struct TaskStoreConformanceTests {
             _ = try await store.enqueue([NewTask(name: "a")])
             #expect(await next(changes, timeout: .seconds(2)))
         }
+    }
+
+    /// `observeChanges` handlers fire for writes of this store and, for a shared store, of another
+    /// instance (another process's writes reach it the same way), and stop when cancelled.
+    @Test(arguments: [StoreKind.memory, .sqlite, .redis])
+    func observedChangesFireOnWritesUntilCancelled(kind: StoreKind) async throws {
+        let folder = kind == .sqlite ? try makeTempFolder() : nil
+        defer { if let folder { try? FileManager.default.removeItem(at: folder) } }
+        let namespace = TestRedis.uniqueNamespace()
+        func open() throws -> any TaskStore {
+            switch kind {
+            case .sqlite: return try SQLiteTaskStore(path: folder!.appendingPathComponent("pq.db").path)
+            case .redis, .rediss: return RedisTaskStore(url: try TestRedis.url(namespace: namespace))
+            case .memory: return MemoryTaskStore()
+            }
+        }
+        let store = try open()
+        let other = kind == .memory ? store : try open()
+        let calls = Atomic<Int>(0)
+        let observation = store.observeChanges { calls.add(1, ordering: .relaxed) }
+        func waitForCall() async throws -> Bool {
+            for _ in 0..<400 {  // bounded: 4 s
+                if calls.load(ordering: .relaxed) > 0 { return true }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            return false
+        }
+        // The pub/sub subscription of a Redis store is made when the first observer registers.
+        if kind == .redis { try await Task.sleep(for: .milliseconds(200)) }
+        _ = try await store.enqueue([NewTask(name: "a")])
+        #expect(try await waitForCall(), "no call after this store's own write")
+        calls.store(0, ordering: .relaxed)
+        _ = try await other.enqueue([NewTask(name: "a")])
+        #expect(try await waitForCall(), "no call after a write by another instance of the store")
+        observation.cancel()
+        try await Task.sleep(for: .milliseconds(200))  // calls in flight end
+        calls.store(0, ordering: .relaxed)
+        _ = try await store.enqueue([NewTask(name: "a")])
+        _ = try await other.enqueue([NewTask(name: "a")])
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(calls.load(ordering: .relaxed) == 0, "called after cancel")
+        if kind != .memory { await other.close() }
+        await store.close()
     }
 
     @Test(arguments: StoreKind.allCases)

@@ -807,6 +807,11 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
+    /// See ``TaskStore/observeChanges(_:)``.
+    public func observeChanges(_ handler: @escaping @Sendable () -> Void) -> ChangeObservation {
+        broadcaster.observe(handler)
+    }
+
     /// See ``TaskStore/changes()``. Fires after each commit of this store and, through inotify on
     /// the file's folder (with a `data_version` poll as a safety net), after commits by other processes.
     public func changes() -> AsyncStream<Void> {
