@@ -11,13 +11,17 @@ public enum CallOutcome: Sendable, Equatable {
 }
 
 /// What a running call may ask of the host: log lines and child tasks.
+///
+/// The handlers receive the call they serve, so a host builds one set for all its tasks instead
+/// of closures that capture each task.
 public struct CallHooks: Sendable {
-    /// Writes a log line for the task (level: PQ_LOG_*).
-    public var log: @Sendable (_ level: Int32, _ message: String) -> Void
-    /// Queues a child task; returns its id or throws. Called on a plugin thread; may block.
-    public var submit: @Sendable (_ job: String, _ argsJSON: String) throws -> String
+    /// Writes a log line for the call's task (level: PQ_LOG_*).
+    public var log: @Sendable (_ call: PluginCall, _ level: Int32, _ message: String) -> Void
+    /// Queues a child task of the call's task; returns its id or throws. Called on a plugin
+    /// thread; may block.
+    public var submit: @Sendable (_ call: PluginCall, _ job: String, _ argsJSON: String) throws -> String
 
-    /// Creates hooks.
+    /// Creates hooks that do not need to know the call.
     /// - Parameters:
     ///   - log: receives log lines.
     ///   - submit: queues child tasks.
@@ -26,6 +30,18 @@ public struct CallHooks: Sendable {
         submit: @escaping @Sendable (String, String) throws -> String = { job, _ in
             throw CallHookError(message: "this host cannot queue child tasks (job '\(job)')")
         }
+    ) {
+        self.log = { _, level, message in log(level, message) }
+        self.submit = { _, job, args in try submit(job, args) }
+    }
+
+    /// Creates hooks that receive the call they serve.
+    /// - Parameters:
+    ///   - log: receives the call and its log lines.
+    ///   - submit: receives the call and queues its child tasks.
+    public init(
+        forCall log: @escaping @Sendable (PluginCall, Int32, String) -> Void,
+        submit: @escaping @Sendable (PluginCall, String, String) throws -> String
     ) {
         self.log = log
         self.submit = submit
@@ -217,7 +233,7 @@ public final class PluginCall: @unchecked Sendable {
             return (s.waiters, s.onComplete)
         }
         guard let (waiters, handler) = notify else {
-            hooks.log(Int32(PQ_LOG_WARNING), "job '\(job.name)' called complete more than once; ignored")
+            hooks.log(self, Int32(PQ_LOG_WARNING), "job '\(job.name)' called complete more than once; ignored")
             return
         }
         for w in waiters { w.1.resume(returning: outcome) }
@@ -254,7 +270,7 @@ private func pqHostComplete(_ call: UnsafePointer<pq_call>?, _ ok: Int32, _ text
 
 private func pqHostLog(_ call: UnsafePointer<pq_call>?, _ level: Int32, _ message: UnsafePointer<CChar>?) {
     guard let host = PluginCall.from(call), let message else { return }
-    host.hooks.log(level, String(cString: message))
+    host.hooks.log(host, level, String(cString: message))
 }
 
 private func pqHostIsCancelled(_ call: UnsafePointer<pq_call>?) -> Int32 {
@@ -269,7 +285,7 @@ private func pqHostSubmit(
     guard let host = PluginCall.from(call), let job else { return -1 }
     let argsJSON = args.map { String(cString: $0) } ?? "{}"
     do {
-        let id = try host.hooks.submit(String(cString: job), argsJSON.isEmpty ? "{}" : argsJSON)
+        let id = try host.hooks.submit(host, String(cString: job), argsJSON.isEmpty ? "{}" : argsJSON)
         if let idOut, idCap > 0 {
             let bytes = Array(id.utf8)
             guard bytes.count < idCap else { return -2 }
@@ -278,7 +294,7 @@ private func pqHostSubmit(
         }
         return 0
     } catch {
-        host.hooks.log(Int32(PQ_LOG_ERROR), "submit of child task '\(String(cString: job))' failed: \(error)")
+        host.hooks.log(host, Int32(PQ_LOG_ERROR), "submit of child task '\(String(cString: job))' failed: \(error)")
         return -1
     }
 }

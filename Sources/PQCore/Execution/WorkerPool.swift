@@ -120,6 +120,7 @@ public final class WorkerPool: Service, Sendable {
     private let wakeup = Wakeup()
     private let timerWakeup = Wakeup()
     private let submitBridge = SubmitBridge()
+    private let callHooks: CallHooks
     private let outcomes: OutcomeBatcher
     /// Moving average of how long runs take, in nanoseconds (a hint; races are harmless).
     private let averageRunNanos = Atomic<Int>(Int.max)
@@ -139,6 +140,7 @@ public final class WorkerPool: Service, Sendable {
         self.outcomes = OutcomeBatcher(logger: logger, retryFor: options.leaseSeconds)
         self.node = HostIdentity.node
         self.worker = "\(HostIdentity.node):\(getpid())"
+        self.callHooks = Self.makeHooks(registry: registry, submitBridge: submitBridge, logger: logger)
     }
 
     deinit {
@@ -333,7 +335,7 @@ public final class WorkerPool: Service, Sendable {
             conclude(execution, job: job, typed.call(arguments))
         case .json:
             let call = PluginCall(
-                job: job, taskID: record.id, argsJSON: record.kwargs, attempt: record.retry, hooks: hooks(for: record))
+                job: job, taskID: record.id, argsJSON: record.kwargs, attempt: record.retry, hooks: callHooks)
             let stopped = execution.state.withLock { s -> StopReason? in
                 s.call = call
                 return s.stopReason
@@ -347,12 +349,11 @@ public final class WorkerPool: Service, Sendable {
         }
     }
 
-    private func hooks(for record: TaskRecord) -> CallHooks {
-        // The closures keep only what they use, not a copy of the whole record.
-        let (jobName, taskID) = (record.name, record.id)
-        return CallHooks(
-            log: { [logger] level, message in
-                let line: Logger.Message = "\(jobName) [\(taskID)]: \(message)"
+    /// The hooks of every call of this pool: built once, they read the task from the call.
+    private static func makeHooks(registry: JobRegistry, submitBridge: SubmitBridge, logger: Logger) -> CallHooks {
+        CallHooks(
+            forCall: { call, level, message in
+                let line: Logger.Message = "\(call.job.name) [\(call.taskID)]: \(message)"
                 switch Int(level) {
                 case Int(PQ_LOG_DEBUG): logger.debug(line)
                 case Int(PQ_LOG_WARNING): logger.warning(line)
@@ -360,8 +361,8 @@ public final class WorkerPool: Service, Sendable {
                 default: logger.info(line)
                 }
             },
-            submit: { [submitBridge, self] name, args in
-                try submitBridge.submit(try self.prepareChild(job: name, argsJSON: args, parent: taskID))
+            submit: { call, name, args in
+                try submitBridge.submit(try prepareChild(job: name, argsJSON: args, parent: call.taskID, registry: registry))
             })
     }
 
@@ -581,7 +582,7 @@ public final class WorkerPool: Service, Sendable {
 
     /// Checks a child task asked for by a running task and builds it. Called on a plugin thread
     /// (or a plugin's own async task), so it must not wait for the store.
-    func prepareChild(job name: String, argsJSON: String, parent: String) throws -> NewTask {
+    static func prepareChild(job name: String, argsJSON: String, parent: String, registry: JobRegistry) throws -> NewTask {
         guard let job = registry.job(named: name) else {
             throw CallHookError(message: "unknown job '\(name)'")
         }

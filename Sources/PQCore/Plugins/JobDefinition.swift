@@ -1,7 +1,7 @@
 public import CPQPlugin
 
 /// One job of a loaded plugin, validated.
-public struct JobDefinition: Sendable {
+public final class JobDefinition: Sendable {
     /// How the host calls the job.
     public enum Kind: Sendable {
         /// A JSON job: `run` with JSON kwargs, `complete` with a JSON result.

@@ -3,7 +3,9 @@ import Synchronization
 /// A task store held in this process: for tests, embedding, and the in-process engine.
 ///
 /// All state sits behind one `Mutex`; every operation is a short critical section, so the
-/// async methods never suspend for long.
+/// async methods never suspend for long. Tasks sit in an array in queue order (a purged task
+/// leaves a hole until the next compaction) with a dictionary from id to position; the waiting
+/// queues and the started set hold positions, so a claim looks up no id.
 ///
 /// ```swift
 /// let store = MemoryTaskStore()
@@ -24,8 +26,8 @@ public final class MemoryTaskStore: TaskStore {
     struct WaitEntry: Comparable, Sendable {
         var eta: Double
         var timeQueued: Double
+        /// The task's position in ``State/slots``.
         var order: Int
-        var id: String
 
         static func < (a: WaitEntry, b: WaitEntry) -> Bool {
             if a.eta != b.eta { return a.eta < b.eta }
@@ -37,36 +39,6 @@ public final class MemoryTaskStore: TaskStore {
     /// What a claim did with a waiting entry.
     private enum ClaimVerdict { case stale, expired, setAside, claimed }
 
-    struct Slot {
-        var record: TaskRecord
-        var order: Int
-
-        /// Stores `new` and returns the slot's order.
-        mutating func replace(_ new: TaskRecord) -> Int {
-            record = new
-            return order
-        }
-
-        /// Changes the record in place when `body` returns true; returns the record before and
-        /// after and the slot's order, else nil. When `body` returns false or throws, the
-        /// record is left as it was.
-        mutating func change(
-            _ body: (inout TaskRecord) throws(TaskStoreError) -> Bool
-        ) throws(TaskStoreError) -> (old: TaskRecord, new: TaskRecord, order: Int)? {
-            let old = record
-            do {
-                guard try body(&record) else {
-                    record = old
-                    return nil
-                }
-            } catch {
-                record = old  // a refused transition leaves nothing half changed
-                throw error
-            }
-            return (old, record, order)
-        }
-    }
-
     struct StoredEvent {
         var kind: TaskEventKind
         var record: TaskRecord?
@@ -75,12 +47,14 @@ public final class MemoryTaskStore: TaskStore {
     }
 
     struct State: Sendable {
-        var tasks: [String: Slot] = [:]
-        var order: [String] = []  // ids by queue time; purged ids are skipped and compacted lazily
+        /// Every task kept, in queue order; nil where one was purged (compacted lazily).
+        var slots: [TaskRecord?] = []
+        /// Task id → position in `slots`.
+        var index: [String: Int] = [:]
         var purgedSinceCompaction = 0
-        var nextOrder = 0
         var waiting: [String: MinHeap<WaitEntry>] = [:]
-        var started: Set<String> = []
+        /// Positions of STARTED tasks.
+        var started: Set<Int> = []
         var startedByJob: [String: Int] = [:]
         var overlap: [String: String] = [:]  // name \0 kwargs → id, for active tasks with canOverlap == false
         var events: [StoredEvent] = []
@@ -141,24 +115,44 @@ public final class MemoryTaskStore: TaskStore {
     private func overlapKey(_ record: TaskRecord) -> String { record.name + "\u{0}" + record.kwargs }
 
     private func pushWaiting(_ record: TaskRecord, order: Int, in state: inout State) {
-        let entry = WaitEntry(eta: record.eta, timeQueued: record.timeQueued, order: order, id: record.id)
+        let entry = WaitEntry(eta: record.eta, timeQueued: record.timeQueued, order: order)
         state.waiting[record.queue, default: MinHeap()].push(entry)
+    }
+
+    /// Changes the record at `position` in place when `body` returns true; returns the record
+    /// before and after, else nil. When `body` returns false or throws, the record is left as it
+    /// was.
+    private func change(
+        at position: Int, in state: inout State, _ body: (inout TaskRecord) throws(TaskStoreError) -> Bool
+    ) throws(TaskStoreError) -> (old: TaskRecord, new: TaskRecord)? {
+        guard let old = state.slots[position] else { return nil }
+        do {
+            guard try body(&state.slots[position]!) else {
+                state.slots[position] = old
+                return nil
+            }
+        } catch {
+            state.slots[position] = old  // a refused transition leaves nothing half changed
+            throw error
+        }
+        return (old, state.slots[position]!)
     }
 
     /// Stores `new` in place of `old`, keeping the indexes right, and records the event.
     private func update(_ old: TaskRecord, to new: TaskRecord, in state: inout State) {
-        // One lookup: the slot is changed in place.
-        guard let order = state.tasks[new.id]?.replace(new) else { return }
-        reindex(old, new, order: order, in: &state)
+        guard let position = state.index[new.id] else { return }
+        state.slots[position] = new
+        reindex(old, new, order: position, in: &state)
     }
 
-    /// Keeps the indexes right after a slot changed from `old` to `new`, and records the event.
+    /// Keeps the indexes right after the task at position `order` changed from `old` to `new`,
+    /// and records the event.
     private func reindex(_ old: TaskRecord, _ new: TaskRecord, order: Int, in state: inout State) {
         if old.status == .started, new.status != .started {
-            state.started.remove(new.id)
+            state.started.remove(order)
             state.startedByJob[new.name, default: 1] -= 1
         } else if old.status != .started, new.status == .started {
-            state.started.insert(new.id)
+            state.started.insert(order)
             state.startedByJob[new.name, default: 0] += 1
         }
         if new.status.isWaiting,
@@ -192,7 +186,7 @@ public final class MemoryTaskStore: TaskStore {
             var record = TaskEngine.newRecord(task, now: now)
             if !record.canOverlap {
                 let key = overlapKey(record)
-                if let twinID = state.overlap[key], let twin = state.tasks[twinID]?.record,
+                if let twinID = state.overlap[key], let twin = state.index[twinID].flatMap({ state.slots[$0] }),
                     TaskStatus.activeStates.contains(twin.status)
                 {
                     out.append(twin)
@@ -200,14 +194,13 @@ public final class MemoryTaskStore: TaskStore {
                 }
                 state.overlap[key] = record.id
             }
-            if state.tasks[record.id] != nil {
+            if state.index[record.id] != nil {
                 throw TaskStoreError(.invalidArgument, "task id \(record.id) is already used", taskID: record.id)
             }
             record.status = .queued
-            let order = state.nextOrder
-            state.nextOrder += 1
-            state.tasks[record.id] = Slot(record: record, order: order)
-            state.order.append(record.id)
+            let order = state.slots.count
+            state.slots.append(record)
+            state.index[record.id] = order
             pushWaiting(record, order: order, in: &state)
             self.record(.queued, record, in: &state)
             out.append(record)
@@ -243,10 +236,10 @@ public final class MemoryTaskStore: TaskStore {
             }
             guard let (queue, entry) = best else { break }
             _ = state.waiting[queue]!.pop()
-            // One dictionary access: the slot is looked at and changed in place.
+            // The slot is looked at and changed in place, found by position.
             var verdict = ClaimVerdict.stale
             let startedByJob = state.startedByJob
-            let changed = try state.tasks[entry.id]?.change { (record) throws(TaskStoreError) -> Bool in
+            let changed = try change(at: entry.order, in: &state) { (record) throws(TaskStoreError) -> Bool in
                 guard record.status.isWaiting, record.eta == entry.eta else { return false }  // stale entry
                 if TaskEngine.isExpired(record, now: request.now) {
                     try TaskEngine.expire(&record, now: request.now)
@@ -271,8 +264,8 @@ public final class MemoryTaskStore: TaskStore {
             case .setAside:
                 setAside.append((queue, entry))
             case .expired, .claimed:
-                guard let (old, new, order) = changed ?? nil else { continue }
-                reindex(old, new, order: order, in: &state)
+                guard let (old, new) = changed else { continue }
+                reindex(old, new, order: entry.order, in: &state)
                 if verdict == .claimed { claimed.append(new) }
             }
         }
@@ -285,13 +278,14 @@ public final class MemoryTaskStore: TaskStore {
         try read { state in
             var cancel: Set<String> = []
             for id in ids {
-                guard var slot = state.tasks[id], TaskEngine.owns(slot.record, worker: worker) else {
+                guard let position = state.index[id], let record = state.slots[position],
+                    TaskEngine.owns(record, worker: worker)
+                else {
                     cancel.insert(id)
                     continue
                 }
-                slot.record.leaseExpires = leaseUntil
-                if slot.record.cancelRequested { cancel.insert(id) }
-                state.tasks[id] = slot
+                state.slots[position]!.leaseExpires = leaseUntil
+                if record.cancelRequested { cancel.insert(id) }
             }
             return cancel
         }
@@ -306,14 +300,14 @@ public final class MemoryTaskStore: TaskStore {
         var out: [TaskRecord] = []
         if collect { out.reserveCapacity(outcomes.count) }
         for outcome in outcomes {
-            // One dictionary access: the slot is looked at and changed in place.
-            let changed = try state.tasks[outcome.id]?.change { (record) throws(TaskStoreError) -> Bool in
+            guard let position = state.index[outcome.id] else { continue }
+            let changed = try change(at: position, in: &state) { (record) throws(TaskStoreError) -> Bool in
                 guard TaskEngine.owns(record, worker: outcome.worker) else { return false }
                 try TaskEngine.apply(outcome, to: &record)
                 return true
             }
-            guard let (old, new, order) = changed ?? nil else { continue }
-            reindex(old, new, order: order, in: &state)
+            guard let (old, new) = changed else { continue }
+            reindex(old, new, order: position, in: &state)
             if collect { out.append(new) }
         }
         return out
@@ -330,10 +324,10 @@ public final class MemoryTaskStore: TaskStore {
     }
 
     private func recover(now: Double, maxDeadRuns: Int, _ match: (TaskRecord) -> Bool) throws -> [TaskRecord] {
-        let hasWork = try read { state in state.started.contains { state.tasks[$0].map { match($0.record) } ?? false } }
+        let hasWork = try read { state in state.started.contains { state.slots[$0].map(match) ?? false } }
         guard hasWork else { return [] }
         return try write { state in
-            let victims = state.started.compactMap { state.tasks[$0]?.record }.filter(match)
+            let victims = state.started.compactMap { state.slots[$0] }.filter(match)
                 .sorted { $0.eta < $1.eta }
             var out: [TaskRecord] = []
             for old in victims {
@@ -348,7 +342,7 @@ public final class MemoryTaskStore: TaskStore {
 
     /// See ``TaskStore/task(id:)``.
     public func task(id: String) async throws -> TaskRecord? {
-        try read { $0.tasks[id]?.record }
+        try read { state in state.index[id].flatMap { state.slots[$0] } }
     }
 
     /// See ``TaskStore/tasks(status:job:limit:)``.
@@ -357,16 +351,15 @@ public final class MemoryTaskStore: TaskStore {
             var out: [TaskRecord] = []
             if status == .started {
                 // The index of started tasks, not a walk over every task ever queued.
-                var found = state.started.compactMap { id -> (Int, TaskRecord)? in
-                    guard let slot = state.tasks[id], job == nil || slot.record.name == job else { return nil }
-                    return (slot.order, slot.record)
+                let found = state.started.sorted(by: >).compactMap { position -> TaskRecord? in
+                    guard let record = state.slots[position], job == nil || record.name == job else { return nil }
+                    return record
                 }
-                found.sort { $0.0 > $1.0 }
-                return found.prefix(limit).map(\.1)
+                return Array(found.prefix(limit))
             }
-            for id in state.order.reversed() {
+            for slot in state.slots.reversed() {
                 guard out.count < limit else { break }
-                guard let record = state.tasks[id]?.record else { continue }
+                guard let record = slot else { continue }
                 if let status, record.status != status { continue }
                 if let job, record.name != job { continue }
                 out.append(record)
@@ -378,7 +371,7 @@ public final class MemoryTaskStore: TaskStore {
     /// See ``TaskStore/revoke(id:now:)``.
     public func revoke(id: String, now: Double) async throws -> RevokeOutcome {
         try write { state in
-            guard let old = state.tasks[id]?.record else { return .notFound }
+            guard let position = state.index[id], let old = state.slots[position] else { return .notFound }
             switch old.status {
             case .queued, .retry:
                 var new = old
@@ -386,7 +379,7 @@ public final class MemoryTaskStore: TaskStore {
                 update(old, to: new, in: &state)
                 return .revoked(new)
             case .started:
-                state.tasks[id]!.record.cancelRequested = true
+                state.slots[position]!.cancelRequested = true
                 return .cancelRequested
             case .revoked, .failure, .success:
                 return .alreadyFinished(old.status)
@@ -398,8 +391,7 @@ public final class MemoryTaskStore: TaskStore {
     public func queueSizes(now: Double) async throws -> [QueueSize] {
         try read { state in
             var sizes: [String: QueueSize] = [:]
-            for slot in state.tasks.values {
-                let record = slot.record
+            for case let record? in state.slots {
                 guard !record.status.isReady else { continue }
                 var size = sizes[record.queue] ?? QueueSize(queue: record.queue)
                 switch record.status {
@@ -423,7 +415,7 @@ public final class MemoryTaskStore: TaskStore {
                 if jobs == nil {
                     // Drop stale heads so the answer is exact.
                     while let top = state.waiting[queue]!.peek {
-                        if let record = state.tasks[top.id]?.record,
+                        if let record = state.slots[top.order],
                             record.status.isWaiting, record.eta == top.eta
                         {
                             break
@@ -433,7 +425,7 @@ public final class MemoryTaskStore: TaskStore {
                     if let eta = state.waiting[queue]!.peek?.eta { best = min(best ?? eta, eta) }
                 } else {
                     for entry in heap.elements {
-                        guard let record = state.tasks[entry.id]?.record,
+                        guard let record = state.slots[entry.order],
                             record.status.isWaiting, record.eta == entry.eta,
                             jobs?.contains(record.name) ?? true
                         else { continue }
@@ -448,17 +440,35 @@ public final class MemoryTaskStore: TaskStore {
     /// See ``TaskStore/purge(finishedBefore:)``.
     public func purge(finishedBefore: Double) async throws -> Int {
         try write { state in
-            let doomed = state.tasks.values.filter { slot in
-                slot.record.status.isReady && (slot.record.timeEnded ?? .infinity) < finishedBefore
+            var count = 0
+            for position in state.slots.indices {
+                guard let record = state.slots[position], record.status.isReady,
+                    (record.timeEnded ?? .infinity) < finishedBefore
+                else { continue }
+                state.slots[position] = nil
+                state.index.removeValue(forKey: record.id)
+                count += 1
             }
-            for slot in doomed { state.tasks.removeValue(forKey: slot.record.id) }
-            state.purgedSinceCompaction += doomed.count
-            if state.purgedSinceCompaction > state.order.count / 2 {
-                state.order.removeAll { state.tasks[$0] == nil }
-                state.purgedSinceCompaction = 0
-            }
-            return doomed.count
+            state.purgedSinceCompaction += count
+            if state.purgedSinceCompaction > state.slots.count / 2 { compact(&state) }
+            return count
         }
+    }
+
+    /// Closes the holes purged tasks left: positions change, so the index, the waiting queues and
+    /// the started set are rebuilt (their order is kept, so is the queue order).
+    private func compact(_ state: inout State) {
+        state.slots.removeAll { $0 == nil }
+        state.index.removeAll(keepingCapacity: true)
+        state.started.removeAll(keepingCapacity: true)
+        state.waiting.removeAll()
+        for (position, slot) in state.slots.enumerated() {
+            guard let record = slot else { continue }
+            state.index[record.id] = position
+            if record.status == .started { state.started.insert(position) }
+            if record.status.isWaiting { pushWaiting(record, order: position, in: &state) }
+        }
+        state.purgedSinceCompaction = 0
     }
 
     /// See ``TaskStore/publishJobs(host:jobs:)``.

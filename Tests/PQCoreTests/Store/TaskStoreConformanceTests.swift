@@ -359,6 +359,36 @@ struct TaskStoreConformanceTests {
         }
     }
 
+    /// After a purge of most tasks (the memory store then compacts its table), the rest still
+    /// claim in queue order, finish, list and wait for their eta as before.
+    @Test(arguments: StoreKind.allCases)
+    func tasksLeftByAPurgeKeepWorking(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let done = try await store.enqueue((0..<8).map { _ in NewTask(name: "a") })
+            var delayed = NewTask(name: "a")
+            delayed.delay = 3600
+            let later = try await store.enqueue([delayed])[0]
+            let waiting = try await store.enqueue((0..<3).map { _ in NewTask(name: "a") })
+            // The eight first are claimed; seven end long ago, one stays STARTED.
+            let claimed = try await store.claim(claimRequest(limit: 8))
+            #expect(claimed.map(\.id) == done.map(\.id))
+            let t0 = TaskClock.now()
+            _ = try await store.finish(done.prefix(7).map { TaskOutcome(id: $0.id, worker: worker, .success(result: "1"), time: t0 - 100) })
+            #expect(try await store.purge(finishedBefore: t0 - 50) == 7)
+            #expect(try await store.tasks(status: nil, job: nil, limit: 10).map(\.id)
+                == (waiting.reversed() + [later] + [done[7]]).map(\.id))
+            #expect(try await store.tasks(status: .started, job: nil, limit: 10).map(\.id) == [done[7].id])
+            // The waiting ones claim in queue order; the delayed one waits.
+            #expect(try await store.claim(claimRequest(limit: 10)).map(\.id) == waiting.map(\.id))
+            let due = try #require(try await store.nextDue(queues: nil, jobs: nil))
+            #expect(abs(due - later.eta) < 0.001)
+            let ended = try await store.finish([TaskOutcome(id: done[7].id, worker: worker, .success(result: "2"))])
+            #expect(ended.map(\.status) == [.success])
+            #expect(try await store.task(id: done[7].id)?.result == "2")
+            #expect(try await store.claim(claimRequest(limit: 10, now: later.eta + 1)).map(\.id) == [later.id])
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func listingIsNewestFirstAndFiltered(kind: StoreKind) async throws {
         try await withStore(kind) { store in
