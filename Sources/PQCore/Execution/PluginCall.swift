@@ -108,13 +108,13 @@ public final class PluginCall: @unchecked Sendable {
         let raw = UnsafeMutableRawPointer.allocate(
             byteCount: head + sizes.reduce(0, +), alignment: MemoryLayout<pq_call>.alignment)
         func place(_ text: String, at offset: Int) -> UnsafeMutablePointer<CChar> {
-            let target = (raw + offset).bindMemory(to: CChar.self, capacity: text.utf8.count + 1)
-            var i = 0
-            for byte in text.utf8 {
-                target[i] = CChar(bitPattern: byte)
-                i += 1
+            var text = text
+            let count = text.utf8.count
+            let target = (raw + offset).bindMemory(to: CChar.self, capacity: count + 1)
+            text.withUTF8 { bytes in
+                if let base = bytes.baseAddress { UnsafeMutableRawPointer(target).copyMemory(from: base, byteCount: count) }
             }
-            target[i] = 0
+            target[count] = 0
             return target
         }
         let id = place(taskID, at: head)

@@ -409,6 +409,10 @@ public final class WorkerPool: Service, Sendable {
         var outcome = TaskOutcome(id: id, worker: worker, kind)
         outcome.plugin = ranOn?.name
         outcome.pluginVersion = ranOn?.version
+        if submitBridge.hasNoPendingChildren(of: id) {
+            outcomes.submit(outcome)  // most tasks queue no children: no closure to make
+            return
+        }
         let end = outcome
         submitBridge.whenChildrenStored(of: id) { [outcomes] in outcomes.submit(end) }
     }
@@ -628,6 +632,12 @@ final class SubmitBridge: Sendable {
         buffer.withLock { $0.append(task) }
         wakeup.signal()
         return task.id ?? ""
+    }
+
+    /// Whether no child of `parent` accepted so far waits to be stored. A child accepted after
+    /// this look belongs to a run that already ended, so it is not this outcome's to wait for.
+    func hasNoPendingChildren(of parent: String) -> Bool {
+        state.read { $0.pending.isEmpty || $0.pending[parent] == nil }
     }
 
     /// Runs `then` once every child of `parent` accepted so far is stored (or failed to be):
