@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 /// Paths and builders shared by the tests.
@@ -22,11 +23,24 @@ enum Fixtures {
         return path
     }
 
-    /// A fresh private temporary directory (mode 0700).
+    /// Temporary directories made by this test process; removed when it exits.
+    private static let made = Mutex<[String]>([])
+
+    /// A fresh private temporary directory (mode 0700), removed when the test process exits.
     static func temporaryDirectory(_ label: String = "pqtest") -> String {
         var template = Array(((NSTemporaryDirectory() as NSString).appendingPathComponent("\(label)-XXXXXX")).utf8CString)
         let ptr = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        return String(cString: ptr!)
+        let path = String(cString: ptr!)
+        let first = made.withLock { paths in
+            paths.append(path)
+            return paths.count == 1
+        }
+        if first { atexit { Fixtures.removeTemporaryDirectories() } }
+        return path
+    }
+
+    private static func removeTemporaryDirectories() {
+        for path in made.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: path) }
     }
 
     /// Compiles C source into a shared library against pq_plugin.h.
