@@ -644,9 +644,7 @@ final class SubmitBridge: Sendable {
     /// at once when there are none.
     func whenChildrenStored(of parent: String, then: @escaping @Sendable () -> Void) {
         // Most tasks have no children: a shared look settles them without excluding anyone.
-        // A child accepted after this look belongs to a run that already ended, so it is not
-        // this outcome's to wait for.
-        if state.read({ $0.pending[parent] == nil }) {
+        if hasNoPendingChildren(of: parent) {
             then()
             return
         }

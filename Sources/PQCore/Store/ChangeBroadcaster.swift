@@ -15,15 +15,19 @@ package final class ChangeBroadcaster: Sendable {
 
     package init() {}
 
-    package func stream() -> AsyncStream<Void> {
-        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let key: Int? = state.withLock { state in
+    /// Gives a new registration a key and stores it with `add`; nil once finished.
+    private func register(_ add: (inout State, Int) -> Void) -> Int? {
+        state.withLock { state in
             if state.finished { return nil }
             state.next += 1
-            state.continuations[state.next] = continuation
+            add(&state, state.next)
             return state.next
         }
-        guard let key else {
+    }
+
+    package func stream() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        guard let key = register({ $0.continuations[$1] = continuation }) else {
             continuation.finish()
             return stream
         }
@@ -36,24 +40,19 @@ package final class ChangeBroadcaster: Sendable {
     /// Calls `handler` on each later signal until the observation is cancelled or the
     /// broadcaster finishes.
     package func observe(_ handler: @escaping @Sendable () -> Void) -> ChangeObservation {
-        let key: Int? = state.withLock { state in
-            if state.finished { return nil }
-            state.next += 1
-            state.handlers[state.next] = handler
-            return state.next
-        }
-        guard let key else { return ChangeObservation {} }
+        guard let key = register({ $0.handlers[$1] = handler }) else { return ChangeObservation {} }
         return ChangeObservation { [weak self] in
             _ = self?.state.withLock { $0.handlers.removeValue(forKey: key) }
         }
     }
 
-    /// Wakes the streams and, unless `observers` is false, calls the handlers. A store passes
-    /// false for writes that cannot make a task claimable (its own claims), so a host's
-    /// dispatcher is not woken by its own claim to claim again in vain.
-    package func signal(observers: Bool = true) {
+    /// Wakes the streams and calls the handlers. After a write that only claimed tasks
+    /// (`claimOnly`), the handlers are left out: a claim never makes a task claimable, so a
+    /// host's dispatcher is not woken by its own claim to claim again in vain. Streams still
+    /// wake: their readers follow events, and a claim records them.
+    package func signal(claimOnly: Bool = false) {
         let (continuations, handlers) = state.withLock {
-            ($0.continuations.values, observers ? Array($0.handlers.values) : [])
+            ($0.continuations.values, claimOnly ? [] : Array($0.handlers.values))
         }
         for continuation in continuations { continuation.yield() }
         for handler in handlers { handler() }

@@ -49,9 +49,8 @@ public final class MemoryTaskStore: TaskStore {
     struct State: Sendable {
         /// Every task kept, in queue order; nil where one was purged (compacted lazily).
         var slots: [TaskRecord?] = []
-        /// Task id → position in `slots`.
+        /// Task id → position in `slots`; the purged holes are the slots it does not count.
         var index: [String: Int] = [:]
-        var purgedSinceCompaction = 0
         var waiting: [String: MinHeap<WaitEntry>] = [:]
         /// Positions of STARTED tasks.
         var started: Set<Int> = []
@@ -77,14 +76,14 @@ public final class MemoryTaskStore: TaskStore {
         self.options = options
     }
 
-    /// Runs `body` under the lock, then signals the change (to ``observeChanges(_:)``
-    /// handlers too, unless `observers` is false: see ``ChangeBroadcaster/signal(observers:)``).
-    func write<T>(observers: Bool = true, _ body: (inout State) throws -> T) throws -> T {
+    /// Runs `body` under the lock, then signals the change (see
+    /// ``ChangeBroadcaster/signal(claimOnly:)`` for `claimOnly`).
+    func write<T>(claimOnly: Bool = false, _ body: (inout State) throws -> T) throws -> T {
         let result = try state.withLock { (state) throws -> T in
             guard !state.closed else { throw TaskStoreError(.closed, "the memory store was closed") }
             return try body(&state)
         }
-        broadcaster.signal(observers: observers)
+        broadcaster.signal(claimOnly: claimOnly)
         return result
     }
 
@@ -211,7 +210,7 @@ public final class MemoryTaskStore: TaskStore {
     /// See ``TaskStore/claim(_:)``.
     public func claim(_ request: ClaimRequest) async throws -> [TaskRecord] {
         guard request.limit > 0 else { return [] }
-        return try write(observers: false) { state in try claim(request, in: &state) }
+        return try write(claimOnly: true) { state in try claim(request, in: &state) }
     }
 
     /// See ``TaskStore/finish(_:thenClaim:)``: both under one lock.
@@ -449,8 +448,7 @@ public final class MemoryTaskStore: TaskStore {
                 state.index.removeValue(forKey: record.id)
                 count += 1
             }
-            state.purgedSinceCompaction += count
-            if state.purgedSinceCompaction > state.slots.count / 2 { compact(&state) }
+            if state.slots.count - state.index.count > state.slots.count / 2 { compact(&state) }
             return count
         }
     }
@@ -462,13 +460,11 @@ public final class MemoryTaskStore: TaskStore {
         state.index.removeAll(keepingCapacity: true)
         state.started.removeAll(keepingCapacity: true)
         state.waiting.removeAll()
-        for (position, slot) in state.slots.enumerated() {
-            guard let record = slot else { continue }
+        for case let (position, record?) in state.slots.enumerated() {
             state.index[record.id] = position
             if record.status == .started { state.started.insert(position) }
             if record.status.isWaiting { pushWaiting(record, order: position, in: &state) }
         }
-        state.purgedSinceCompaction = 0
     }
 
     /// See ``TaskStore/publishJobs(host:jobs:)``.

@@ -132,7 +132,7 @@ public final class RedisTaskStore: TaskStore {
         return [.string(String(names.count))] + names.sorted().map { .string($0) }
     }
 
-    private func wrote(observers: Bool = true) { broadcaster.signal(observers: observers) }
+    private func wrote(claimOnly: Bool = false) { broadcaster.signal(claimOnly: claimOnly) }
 
     // MARK: - TaskStore
 
@@ -185,7 +185,7 @@ public final class RedisTaskStore: TaskStore {
                 if known.count > 100_000 { known.removeAll() }
                 for record in records { known[record.id] = record }
             }
-            wrote(observers: false)
+            wrote(claimOnly: true)
         }
         return records
     }
