@@ -407,6 +407,7 @@ public final class WorkerPool: Service, Sendable {
         guard first else { return }
         let id = execution.record.id
         var outcome = TaskOutcome(id: id, worker: worker, kind)
+        outcome.storeSlot = execution.record.storeSlot
         outcome.plugin = ranOn?.name
         outcome.pluginVersion = ranOn?.version
         if submitBridge.hasNoPendingChildren(of: id) {

@@ -198,6 +198,7 @@ public final class MemoryTaskStore: TaskStore {
             }
             record.status = .queued
             let order = state.slots.count
+            record.storeSlot.position = order
             state.slots.append(record)
             state.index[record.id] = order
             pushWaiting(record, order: order, in: &state)
@@ -299,7 +300,7 @@ public final class MemoryTaskStore: TaskStore {
         var out: [TaskRecord] = []
         if collect { out.reserveCapacity(outcomes.count) }
         for outcome in outcomes {
-            guard let position = state.index[outcome.id] else { continue }
+            guard let position = position(of: outcome, in: state) else { continue }
             let changed = try change(at: position, in: &state) { (record) throws(TaskStoreError) -> Bool in
                 guard TaskEngine.owns(record, worker: outcome.worker) else { return false }
                 try TaskEngine.apply(outcome, to: &record)
@@ -310,6 +311,14 @@ public final class MemoryTaskStore: TaskStore {
             if collect { out.append(new) }
         }
         return out
+    }
+
+    /// Where the outcome's task is: at the position its record carried when it still holds that
+    /// task (no id lookup), else wherever the index says.
+    private func position(of outcome: TaskOutcome, in state: State) -> Int? {
+        let hint = outcome.storeSlot.position
+        if hint >= 0, hint < state.slots.count, state.slots[hint]?.id == outcome.id { return hint }
+        return state.index[outcome.id]
     }
 
     /// See ``TaskStore/recoverExpiredLeases(now:maxDeadRuns:)``.
@@ -460,7 +469,9 @@ public final class MemoryTaskStore: TaskStore {
         state.index.removeAll(keepingCapacity: true)
         state.started.removeAll(keepingCapacity: true)
         state.waiting.removeAll()
-        for case let (position, record?) in state.slots.enumerated() {
+        for position in state.slots.indices {
+            state.slots[position]!.storeSlot.position = position
+            let record = state.slots[position]!
             state.index[record.id] = position
             if record.status == .started { state.started.insert(position) }
             if record.status.isWaiting { pushWaiting(record, order: position, in: &state) }

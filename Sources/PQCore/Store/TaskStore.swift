@@ -335,6 +335,8 @@ public struct TaskOutcome: Sendable, Equatable {
     public var plugin: String?
     /// The version of that generation (recorded on the task unless nil).
     public var pluginVersion: String?
+    /// The claimed record's ``TaskRecord/storeSlot``.
+    var storeSlot = StoreSlot()
 
     /// Creates an outcome.
     /// - Parameters:

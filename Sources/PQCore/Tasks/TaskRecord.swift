@@ -69,6 +69,9 @@ public struct TaskRecord: Sendable, Equatable {
     public var deadRuns: Int
     /// A revoke asked the running task to stop.
     public var cancelRequested: Bool
+    /// Where the store that returned this record keeps it, so it finds the task again without
+    /// looking up its id; not part of the task.
+    var storeSlot = StoreSlot()
 
     /// Creates a record; fields not given take the values of a freshly queued task.
     public init(
@@ -242,4 +245,14 @@ struct JSONWriter {
     mutating func finish() -> String {
         String(decoding: bytes, as: UTF8.self)
     }
+}
+
+/// A store's hint of where it keeps a task (the memory store's position), carried by the
+/// records it returns and the outcomes made from them. It is not part of the task: any two
+/// hints are equal, so records compare by their fields alone.
+struct StoreSlot: Sendable, Equatable {
+    /// The position, or -1 when the store gave none.
+    var position = -1
+
+    static func == (_: StoreSlot, _: StoreSlot) -> Bool { true }
 }
