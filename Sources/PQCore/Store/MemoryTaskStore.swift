@@ -36,8 +36,6 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    /// What a claim did with a waiting entry.
-    private enum ClaimVerdict { case stale, expired, setAside, claimed }
 
     struct StoredEvent {
         var kind: TaskEventKind
@@ -118,52 +116,60 @@ public final class MemoryTaskStore: TaskStore {
         state.waiting[record.queue, default: MinHeap()].push(entry)
     }
 
-    /// Changes the record at `position` in place when `body` returns true; returns the record
-    /// before and after, else nil. When `body` returns false or throws, the record is left as it
-    /// was.
+    /// What a task was before a change: what ``reindex(from:_:at:in:)`` needs of it.
+    private struct Prior {
+        var status: TaskStatus
+        var eta: Double
+    }
+
+    /// Changes the record at `position` in place when `body` returns true, and returns what it
+    /// was before; nil when no task is there or `body` returned false. `body` must leave the
+    /// record as it was when it returns false or throws (TaskEngine's transitions throw before
+    /// they change anything), so nothing is copied to undo it.
     private func change(
         at position: Int, in state: inout State, _ body: (inout TaskRecord) throws(TaskStoreError) -> Bool
-    ) throws(TaskStoreError) -> (old: TaskRecord, new: TaskRecord)? {
-        guard let old = state.slots[position] else { return nil }
-        do {
-            guard try body(&state.slots[position]!) else {
-                state.slots[position] = old
-                return nil
-            }
-        } catch {
-            state.slots[position] = old  // a refused transition leaves nothing half changed
-            throw error
+    ) throws(TaskStoreError) -> Prior? {
+        var prior: Prior?
+        try Self.modify(&state.slots[position]) { (record) throws(TaskStoreError) in
+            let before = Prior(status: record.status, eta: record.eta)
+            if try body(&record) { prior = before }
         }
-        return (old, state.slots[position]!)
+        return prior
+    }
+
+    /// Runs `body` on the record in `slot`, in place, unless the slot is empty.
+    private static func modify(
+        _ slot: inout TaskRecord?, _ body: (inout TaskRecord) throws(TaskStoreError) -> Void
+    ) throws(TaskStoreError) {
+        guard case .some = slot else { return }
+        try body(&slot!)
     }
 
     /// Stores `new` in place of `old`, keeping the indexes right, and records the event.
     private func update(_ old: TaskRecord, to new: TaskRecord, in state: inout State) {
         guard let position = state.index[new.id] else { return }
         state.slots[position] = new
-        reindex(old, new, order: position, in: &state)
+        reindex(from: Prior(status: old.status, eta: old.eta), new, at: position, in: &state)
     }
 
-    /// Keeps the indexes right after the task at position `order` changed from `old` to `new`,
-    /// and records the event.
-    private func reindex(_ old: TaskRecord, _ new: TaskRecord, order: Int, in state: inout State) {
-        if old.status == .started, new.status != .started {
-            state.started.remove(order)
+    /// Keeps the indexes right after the task at `position` changed from `prior` to `new`, and
+    /// records the event.
+    private func reindex(from prior: Prior, _ new: TaskRecord, at position: Int, in state: inout State) {
+        if prior.status == .started, new.status != .started {
+            state.started.remove(position)
             state.startedByJob[new.name, default: 1] -= 1
-        } else if old.status != .started, new.status == .started {
-            state.started.insert(order)
+        } else if prior.status != .started, new.status == .started {
+            state.started.insert(position)
             state.startedByJob[new.name, default: 0] += 1
         }
-        if new.status.isWaiting,
-            !old.status.isWaiting || old.eta != new.eta
-        {
-            pushWaiting(new, order: order, in: &state)
+        if new.status.isWaiting, !prior.status.isWaiting || prior.eta != new.eta {
+            pushWaiting(new, order: position, in: &state)
         }
         if !new.canOverlap, new.status.isReady {
             let key = overlapKey(new)
             if state.overlap[key] == new.id { state.overlap.removeValue(forKey: key) }
         }
-        if old.status != new.status || new.status == .retry {
+        if prior.status != new.status || new.status == .retry {
             record(TaskEventKind(for: new.status), new, in: &state)
         }
     }
@@ -225,6 +231,7 @@ public final class MemoryTaskStore: TaskStore {
 
     private func claim(_ request: ClaimRequest, in state: inout State) throws -> [TaskRecord] {
         var claimed: [TaskRecord] = []
+        claimed.reserveCapacity(min(request.limit, 256))
         var setAside: [(String, WaitEntry)] = []
         let queues = request.queues.map { Array($0) } ?? Array(state.waiting.keys)
         while claimed.count < request.limit {
@@ -237,37 +244,30 @@ public final class MemoryTaskStore: TaskStore {
             guard let (queue, entry) = best else { break }
             _ = state.waiting[queue]!.pop()
             // The slot is looked at and changed in place, found by position.
-            var verdict = ClaimVerdict.stale
+            var setAsideEntry = false
             let startedByJob = state.startedByJob
-            let changed = try change(at: entry.order, in: &state) { (record) throws(TaskStoreError) -> Bool in
+            let prior = try change(at: entry.order, in: &state) { (record) throws(TaskStoreError) -> Bool in
                 guard record.status.isWaiting, record.eta == entry.eta else { return false }  // stale entry
                 if TaskEngine.isExpired(record, now: request.now) {
                     try TaskEngine.expire(&record, now: request.now)
-                    verdict = .expired
                     return true
                 }
                 if let jobs = request.jobs, !jobs.contains(record.name) {
-                    verdict = .setAside
+                    setAsideEntry = true
                     return false
                 }
                 if let limit = record.maxConcurrency, startedByJob[record.name, default: 0] >= limit {
-                    verdict = .setAside
+                    setAsideEntry = true
                     return false
                 }
                 try TaskEngine.claim(&record, request)
-                verdict = .claimed
                 return true
             }
-            switch verdict {
-            case .stale:
-                continue
-            case .setAside:
-                setAside.append((queue, entry))
-            case .expired, .claimed:
-                guard let (old, new) = changed else { continue }
-                reindex(old, new, order: entry.order, in: &state)
-                if verdict == .claimed { claimed.append(new) }
-            }
+            if setAsideEntry { setAside.append((queue, entry)) }
+            guard let prior else { continue }
+            let new = state.slots[entry.order]!
+            reindex(from: prior, new, at: entry.order, in: &state)
+            if new.status == .started { claimed.append(new) }
         }
         for (queue, entry) in setAside { state.waiting[queue]!.push(entry) }
         return claimed
@@ -301,13 +301,14 @@ public final class MemoryTaskStore: TaskStore {
         if collect { out.reserveCapacity(outcomes.count) }
         for outcome in outcomes {
             guard let position = position(of: outcome, in: state) else { continue }
-            let changed = try change(at: position, in: &state) { (record) throws(TaskStoreError) -> Bool in
+            let prior = try change(at: position, in: &state) { (record) throws(TaskStoreError) -> Bool in
                 guard TaskEngine.owns(record, worker: outcome.worker) else { return false }
                 try TaskEngine.apply(outcome, to: &record)
                 return true
             }
-            guard let (old, new) = changed else { continue }
-            reindex(old, new, order: position, in: &state)
+            guard let prior else { continue }
+            let new = state.slots[position]!
+            reindex(from: prior, new, at: position, in: &state)
             if collect { out.append(new) }
         }
         return out
