@@ -18,7 +18,33 @@
 ///   last order.
 enum RedisScripts {
     /// FIELDS: the hash fields in the order of a row (``RedisRecordCoding/Field``).
-    static let fields = "local FIELDS = {'" + RedisRecordCoding.Field.names.joined(separator: "', '") + "'}\n"
+    static let fields =
+        "local FIELDS = {'" + RedisRecordCoding.Field.names.joined(separator: "', '") + "'}\n"
+        + "local F = {" + RedisRecordCoding.Field.allCases.map { "\($0.name)=\($0.rawValue + 1)" }.joined(separator: ", ")
+        + "}\n"
+
+    /// A Lua function `name(x)` that renders the task JSON of DESIGN.md §5 from `x`, reading a
+    /// field through `access` (a task table, `x.status`, or a row, `x[3]`). Both renderers come
+    /// from this one template, so they cannot drift apart.
+    static func renderer(_ name: String, _ access: (RedisRecordCoding.Field) -> String) -> String {
+        typealias Field = RedisRecordCoding.Field
+        func str(_ f: Field) -> String { "jstr(\(access(f)))" }
+        func num(_ f: Field) -> String { "jnum(\(access(f)))" }
+        let parts: [(String, String)] = [
+            ("id", str(.id)), ("name", str(.name)), ("status", access(.status)),
+            ("status_string", "'\"' .. NAMES[\(access(.status))] .. '\"'"), ("queue", str(.queue)),
+            ("kwargs", "jraw(\(access(.kwargs)), '{}')"), ("result", "jraw(\(access(.result)), 'null')"),
+            ("exception", str(.exception)), ("time_queued", num(.timeQueued)), ("time_started", num(.timeStarted)),
+            ("time_ended", num(.timeEnded)), ("delay", num(.delay)), ("timeout", num(.timeout)),
+            ("expiry", num(.expiry)), ("retry", access(.retry)), ("max_retries", access(.maxRetries)),
+            ("from_task", str(.fromTask)), ("node", str(.node)), ("worker", str(.worker)), ("plugin", str(.plugin)),
+            ("plugin_version", str(.pluginVersion)),
+        ]
+        let body = parts.enumerated().map { i, part in
+            "'\(i == 0 ? "{" : ",")\"\(part.0)\":' .. \(part.1)"
+        }.joined(separator: "\n    .. ")
+        return "local function \(name)(x)\n  return \(body) .. '}'\nend\n"
+    }
 
     static let library = fields + #"""
         local P = ARGV[1]
@@ -54,7 +80,9 @@ enum RedisScripts {
           return out
         end
         local function jstr(s)
-          if s == nil then return 'null' end
+          if not s then return 'null' end
+          -- Most strings need no escaping: one scan, no copy.
+          if not string.find(s, '[%z\1-\31"\\]') then return '"' .. s .. '"' end
           local escaped = string.gsub(s, '[%z\1-\31"\\]', function(c)
             if c == '"' then return '\\"' elseif c == '\\' then return '\\\\'
             elseif c == '\n' then return '\\n' elseif c == '\r' then return '\\r' elseif c == '\t' then return '\\t'
@@ -63,23 +91,16 @@ enum RedisScripts {
           return '"' .. escaped .. '"'
         end
         local function jraw(s, empty)
-          if s == nil then return empty end
+          if not s or s == '' then return empty end
+          -- JSON text as stored: trimmed only when it starts or ends with white space.
+          if string.byte(s, 1) > 32 and string.byte(s, -1) > 32 then return s end
           local trimmed = string.match(s, '^[ \n\r\t]*(.-)[ \n\r\t]*$')
           if trimmed == '' then return empty end
           return trimmed
         end
-        local function jnum(s) if s == nil then return 'null' end return s end
-        local function render(t)
-          return '{"id":' .. jstr(t.id) .. ',"name":' .. jstr(t.name) .. ',"status":' .. t.status
-            .. ',"status_string":"' .. NAMES[t.status] .. '","queue":' .. jstr(t.queue)
-            .. ',"kwargs":' .. jraw(t.kwargs, '{}') .. ',"result":' .. jraw(t.result, 'null')
-            .. ',"exception":' .. jstr(t.exception) .. ',"time_queued":' .. jnum(t.time_queued)
-            .. ',"time_started":' .. jnum(t.time_started) .. ',"time_ended":' .. jnum(t.time_ended)
-            .. ',"delay":' .. jnum(t.delay) .. ',"timeout":' .. jnum(t.timeout) .. ',"expiry":' .. jnum(t.expiry)
-            .. ',"retry":' .. t.retry .. ',"max_retries":' .. t.max_retries .. ',"from_task":' .. jstr(t.from_task)
-            .. ',"node":' .. jstr(t.node) .. ',"worker":' .. jstr(t.worker) .. ',"plugin":' .. jstr(t.plugin)
-            .. ',"plugin_version":' .. jstr(t.plugin_version) .. '}'
-        end
+        local function jnum(s) if not s then return 'null' end return s end
+
+        """# + renderer("render") { "x.\($0.name)" } + renderer("renderRow") { "x[\($0.rawValue + 1)]" } + #"""
         local function emit(t)
           local kind = KINDS[t.status]
           local seq = redis.call('INCR', P .. 'eventseq')
@@ -247,45 +268,50 @@ enum RedisScripts {
           for _, c in ipairs(cands) do
             if #claimed >= limit then break end
             if not fullkeys[c[3]] then
-              local t = load(string.sub(c[1], 13))
-              if not t or not WAITING[t.status] then
+              -- The claimed task is read as a row (its fields in FIELDS order), changed in
+              -- place, rendered and returned as it is: no table by field name is built.
+              local id = string.sub(c[1], 13)
+              local r = redis.call('HMGET', tkey(id), unpack(FIELDS))
+              if not r[F.id] or not WAITING[r[F.status]] then
                 redis.call('ZREM', c[3], c[1])
-              elseif t.expiry and tonumber(t.expiry) < nnow then
-                update(t, {status='3', exception='expired before it started', time_ended=now}, {'lease_expires'})
+              elseif r[F.expiry] and tonumber(r[F.expiry]) < nnow then
+                update(load(id), {status='3', exception='expired before it started', time_ended=now}, {'lease_expires'})
                 expired = expired + 1
               else
+                local name = r[F.name]
                 local ok = true
-                if t.max_concurrency then
-                  local count = running[t.name]
-                  if count == nil then count = redis.call('ZCOUNT', P .. 'running:' .. t.name, now, '+inf') end
-                  if count >= tonumber(t.max_concurrency) then
+                if r[F.max_concurrency] then
+                  local count = running[name]
+                  if count == nil then count = redis.call('ZCOUNT', P .. 'running:' .. name, now, '+inf') end
+                  if count >= tonumber(r[F.max_concurrency]) then
                     ok = false
                     fullkeys[c[3]] = true
                   else
-                    running[t.name] = count + 1
+                    running[name] = count + 1
                   end
                 end
                 if ok then
                   -- What update() would do, with the index writes and events of the whole
                   -- claim gathered into a few commands below.
-                  t.status = '5'; t.time_started = now; t.worker = worker; t.node = node
-                  t.lease_expires = lease; t.retry = tostring(tonumber(t.retry) + 1); t.cancel_requested = '0'
-                  local key = tkey(t.id)
+                  local retry = tostring(tonumber(r[F.retry]) + 1)
+                  r[F.status] = '5'; r[F.time_started] = now; r[F.worker] = worker; r[F.node] = node
+                  r[F.lease_expires] = lease; r[F.retry] = retry; r[F.cancel_requested] = '0'
+                  local key = tkey(id)
                   redis.call('HSET', key, 'status', '5', 'time_started', now, 'worker', worker, 'node', node,
-                    'lease_expires', lease, 'retry', t.retry, 'cancel_requested', '0')
-                  if t.time_ended then
-                    t.time_ended = nil
+                    'lease_expires', lease, 'retry', retry, 'cancel_requested', '0')
+                  if r[F.time_ended] then
+                    r[F.time_ended] = false
                     redis.call('HDEL', key, 'time_ended')
                   end
                   local gone = unwaited[c[3]]
                   if not gone then gone = {}; unwaited[c[3]] = gone end
                   gone[#gone + 1] = c[1]
-                  leased[#leased + 1] = lease; leased[#leased + 1] = t.id
-                  local r = runs[t.name]
-                  if not r then r = {}; runs[t.name] = r end
-                  r[#r + 1] = lease; r[#r + 1] = t.id
-                  started[#started + 1] = {t.id, '5', render(t)}
-                  claimed[#claimed + 1] = row(t)
+                  leased[#leased + 1] = lease; leased[#leased + 1] = id
+                  local runs_ = runs[name]
+                  if not runs_ then runs_ = {}; runs[name] = runs_ end
+                  runs_[#runs_ + 1] = lease; runs_[#runs_ + 1] = id
+                  started[#started + 1] = {id, '5', renderRow(r)}
+                  claimed[#claimed + 1] = r
                 end
               end
             end

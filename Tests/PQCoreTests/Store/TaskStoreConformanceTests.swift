@@ -87,6 +87,10 @@ struct TaskStoreConformanceTests {
             let events = try await store.events(after: start, limit: 100)
             #expect(events.map(\.kind) == [.queued, .queued, .queued, .started, .started, .started, .done, .done, .done])
             #expect(zip(events, events.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq })
+            for record in claimed {  // a started event carries the task as its claim returned it
+                let started = try #require(events.first { $0.taskID == record.id && $0.kind == .started })
+                #expect(started.taskJSON == record.json())
+            }
             for task in queued {
                 let stored = try #require(try await store.task(id: task.id))
                 #expect(stored.status.isReady)
