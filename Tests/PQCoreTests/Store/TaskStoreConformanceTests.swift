@@ -63,6 +63,33 @@ struct TaskStoreConformanceTests {
         }
     }
 
+    /// Events read a few at a time come each once, in seq order, with no gap, also where a store
+    /// records several in one step (on Redis, a claim's started events share one stream entry).
+    @Test(arguments: StoreKind.allCases)
+    func eventsReadInSmallPagesComeOnceInOrder(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            let start = try await store.lastEventCursor()
+            let queued = try await store.enqueue((0..<5).map { NewTask(name: "add", kwargs: "{\"i\":\($0)}") })
+            let claimed = try await store.claim(claimRequest(limit: 5))
+            #expect(claimed.count == 5)
+            _ = try await store.finish(claimed.map { TaskOutcome(id: $0.id, worker: worker, .success(result: "null")) })
+            #expect(try await store.lastEventCursor() == start + 15)
+            var cursor = start
+            var seen: [TaskEvent] = []
+            for _ in 0..<20 {  // 15 events, 2 a page: 8 pages; bounded in case a page comes back empty
+                let page = try await store.events(after: cursor, limit: 2)
+                guard let last = page.last else { break }
+                #expect(page.count <= 2)
+                seen += page
+                cursor = last.seq
+            }
+            #expect(seen.map(\.seq) == Array((start + 1)...(start + 15)))
+            #expect(seen.map(\.kind) == Array(repeating: .queued, count: 5) + Array(repeating: .started, count: 5)
+                + Array(repeating: .done, count: 5))
+            #expect(Set(seen.filter { $0.kind == .started }.map(\.taskID)) == Set(queued.map(\.id)))
+        }
+    }
+
     /// A busy host ends tasks through `finish(_:thenClaim:)` (on Redis with the task JSON it
     /// renders itself): each done event must carry exactly the task the store then holds.
     @Test(arguments: StoreKind.allCases)
