@@ -64,7 +64,7 @@ struct TaskStoreConformanceTests {
     }
 
     /// Events read a few at a time come each once, in seq order, with no gap, also where a store
-    /// records several in one step (on Redis, a claim's started events share one stream entry).
+    /// records several in one step (a claim of five, a finish of five).
     @Test(arguments: StoreKind.allCases)
     func eventsReadInSmallPagesComeOnceInOrder(kind: StoreKind) async throws {
         try await withStore(kind) { store in
