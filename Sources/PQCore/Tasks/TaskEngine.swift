@@ -41,12 +41,7 @@ package enum TaskEngine {
     }
 
     static func isExpired(_ record: TaskRecord, now: Double) -> Bool {
-        isExpired(expiry: record.expiry, now: now)
-    }
-
-    /// Whether a task with this `expiry` has expired at `now`.
-    static func isExpired(expiry: Double?, now: Double) -> Bool {
-        if let expiry { return expiry < now }
+        if let expiry = record.expiry { return expiry < now }
         return false
     }
 

@@ -65,15 +65,6 @@ enum RedisScripts {
           for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
           return t
         end
-        -- The task's values in FIELDS order, false (nil in the reply) where absent.
-        local function row(t)
-          local out = {}
-          for i, f in ipairs(FIELDS) do
-            local v = t[f]
-            if v == nil then out[i] = false else out[i] = v end
-          end
-          return out
-        end
         local function flatten(t)
           local out = {}
           for k, v in pairs(t) do out[#out + 1] = k; out[#out + 1] = v end
