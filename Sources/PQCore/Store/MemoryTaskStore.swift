@@ -145,9 +145,9 @@ public final class MemoryTaskStore: TaskStore {
         try body(&slot!)
     }
 
-    /// Stores `new` in place of `old`, keeping the indexes right, and records the event.
-    private func update(_ old: TaskRecord, to new: TaskRecord, in state: inout State) {
-        guard let position = state.index[new.id] else { return }
+    /// Stores `new` at `position` in place of `old`, keeping the indexes right, and records the
+    /// event.
+    private func update(at position: Int, from old: TaskRecord, to new: TaskRecord, in state: inout State) {
         state.slots[position] = new
         reindex(from: Prior(status: old.status, eta: old.eta), new, at: position, in: &state)
     }
@@ -336,13 +336,13 @@ public final class MemoryTaskStore: TaskStore {
         let hasWork = try read { state in state.started.contains { state.slots[$0].map(match) ?? false } }
         guard hasWork else { return [] }
         return try write { state in
-            let victims = state.started.compactMap { state.slots[$0] }.filter(match)
-                .sorted { $0.eta < $1.eta }
+            let victims = state.started.compactMap { position in state.slots[position].map { (position, $0) } }
+                .filter { match($0.1) }.sorted { $0.1.eta < $1.1.eta }
             var out: [TaskRecord] = []
-            for old in victims {
+            for (position, old) in victims {
                 var new = old
                 try TaskEngine.recover(&new, now: now, maxDeadRuns: maxDeadRuns)
-                update(old, to: new, in: &state)
+                update(at: position, from: old, to: new, in: &state)
                 out.append(new)
             }
             return out
@@ -385,7 +385,7 @@ public final class MemoryTaskStore: TaskStore {
             case .queued, .retry:
                 var new = old
                 try TaskEngine.revoke(&new, now: now)
-                update(old, to: new, in: &state)
+                update(at: position, from: old, to: new, in: &state)
                 return .revoked(new)
             case .started:
                 state.slots[position]!.cancelRequested = true

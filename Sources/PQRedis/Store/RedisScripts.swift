@@ -18,10 +18,10 @@
 ///   last order.
 enum RedisScripts {
     /// FIELDS: the hash fields in the order of a row (``RedisRecordCoding/Field``).
-    static let fields =
-        "local FIELDS = {'" + RedisRecordCoding.Field.names.joined(separator: "', '") + "'}\n"
-        + "local F = {" + RedisRecordCoding.Field.allCases.map { "\($0.name)=\($0.rawValue + 1)" }.joined(separator: ", ")
-        + "}\n"
+    static let fields = "local FIELDS = {'" + RedisRecordCoding.Field.names.joined(separator: "', '") + "'}\n"
+
+    /// The Lua index of `field` in a row (FIELDS order), written into the scripts as a constant.
+    static func at(_ field: RedisRecordCoding.Field) -> Int { field.rawValue + 1 }
 
     /// A Lua function `name(x)` that renders the task JSON of DESIGN.md §5 from `x`, reading a
     /// field through `access` (a task table, `x.status`, or a row, `x[3]`). Both renderers come
@@ -91,7 +91,7 @@ enum RedisScripts {
         end
         local function jnum(s) if not s then return 'null' end return s end
 
-        """# + renderer("render") { "x.\($0.name)" } + renderer("renderRow") { "x[\($0.rawValue + 1)]" } + #"""
+        """# + renderer("render") { "x.\($0.name)" } + renderer("renderRow") { "x[\(at($0))]" } + #"""
         local function emit(t)
           local kind = KINDS[t.status]
           local seq = redis.call('INCR', P .. 'eventseq')
@@ -263,18 +263,18 @@ enum RedisScripts {
               -- place, rendered and returned as it is: no table by field name is built.
               local id = string.sub(c[1], 13)
               local r = redis.call('HMGET', tkey(id), unpack(FIELDS))
-              if not r[F.id] or not WAITING[r[F.status]] then
+              if not r[\#(at(.id))] or not WAITING[r[\#(at(.status))]] then
                 redis.call('ZREM', c[3], c[1])
-              elseif r[F.expiry] and tonumber(r[F.expiry]) < nnow then
+              elseif r[\#(at(.expiry))] and tonumber(r[\#(at(.expiry))]) < nnow then
                 update(load(id), {status='3', exception='expired before it started', time_ended=now}, {'lease_expires'})
                 expired = expired + 1
               else
-                local name = r[F.name]
+                local name = r[\#(at(.name))]
                 local ok = true
-                if r[F.max_concurrency] then
+                if r[\#(at(.maxConcurrency))] then
                   local count = running[name]
                   if count == nil then count = redis.call('ZCOUNT', P .. 'running:' .. name, now, '+inf') end
-                  if count >= tonumber(r[F.max_concurrency]) then
+                  if count >= tonumber(r[\#(at(.maxConcurrency))]) then
                     ok = false
                     fullkeys[c[3]] = true
                   else
@@ -284,23 +284,23 @@ enum RedisScripts {
                 if ok then
                   -- What update() would do, with the index writes and events of the whole
                   -- claim gathered into a few commands below.
-                  local retry = tostring(tonumber(r[F.retry]) + 1)
-                  r[F.status] = '5'; r[F.time_started] = now; r[F.worker] = worker; r[F.node] = node
-                  r[F.lease_expires] = lease; r[F.retry] = retry; r[F.cancel_requested] = '0'
+                  local retry = tostring(tonumber(r[\#(at(.retry))]) + 1)
+                  r[\#(at(.status))] = '5'; r[\#(at(.timeStarted))] = now; r[\#(at(.worker))] = worker; r[\#(at(.node))] = node
+                  r[\#(at(.leaseExpires))] = lease; r[\#(at(.retry))] = retry; r[\#(at(.cancelRequested))] = '0'
                   local key = tkey(id)
                   redis.call('HSET', key, 'status', '5', 'time_started', now, 'worker', worker, 'node', node,
                     'lease_expires', lease, 'retry', retry, 'cancel_requested', '0')
-                  if r[F.time_ended] then
-                    r[F.time_ended] = false
+                  if r[\#(at(.timeEnded))] then
+                    r[\#(at(.timeEnded))] = false
                     redis.call('HDEL', key, 'time_ended')
                   end
                   local gone = unwaited[c[3]]
                   if not gone then gone = {}; unwaited[c[3]] = gone end
                   gone[#gone + 1] = c[1]
                   leased[#leased + 1] = lease; leased[#leased + 1] = id
-                  local runs_ = runs[name]
-                  if not runs_ then runs_ = {}; runs[name] = runs_ end
-                  runs_[#runs_ + 1] = lease; runs_[#runs_ + 1] = id
+                  local jobRuns = runs[name]
+                  if not jobRuns then jobRuns = {}; runs[name] = jobRuns end
+                  jobRuns[#jobRuns + 1] = lease; jobRuns[#jobRuns + 1] = id
                   started[#started + 1] = {id, '5', renderRow(r)}
                   claimed[#claimed + 1] = r
                 end
