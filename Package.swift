@@ -29,6 +29,8 @@ let package = Package(
     targets: [
         // The plugin ABI: one C header, nothing else.
         .target(name: "CPQPlugin"),
+        // Linux calls of the worker processes (eventfd, memfd, parent-death signal).
+        .target(name: "CPQSystem"),
         // The compiler version string, shared by the host and the SDK.
         .target(name: "PQToolchain", swiftSettings: swiftSettings),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
@@ -43,6 +45,7 @@ let package = Package(
             name: "PQCore",
             dependencies: [
                 "CPQPlugin",
+                "CPQSystem",
                 "PQToolchain",
                 "CSQLite",
                 "CFFI",

@@ -125,7 +125,7 @@ do {
         let mulj = plugin.jobs.first(where: { $0.name == "c.mulj" })
     else { throw CLIBenchError("c.mul or c.mulj missing from the C example plugin") }
     typealias Mul = @convention(c) (Int64, Int64) -> Int64
-    let direct = unsafeBitCast(mul.definition.pointee.fn!, to: Mul.self)
+    let direct = unsafeBitCast(mul.definition!.pointee.fn!, to: Mul.self)
     let kwargsText = #"{"a":6,"b":7}"#
     let kwargs = try JSONValue.parse(kwargsText)
     func perCall(_ n: Int, _ body: () throws -> Void) rethrows -> Double {

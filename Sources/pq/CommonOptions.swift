@@ -58,6 +58,11 @@ struct Settings {
 
     var loader: PluginLoader { PluginLoader(options: .init(trustAll: trustAllPlugins)) }
 
+    /// Loads plugins in a child process: commands that only need to know the jobs (`pq jobs`,
+    /// `pq submit`, `pq next`) never run plugin code themselves, so a plugin whose constructor
+    /// crashes is reported, not fatal.
+    var childLoader: IsolatedPluginLoader { IsolatedPluginLoader(options: .init(trustAll: trustAllPlugins)) }
+
     /// Whether the store is the default one (its folder is created when missing).
     var storeIsDefault = false
 
@@ -80,7 +85,7 @@ struct Settings {
     func loadPlugins(into registry: JobRegistry, quiet: Bool = false) throws -> PluginSet.Report {
         let report: PluginSet.Report
         do {
-            report = try PluginSet.load(taskPaths: taskPaths, root: pluginsDir, loader: loader, into: registry)
+            report = try PluginSet.load(taskPaths: taskPaths, root: pluginsDir, loader: childLoader, into: registry)
         } catch let error as PluginError {
             throw CLIError(error.description)
         }

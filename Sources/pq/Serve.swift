@@ -37,6 +37,24 @@ extension PQ {
         @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (default info).")
         var logLevel: String = "info"
 
+        @Option(help: "process: tasks run in worker processes (a crash costs one task); thread: on the host's threads (env PQ_ISOLATION; default process).")
+        var isolation: String?
+
+        @Option(help: "Worker processes in process isolation (env PQ_WORKERS; default: the number of cores).")
+        var workers: Int?
+
+        @Option(name: .customLong("kill-grace"), help: "Seconds a task gets after its cancel (timeout, revoke, shutdown) before its worker is killed (default 2).")
+        var killGrace: Double = 2
+
+        @Option(name: .customLong("max-tasks-per-worker"), help: "Replace a worker after this many tasks (default 0: never).")
+        var maxTasksPerWorker: Int = 0
+
+        @Option(name: .customLong("max-worker-memory"), help: "Replace a worker whose resident memory passes this many MB, read between tasks (default 0: never).")
+        var maxWorkerMemory: String = "0"
+
+        @Option(name: .customLong("heartbeat-timeout"), help: "Seconds a worker may stay silent before it is killed as hung (default 5).")
+        var heartbeatTimeout: Double = 5
+
         func validate() throws {
             if let n = concurrentTasks, n < 1 || n > 10_000 {
                 throw ValidationError("--concurrent-tasks must be between 1 and 10000")
@@ -44,6 +62,38 @@ extension PQ {
             if drainTimeout < 0 { throw ValidationError("--drain-timeout must be >= 0") }
             if lease < 0.1 { throw ValidationError("--lease must be at least 0.1 seconds") }
             if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error") }
+            if let isolation, Isolation(rawValue: isolation) == nil {
+                throw ValidationError("--isolation must be process or thread, got '\(isolation)'")
+            }
+            if let n = workers, n < 1 || n > 1_000 { throw ValidationError("--workers must be between 1 and 1000") }
+            if !(killGrace >= 0) || !killGrace.isFinite { throw ValidationError("--kill-grace must be a number of seconds >= 0") }
+            if maxTasksPerWorker < 0 { throw ValidationError("--max-tasks-per-worker must be >= 0 (0: never)") }
+            guard let mb = Double(maxWorkerMemory), mb >= 0, mb.isFinite else {
+                throw ValidationError("--max-worker-memory must be a number of MB >= 0 (0: never), got '\(maxWorkerMemory)'")
+            }
+            if !(heartbeatTimeout > 0) { throw ValidationError("--heartbeat-timeout must be a number of seconds > 0") }
+        }
+
+        typealias Isolation = JobOptions.Isolation
+
+        /// The isolation mode: flag, then env PQ_ISOLATION, then pq.toml, else process.
+        func isolationMode(_ settings: Settings) throws -> Isolation {
+            let env = ProcessInfo.processInfo.environment
+            let chosen = isolation ?? env["PQ_ISOLATION"] ?? settings.file.isolation ?? "process"
+            guard let mode = Isolation(rawValue: chosen) else {
+                throw CLIError("PQ_ISOLATION must be process or thread, got '\(chosen)'")
+            }
+            return mode
+        }
+
+        /// Worker processes: flag, then env PQ_WORKERS, then pq.toml, else the number of cores.
+        func workerCount(_ settings: Settings) throws -> Int {
+            if let workers { return workers }
+            if let text = ProcessInfo.processInfo.environment["PQ_WORKERS"] {
+                guard let n = Int(text), n >= 1, n <= 1_000 else { throw CLIError("PQ_WORKERS must be a whole number from 1 to 1000, got '\(text)'") }
+                return n
+            }
+            return settings.file.workers ?? ProcessInfo.processInfo.activeProcessorCount
         }
 
         func run() async throws {
@@ -52,8 +102,23 @@ extension PQ {
                 var logger = Logger(label: "pq")
                 logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
                 let registry = JobRegistry()
+                let mode = try isolationMode(settings)
+                let workers = try workerCount(settings)
+                // In process isolation no plugin code runs here: plugins are loaded by a child
+                // process (which reports their jobs) from snapshots that workers load in turn.
+                var snapshots: String?
+                let loader: any PluginFileLoader
+                if mode == .process {
+                    let dir: String
+                    do { dir = try IsolatedPluginLoader.makeSnapshotDirectory() } catch { throw CLIError("\(error)") }
+                    snapshots = dir
+                    loader = IsolatedPluginLoader(options: .init(trustAll: settings.trustAllPlugins, snapshotDirectory: dir))
+                } else {
+                    loader = settings.loader
+                }
+                defer { if let snapshots { try? FileManager.default.removeItem(atPath: snapshots) } }
                 let catalog = PluginCatalog(
-                    taskPaths: settings.taskPaths, root: settings.pluginsDir, loader: settings.loader, registry: registry)
+                    taskPaths: settings.taskPaths, root: settings.pluginsDir, loader: loader, registry: registry)
                 let initial: PluginCatalog.Changes
                 do { initial = try catalog.rescan() } catch { throw CLIError("\(error)") }
                 for failure in initial.failures { logger.error("plugin not loaded: \(failure)") }
@@ -77,7 +142,12 @@ extension PQ {
                     store: store, registry: registry,
                     options: .init(
                         concurrentTasks: concurrentTasks ?? settings.file.concurrentTasks ?? 5, queues: queueList,
-                        leaseSeconds: lease, drainTimeout: drainTimeout, resultTTL: resultTTL ?? settings.file.resultTTL ?? 86_400),
+                        leaseSeconds: lease, drainTimeout: drainTimeout, resultTTL: resultTTL ?? settings.file.resultTTL ?? 86_400,
+                        cancelGrace: killGrace, processes: mode == .process
+                            ? .init(
+                                workers: workers, heartbeatTimeout: heartbeatTimeout, maxTasksPerWorker: maxTasksPerWorker,
+                                maxWorkerMemoryMB: Double(maxWorkerMemory) ?? 0, checkTrust: !settings.trustAllPlugins)
+                            : nil),
                     logger: logger)
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: pool)]
                 do {
@@ -104,7 +174,7 @@ extension PQ {
                             logger.error("publishing the reloaded jobs failed: \(error)")
                         }
                         await recordPluginEvents(changes, store: store, logger: logger)
-                        pool.poke()
+                        pool.pluginsChanged()
                     }
                     services.append(.init(service: watcher))
                     services.append(.init(service: ReloadOnHangup(watcher: watcher, logger: logger)))

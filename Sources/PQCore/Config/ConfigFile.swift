@@ -30,6 +30,10 @@ public struct ConfigFile: Sendable, Equatable {
     public var reload: Bool?
     /// Seconds finished tasks are kept.
     public var resultTTL: Double?
+    /// `process` or `thread` (DESIGN.md section 12).
+    public var isolation: String?
+    /// Worker processes in process isolation.
+    public var workers: Int?
 
     /// An empty configuration.
     public init() {}
@@ -37,7 +41,7 @@ public struct ConfigFile: Sendable, Equatable {
     /// The keys a pq.toml may hold.
     public static let knownKeys: Set<String> = [
         "task_paths", "plugins_dir", "store", "concurrent_tasks", "schedule_periodic", "queues",
-        "trust_all_plugins", "reload", "result_ttl",
+        "trust_all_plugins", "reload", "result_ttl", "isolation", "workers",
     ]
 
     /// Reads a file.
@@ -94,6 +98,12 @@ public struct ConfigFile: Sendable, Equatable {
                 if key == "schedule_periodic" { config.schedulePeriodic = b }
                 else if key == "reload" { config.reload = b }
                 else { config.trustAllPlugins = b }
+            case "isolation":
+                guard case .string(let s) = value, s == "process" || s == "thread" else { throw bad("\"process\" or \"thread\"") }
+                config.isolation = s
+            case "workers":
+                guard case .int(let n) = value, n > 0, n <= 1_000 else { throw bad("a whole number from 1 to 1000") }
+                config.workers = Int(n)
             case "result_ttl":
                 guard let d = value.doubleValue, d >= 0 else { throw bad("a number of seconds") }
                 config.resultTTL = d

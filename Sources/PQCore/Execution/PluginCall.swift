@@ -148,7 +148,7 @@ public final class PluginCall: @unchecked Sendable {
             defer { s.started = true }
             return s.started
         }
-        guard !alreadyStarted, let run = job.definition.pointee.run else { return }
+        guard !alreadyStarted, let run = job.definition?.pointee.run else { return }
         call.pointee.host_data = Unmanaged.passRetained(self).toOpaque()
         run(UnsafePointer(call))
     }
@@ -202,7 +202,7 @@ public final class PluginCall: @unchecked Sendable {
             s.cancelled = true
             return true
         }
-        guard shouldCall, let cancel = job.definition.pointee.cancel else { return }
+        guard shouldCall, let cancel = job.definition?.pointee.cancel else { return }
         // `self` is alive here (the caller holds it), so the pq_call memory is valid even if the
         // plugin completes concurrently.
         cancel(UnsafePointer(call))

@@ -47,13 +47,16 @@ public final class WorkerPool: Service, Sendable {
         public var cancelGrace: Double
         /// Seconds between host status publications (`<ns>_host_status`, `pq hosts`).
         public var statusInterval: Double = 5
+        /// Worker processes (`--isolation process`), or nil to run tasks on this process's
+        /// threads (`--isolation thread`).
+        public var processes: ProcessOptions?
 
         /// Creates options with defaults: 5 tasks, all queues, 30 s leases, 3 dead runs, 10 s
         /// drain, results kept 1 day.
         public init(
             concurrentTasks: Int = 5, queues: Set<String>? = nil, leaseSeconds: Double = 30, maxDeadRuns: Int = 3,
             drainTimeout: Double = 10, resultTTL: Double = 86_400, idlePoll: Double = 1, recoveryInterval: Double = 2,
-            cancelGrace: Double = 2
+            cancelGrace: Double = 2, processes: ProcessOptions? = nil
         ) {
             self.concurrentTasks = max(1, concurrentTasks)
             self.queues = queues
@@ -64,6 +67,43 @@ public final class WorkerPool: Service, Sendable {
             self.idlePoll = idlePoll
             self.recoveryInterval = recoveryInterval
             self.cancelGrace = cancelGrace
+            self.processes = processes
+        }
+    }
+
+    /// Settings of process isolation (DESIGN.md section 12).
+    public struct ProcessOptions: Sendable {
+        /// Worker processes to keep (`--workers`).
+        public var workers: Int
+        /// Seconds without a message after which a worker is killed as hung.
+        public var heartbeatTimeout: Double
+        /// Tasks after which a worker is replaced; 0: never.
+        public var maxTasksPerWorker: Int
+        /// Resident MiB past which a worker is replaced; 0: never.
+        public var maxWorkerMemoryMB: Double
+        /// The pq binary workers are started from.
+        public var executable: String
+        /// Whether workers check the trust of what they load (off with `--trust-all-plugins`).
+        public var checkTrust: Bool
+
+        /// Creates options.
+        /// - Parameters:
+        ///   - workers: worker processes.
+        ///   - heartbeatTimeout: seconds before a silent worker is killed.
+        ///   - maxTasksPerWorker: tasks before a worker is replaced (0: never).
+        ///   - maxWorkerMemoryMB: resident MiB before a worker is replaced (0: never).
+        ///   - executable: the pq binary; nil for this program.
+        ///   - checkTrust: whether workers check trust.
+        public init(
+            workers: Int, heartbeatTimeout: Double = 5, maxTasksPerWorker: Int = 0, maxWorkerMemoryMB: Double = 0,
+            executable: String? = nil, checkTrust: Bool = true
+        ) {
+            self.workers = max(1, workers)
+            self.heartbeatTimeout = heartbeatTimeout
+            self.maxTasksPerWorker = maxTasksPerWorker
+            self.maxWorkerMemoryMB = maxWorkerMemoryMB
+            self.executable = executable ?? WorkerSpawner.currentExecutable
+            self.checkTrust = checkTrust
         }
     }
 
@@ -111,7 +151,9 @@ public final class WorkerPool: Service, Sendable {
     let registry: JobRegistry
     let options: Options
     let logger: Logger
-    let threads: PluginThreadPool
+    let threads: PluginThreadPool?
+    /// The worker processes, in process isolation.
+    let processes: ProcessExecutor?
     /// `<node>:<pid>`.
     public let worker: String
     /// The host name.
@@ -124,6 +166,9 @@ public final class WorkerPool: Service, Sendable {
     private let outcomes: OutcomeBatcher
     /// Moving average of how long runs take, in nanoseconds (a hint; races are harmless).
     private let averageRunNanos = Atomic<Int>(Int.max)
+    /// `worker_lost` events waiting to be recorded.
+    private let lostWorkers = Mutex<[String]>([])
+    private let lostWakeup = Wakeup()
 
     /// Creates a pool.
     /// - Parameters:
@@ -136,7 +181,19 @@ public final class WorkerPool: Service, Sendable {
         self.registry = registry
         self.options = options
         self.logger = logger
-        self.threads = PluginThreadPool(size: options.concurrentTasks)
+        if let p = options.processes {
+            self.threads = nil
+            var o = ProcessExecutor.Options(
+                workers: p.workers, threads: options.concurrentTasks, executable: p.executable)
+            o.heartbeatTimeout = p.heartbeatTimeout
+            o.maxTasksPerWorker = p.maxTasksPerWorker
+            o.maxWorkerMemoryKB = UInt64(max(0, p.maxWorkerMemoryMB) * 1024)
+            o.checkTrust = p.checkTrust
+            self.processes = ProcessExecutor(options: o, logger: logger)
+        } else {
+            self.threads = PluginThreadPool(size: options.concurrentTasks)
+            self.processes = nil
+        }
         self.outcomes = OutcomeBatcher(logger: logger, retryFor: options.leaseSeconds)
         self.node = HostIdentity.node
         self.worker = "\(HostIdentity.node):\(getpid())"
@@ -144,7 +201,7 @@ public final class WorkerPool: Service, Sendable {
     }
 
     deinit {
-        threads.shutdown()
+        threads?.shutdown()
     }
 
     /// Tasks this pool has finished since it started.
@@ -164,6 +221,9 @@ public final class WorkerPool: Service, Sendable {
                 "worker": "\(worker)", "concurrent_tasks": "\(options.concurrentTasks)",
                 "queues": "\(options.queues.map { $0.sorted().joined(separator: ",") } ?? "all")",
             ])
+        if let processes {
+            processes.start(plugins: workerPlugins, delegate: processDelegate())
+        }
         await recoverDeadHosts()
         await publishStatus(state: "running")
         // The store's writes wake the dispatcher from the thread that noticed them.
@@ -176,6 +236,9 @@ public final class WorkerPool: Service, Sendable {
                 group.addTask {
                     await self.submitBridge.serve(store: self.store, logger: self.logger) { self.wakeup.signal() }
                 }
+                if self.processes != nil {
+                    group.addTask { await self.recordLostWorkers() }
+                }
                 group.addTask {
                     await self.outcomes.run(
                         write: { batch in try await self.record(batch) },
@@ -184,6 +247,7 @@ public final class WorkerPool: Service, Sendable {
                 await self.dispatch()
                 // Dispatch returned: shutdown. Drain, then stop the helpers.
                 await self.drain()
+                await self.processes?.shutdown()
                 self.submitBridge.finish()
                 self.outcomes.close()
                 group.cancelAll()
@@ -267,7 +331,9 @@ public final class WorkerPool: Service, Sendable {
             s.reserved -= reserved
             for e in executions { s.running[e.record.id] = e }
         }
-        if !executions.isEmpty {
+        if let processes {
+            processes.run(executions)
+        } else if !executions.isEmpty, let threads {
             threads.execute(all: executions.map { execution in { self.begin(execution) } })
         }
     }
@@ -298,7 +364,7 @@ public final class WorkerPool: Service, Sendable {
 
     // MARK: running one task (on a plugin thread)
 
-    /// Calls the job of a claimed task on the newest generation of its plugin.
+    /// Calls the job of a claimed task on the newest generation of its plugin (thread mode).
     private func begin(_ execution: Execution) {
         let record = execution.record
         execution.began.store(TaskClock.now().bitPattern, ordering: .releasing)
@@ -308,44 +374,95 @@ public final class WorkerPool: Service, Sendable {
             decide(execution, .released, ranOn: nil)
             return
         }
-        switch job.kind {
-        case .typed:
-            guard let typed = job.typedCall else {
-                decide(execution, .failure("typed job '\(job.name)' has no prepared call interface"), ranOn: job.plugin)
-                return
+        JobInvoker.run(
+            job: job, taskID: record.id, kwargs: record.kwargs, attempt: record.retry, hooks: callHooks,
+            admit: { call in
+                execution.state.withLock { s -> Bool in
+                    // A C function cannot be interrupted: on timeout, revoke or shutdown its
+                    // outcome is recorded at once (see `stop`), and a late result is ignored.
+                    s.call = call
+                    s.typed = call == nil
+                    return s.stopReason == nil
+                }
+            },
+            done: { [self] end in ended(execution, end) })
+    }
+
+    /// A run ended, in a thread or a worker process: record its outcome.
+    private func ended(_ execution: Execution, _ end: RunEnd) {
+        switch end {
+        case .completed(let outcome, let plugin):
+            conclude(execution, ranOn: plugin, outcome)
+        case .refused(let message, let plugin):
+            decide(execution, .failure(message), ranOn: plugin)
+        case .unregistered:
+            decide(execution, .released, ranOn: nil)
+        case .notStarted:
+            let stopped = execution.state.withLock { $0.stopReason }
+            decide(execution, stopped == nil || stopped == .shutdown ? .released : .revoked("revoked before it started"), ranOn: nil)
+        }
+    }
+
+    /// The plugin generations workers load, in registration order.
+    private var workerPlugins: [WorkerSetup.Plugin] {
+        registry.plugins.map { WorkerSetup.Plugin(image: $0.info.image ?? $0.info.path, path: $0.info.path, generation: $0.info.generation) }
+    }
+
+    /// The registry changed (hot reload): in process isolation, new workers load the new
+    /// generations and the old ones drain.
+    public func pluginsChanged() {
+        processes?.reload(plugins: workerPlugins)
+        poke()
+    }
+
+    private func processDelegate() -> ProcessExecutor.Delegate {
+        ProcessExecutor.Delegate(
+            ended: { [self] execution, end in ended(execution, end) },
+            began: { [self] execution in
+                execution.began.store(TaskClock.now().bitPattern, ordering: .releasing)
+                timerWakeup.signal()
+            },
+            log: { [logger] taskID, level, message in
+                Self.log(logger, level, "[\(taskID)]: \(message)")
+            },
+            submit: { [self] parent, childID, job, kwargs in
+                do {
+                    var task = try Self.prepareChild(job: job, argsJSON: kwargs, parent: parent, registry: registry)
+                    task.id = childID
+                    _ = try submitBridge.submit(task)
+                } catch {
+                    logger.error("child task '\(job)' of task \(parent) was not queued: \(error)")
+                }
+            },
+            workerLost: { [self] json in
+                lostWorkers.withLock { $0.append(json) }
+                lostWakeup.signal()
+            })
+    }
+
+    /// Records `worker_lost` events for `pq watch`.
+    private func recordLostWorkers() async {
+        while !Task.isCancelled {
+            await lostWakeup.wait(timeout: 1)
+            let events = lostWorkers.withLock { l -> [String] in
+                defer { l.removeAll() }
+                return l
             }
-            // Kwargs that do not fit the signature fail at once, without retries: the function is
-            // not called, and another run would get the same kwargs.
-            let arguments: TypedCall.Arguments
-            do { arguments = try typed.bind(json: record.kwargs) } catch {
-                decide(execution, .failure("job '\(job.name)': \(error); the function was not called"), ranOn: job.plugin)
-                return
+            for json in events {
+                do { try await store.recordEvent(.workerLost, json: json) } catch {
+                    logger.warning("recording a worker_lost event failed: \(error)")
+                }
             }
-            let stopped = execution.state.withLock { s -> StopReason? in
-                s.typed = true
-                return s.stopReason
-            }
-            if let stopped {
-                decide(execution, stopped == .shutdown ? .released : .revoked("revoked before it started"), ranOn: nil)
-                return
-            }
-            // A C function cannot be interrupted: on timeout, revoke or shutdown the outcome is
-            // recorded at once (see `stop`) and the function runs to its end here; its late
-            // result is then ignored.
-            conclude(execution, job: job, typed.call(arguments))
-        case .json:
-            let call = PluginCall(
-                job: job, taskID: record.id, argsJSON: record.kwargs, attempt: record.retry, hooks: callHooks)
-            let stopped = execution.state.withLock { s -> StopReason? in
-                s.call = call
-                return s.stopReason
-            }
-            if let stopped {
-                decide(execution, stopped == .shutdown ? .released : .revoked("revoked before it started"), ranOn: nil)
-                return
-            }
-            call.onComplete { [self] outcome in self.conclude(execution, job: job, outcome) }
-            call.runHere()
+        }
+    }
+
+    private static func log(_ logger: Logger, _ level: Int32, _ line: String) {
+        let message: Logger.Message = "\(line)"
+        switch Int(level) {
+        case Int(PQ_LOG_DEBUG): logger.debug(message)
+        case Int(PQ_LOG_WARNING): logger.warning(message)
+        case Int(PQ_LOG_ERROR): logger.error(message)
+        default: logger.info(message)
         }
     }
 
@@ -353,13 +470,7 @@ public final class WorkerPool: Service, Sendable {
     private static func makeHooks(registry: JobRegistry, submitBridge: SubmitBridge, logger: Logger) -> CallHooks {
         CallHooks(
             forCall: { call, level, message in
-                let line: Logger.Message = "\(call.job.name) [\(call.taskID)]: \(message)"
-                switch Int(level) {
-                case Int(PQ_LOG_DEBUG): logger.debug(line)
-                case Int(PQ_LOG_WARNING): logger.warning(line)
-                case Int(PQ_LOG_ERROR): logger.error(line)
-                default: logger.info(line)
-                }
+                log(logger, level, "\(call.job.name) [\(call.taskID)]: \(message)")
             },
             submit: { call, name, args in
                 try submitBridge.submit(try prepareChild(job: name, argsJSON: args, parent: call.taskID, registry: registry))
@@ -367,7 +478,7 @@ public final class WorkerPool: Service, Sendable {
     }
 
     /// The call ended (any thread): turn its result into the task's outcome.
-    private func conclude(_ execution: Execution, job: JobDefinition, _ result: CallOutcome) {
+    private func conclude(_ execution: Execution, ranOn plugin: PluginInfo?, _ result: CallOutcome) {
         let record = execution.record
         let stop = execution.state.withLock { $0.stopReason }
         let kind: TaskOutcome.Kind
@@ -386,7 +497,7 @@ public final class WorkerPool: Service, Sendable {
             kind = .failure(message)
         }
         noteRunTime(of: execution)
-        decide(execution, kind, ranOn: job.plugin)
+        decide(execution, kind, ranOn: plugin)
     }
 
     /// Feeds the moving average of run times that decides how far ahead the host claims.
@@ -437,7 +548,9 @@ public final class WorkerPool: Service, Sendable {
             s.stopAt = TaskClock.now()
             return (s.call, s.typed)
         }
-        if typed {
+        if let processes {
+            processes.cancel(execution)
+        } else if typed {
             decide(execution, stoppedOutcome(reason, execution.record, typed: true), ranOn: nil)
             return
         }
@@ -447,11 +560,15 @@ public final class WorkerPool: Service, Sendable {
 
     /// The outcome of a run that was stopped without the job's help.
     private func stoppedOutcome(_ reason: StopReason, _ record: TaskRecord, typed: Bool) -> TaskOutcome.Kind {
-        let left = typed ? " (the C function cannot be interrupted and was left to finish on its thread)" : " (the job ignored the cancel)"
+        var left = typed ? " (the C function cannot be interrupted and was left to finish on its thread)" : " (the job ignored the cancel)"
+        if processes != nil {
+            left = " (it ignored the cancel; its worker process was killed after a \(formatSeconds(options.cancelGrace)) s grace)"
+        }
         switch reason {
         case .shutdown: return .released
         case .revoked: return .revoked("revoked while running" + left)
-        case .timeout: return .revoked("timed out after \(formatSeconds(record.timeout ?? 0)) s" + (typed ? left : ""))
+        case .timeout:
+            return .revoked("timed out after \(formatSeconds(record.timeout ?? 0)) s" + (typed || processes != nil ? left : ""))
         }
     }
 
@@ -467,6 +584,8 @@ public final class WorkerPool: Service, Sendable {
                 if let stopAt, let reason {
                     let giveUp = stopAt + options.cancelGrace
                     if now >= giveUp {
+                        // In a worker process the run is ended for good: its worker is killed.
+                        processes?.forceStop(execution)
                         decide(execution, stoppedOutcome(reason, execution.record, typed: false), ranOn: nil)
                     } else {
                         next = min(next, giveUp)
@@ -554,6 +673,8 @@ public final class WorkerPool: Service, Sendable {
         ]
         pairs.append(("queues", options.queues.map { .array($0.sorted().map(JSONValue.string)) } ?? .null))
         pairs.append(("jobs", .int(Int64(registry.jobNames.count))))
+        pairs.append(("isolation", .string(processes == nil ? "thread" : "process")))
+        if let processes { pairs.append(("workers", processes.workerStatus)) }
         return JSONValue.object(pairs).jsonText
     }
 

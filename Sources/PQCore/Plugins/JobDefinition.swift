@@ -24,13 +24,14 @@ public final class JobDefinition: Sendable {
     public let typedCall: TypedCall?
     /// The plugin generation it belongs to.
     public let plugin: PluginInfo
-    /// The plugin's descriptor.
-    public let handle: PluginHandle
+    /// The plugin's descriptor; nil for a job known only by its description (the plugin was
+    /// loaded by a worker process, not in this one).
+    public let handle: PluginHandle?
     /// The index in the plugin's `jobs` array.
     public let index: Int
 
-    /// The `pq_job_def` in the plugin's memory.
-    public var definition: UnsafePointer<pq_job_def> { handle.descriptor.pointee.jobs! + index }
+    /// The `pq_job_def` in the plugin's memory; nil when the plugin is not loaded in this process.
+    public var definition: UnsafePointer<pq_job_def>? { handle.map { $0.descriptor.pointee.jobs! + index } }
 
     /// `"periodic"` or `"regular"`.
     public var typeName: String { options.isPeriodic ? "periodic" : "regular" }
@@ -51,6 +52,37 @@ public final class JobDefinition: Sendable {
 
     private static func isSlugStart(_ c: UInt8) -> Bool {
         (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c)
+    }
+
+    /// A job known by its description only: its plugin was loaded in another process (a worker
+    /// or a probe), which reported it. It can be listed, queued and scheduled, not called here.
+    /// - Parameter description: what the loading process reported.
+    /// - Throws: ``PluginError`` when the description does not validate (as the job would not).
+    public init(description d: JobDescription, plugin: PluginInfo) throws {
+        let options: JobOptions
+        do { options = try JobOptions.parse(d.optionsJSON) } catch {
+            throw PluginError(.invalidJob, path: plugin.path, "job '\(d.name)' of plugin '\(plugin.name)': \(error); job skipped")
+        }
+        if let text = d.signature {
+            do { kind = .typed(try TypedSignature.parse(text)) } catch {
+                throw PluginError(.invalidJob, path: plugin.path, "job '\(d.name)' of plugin '\(plugin.name)': \(error); job skipped")
+            }
+        } else {
+            kind = .json
+        }
+        self.name = d.name
+        self.doc = d.doc
+        self.options = options
+        self.optionsJSON = d.optionsJSON
+        self.typedCall = nil
+        self.plugin = plugin
+        self.handle = nil
+        self.index = d.index
+    }
+
+    /// What another process needs to know of this job to list, queue and schedule it.
+    public var jobDescription: JobDescription {
+        JobDescription(name: name, doc: doc, optionsJSON: optionsJSON, signature: signature, index: index)
     }
 
     init(plugin: PluginInfo, handle: PluginHandle, index: Int) throws {
@@ -106,4 +138,18 @@ public final class JobDefinition: Sendable {
         self.handle = handle
         self.index = index
     }
+}
+
+/// A job as a worker or probe process reports it to the host.
+public struct JobDescription: Sendable, Equatable {
+    /// The job's name.
+    public var name: String
+    /// Its one-line description.
+    public var doc: String
+    /// Its `options_json`, as the plugin gave it.
+    public var optionsJSON: String?
+    /// `(name:type,...)->type` for typed jobs; nil for JSON jobs.
+    public var signature: String?
+    /// The index in the plugin's `jobs` array.
+    public var index: Int
 }

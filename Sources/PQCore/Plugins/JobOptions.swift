@@ -29,6 +29,17 @@ public struct JobOptions: Sendable, Equatable {
     public var timezone: String?
     /// Fixed kwargs (a JSON object) for periodic runs (pq extension `kwargs`).
     public var periodicKwargs: String?
+    /// Where the job's tasks run (`"isolation"`): in worker processes or on the host's threads;
+    /// nil for the host's default (`pq serve --isolation`).
+    public var isolation: Isolation?
+
+    /// Where tasks run (DESIGN.md section 12).
+    public enum Isolation: String, Sendable, Equatable, CaseIterable {
+        /// In worker processes the host starts and supervises: a crash costs one task.
+        case process
+        /// On the host's own threads, as pulsar's THREAD_IO did.
+        case thread
+    }
 
     /// Default options: no timeout, no retries, overlap allowed, default queue.
     public init() {
@@ -95,6 +106,12 @@ public struct JobOptions: Sendable, Equatable {
         options.anchor = try string("anchor")
         options.cron = try string("cron")
         options.timezone = try string("timezone")
+        if let isolation = try string("isolation") {
+            guard let mode = Isolation(rawValue: isolation) else {
+                throw OptionsError(message: "option 'isolation' must be \"process\" or \"thread\", got \"\(isolation)\"")
+            }
+            options.isolation = mode
+        }
         if let kwargs = parsed["kwargs"], kwargs != .null {
             guard case .object = kwargs else { throw OptionsError(message: "option 'kwargs' must be a JSON object") }
             options.periodicKwargs = kwargs.jsonText

@@ -53,7 +53,7 @@ public final class PluginCatalog: Sendable {
     public let taskPaths: [String]
     /// The plugins root.
     public let root: String
-    let loader: PluginLoader
+    let loader: any PluginFileLoader
     let registry: JobRegistry
     private let known = Mutex<[String: FileStamp]>([:])
     private let scanning = Mutex<Void>(())
@@ -64,7 +64,7 @@ public final class PluginCatalog: Sendable {
     ///   - root: the plugins root.
     ///   - loader: loads one file.
     ///   - registry: where jobs are registered.
-    public init(taskPaths: [String], root: String, loader: PluginLoader, registry: JobRegistry) {
+    public init(taskPaths: [String], root: String, loader: any PluginFileLoader, registry: JobRegistry) {
         self.taskPaths = taskPaths
         self.root = root
         self.loader = loader
@@ -81,20 +81,23 @@ public final class PluginCatalog: Sendable {
             changes.directories = try TaskPaths.resolve(taskPaths, root: root)
             let files = changes.directories.flatMap(\.libraries)
             var seen = Set<String>()
+            var changed: [String] = []
             for file in files {
                 seen.insert(file)
                 guard let stamp = FileStamp(path: file) else { continue }
                 if known.withLock({ $0[file] }) == stamp { continue }
                 known.withLock { $0[file] = stamp }
-                do {
-                    let plugin = try PluginSet.loadFile(path: file, loader: loader)
+                changed.append(file)
+            }
+            for (file, result) in zip(changed, loader.load(paths: changed)) {
+                switch result {
+                case .success(let plugin):
                     changes.loaded.append(plugin)
                     changes.warnings += plugin.rejectedJobs.map(\.description)
                     changes.warnings += registry.register(plugin)
-                } catch let error as PluginError {
+                case .failure(let error):
                     changes.failures.append(error)
-                } catch {
-                    changes.failures.append(PluginError(.unreadable, path: file, "\(error)"))
+                    _ = file
                 }
             }
             let gone = known.withLock { k -> [String] in

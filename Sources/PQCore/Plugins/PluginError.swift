@@ -9,7 +9,7 @@ public struct PluginError: Error, CustomStringConvertible, Sendable {
         fileprivate enum Base: String, Sendable {
             case missingDirectory, emptyTaskPath, badTaskPath, unreadable, notELF, truncated, untrusted
             case dlopenFailed, missingEntry, entryReturnedNull, abiMismatch, structTooSmall
-            case toolchainMismatch, invalidDescriptor, invalidJob, invalidManifest
+            case toolchainMismatch, invalidDescriptor, invalidJob, invalidManifest, crashedWhileLoading
         }
         fileprivate let base: Base
         /// A task_paths entry whose directory does not exist.
@@ -45,6 +45,16 @@ public struct PluginError: Error, CustomStringConvertible, Sendable {
         /// A `NAME.pq.toml` manifest that cannot be used: bad syntax, a missing library or
         /// symbol, an invalid job (the whole manifest is skipped).
         public static let invalidManifest = Code(base: .invalidManifest)
+        /// Loading the plugin killed the process that loaded it (a library constructor or
+        /// `pq_plugin_entry` crashed or exited); reported by the worker's supervisor.
+        public static let crashedWhileLoading = Code(base: .crashedWhileLoading)
+        fileprivate init(base: Base) { self.base = base }
+        /// The code named `name` (its ``description``), for errors reported by another process.
+        /// - Parameter name: a code's name, e.g. `notELF`.
+        public init?(named name: String) {
+            guard let base = Base(rawValue: name) else { return nil }
+            self.base = base
+        }
         /// The code's name, e.g. `notELF`.
         public var description: String { base.rawValue }
     }

@@ -14,6 +14,9 @@ public struct PluginInfo: Sendable, Equatable {
     public var path: String
     /// The generation number (increases each time any plugin is loaded in this process).
     public var generation: Int
+    /// In process isolation: the host's snapshot of the file that worker processes load this
+    /// generation from (nil when the plugin was loaded in this process).
+    public var image: String? = nil
 }
 
 /// A plugin library that was opened and validated. It is never unloaded: Swift code cannot be
@@ -73,8 +76,19 @@ public struct PluginLoader: Sendable {
     /// - Returns: the loaded plugin with its validated jobs.
     /// - Throws: ``PluginError`` naming the file and the reason.
     public func load(path: String) throws -> LoadedPlugin {
+        try load(path: path, image: path, generation: nil)
+    }
+
+    /// Loads one plugin from a copy of its file.
+    /// - Parameters:
+    ///   - path: the plugin's file as task_paths found it: named in errors and in ``PluginInfo``.
+    ///   - image: the bytes to open (a snapshot of `path` taken earlier, or `path` itself).
+    ///   - generation: the generation number to give it; nil for the next of this process.
+    /// - Returns: the loaded plugin with its validated jobs.
+    /// - Throws: ``PluginError`` naming `path` and the reason.
+    public func load(path: String, image: String, generation: Int?) throws -> LoadedPlugin {
         if path.hasSuffix(PluginManifest.fileSuffix) { return try loadManifest(path: path) }
-        let handle = try openPrivateCopy(of: path)
+        let handle = try openPrivateCopy(of: image, reportedPath: path)
         guard let symbol = dlsym(handle, PQ_PLUGIN_ENTRY_SYMBOL) else {
             throw PluginError(
                 .missingEntry, path: path,
@@ -86,27 +100,30 @@ public struct PluginLoader: Sendable {
                 .entryReturnedNull, path: path,
                 "pq_plugin_entry(\(PQ_ABI_VERSION)) returned NULL: the plugin cannot serve ABI version \(PQ_ABI_VERSION)")
         }
-        return try validate(descriptor, path: path)
+        return try validate(descriptor, path: path, generation: generation)
     }
 
     /// Checks a library file (trust, ELF), copies it to a private path and opens the copy.
     /// - Parameter path: the library file.
     /// - Returns: the `dlopen` handle (the library is never closed).
     /// - Throws: ``PluginError`` naming the file and the reason.
-    func openPrivateCopy(of path: String) throws -> UnsafeMutableRawPointer {
-        if !options.trustAll { try PluginTrust.check(path: path) }
-        let copy = try privateCopy(of: path)
+    func openPrivateCopy(of image: String, reportedPath path: String? = nil) throws -> UnsafeMutableRawPointer {
+        let path = path ?? image
+        if !options.trustAll { try PluginTrust.check(path: image) }
+        let copy = try privateCopy(of: image)
         defer { unlink(copy.file); rmdir(copy.directory) }
         // Check the copy, not the original: the original may change under us, the copy cannot.
         try ELFCheck.validate(path: copy.file, reportedPath: path)
         guard let handle = dlopen(copy.file, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
-            throw PluginError(.dlopenFailed, path: path, "dlopen failed: \(reason.replacingPrivatePath(copy.file, with: path))")
+            throw PluginError(
+                .dlopenFailed, path: path,
+                "dlopen failed: \(reason.replacingPrivatePath(copy.file, with: path).replacingPrivatePath(image, with: path))")
         }
         return handle
     }
 
-    func validate(_ descriptor: UnsafePointer<pq_plugin>, path: String) throws -> LoadedPlugin {
+    func validate(_ descriptor: UnsafePointer<pq_plugin>, path: String, generation: Int? = nil) throws -> LoadedPlugin {
         let d = descriptor.pointee
         guard d.abi_version == UInt32(PQ_ABI_VERSION) else {
             throw PluginError(
@@ -144,7 +161,7 @@ public struct PluginLoader: Sendable {
         }
         let info = PluginInfo(
             name: name, version: String(cString: versionPtr), toolchain: toolchain, path: path,
-            generation: PluginGenerations.next())
+            generation: generation ?? PluginGenerations.next())
         let handle = PluginHandle(descriptor: descriptor)
         var jobs: [JobDefinition] = []
         var rejected: [PluginError] = []

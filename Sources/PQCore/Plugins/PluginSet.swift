@@ -21,7 +21,7 @@ public enum PluginSet {
     /// - Returns: what was loaded and what failed.
     /// - Throws: ``PluginError`` when an entry has no directory (nothing is loaded then).
     public static func load(
-        taskPaths: [String], root: String, loader: PluginLoader, into registry: JobRegistry
+        taskPaths: [String], root: String, loader: any PluginFileLoader, into registry: JobRegistry
     ) throws -> Report {
         let changes = try PluginCatalog(taskPaths: taskPaths, root: root, loader: loader, registry: registry).rescan()
         return Report(

@@ -435,12 +435,23 @@ public enum TaskEventKind: String, Sendable, CaseIterable {
     case pluginFailed = "plugin_failed"
     /// A plugin file was removed and its jobs unregistered on a host.
     case pluginRemoved = "plugin_removed"
+    /// A worker process of a host died or was killed (the event carries the worker).
+    case workerLost = "worker_lost"
 
     /// Whether the event is about a task (else about a plugin).
     public var isTaskEvent: Bool {
         switch self {
         case .queued, .started, .retry, .done: true
-        case .pluginLoaded, .pluginFailed, .pluginRemoved: false
+        case .pluginLoaded, .pluginFailed, .pluginRemoved, .workerLost: false
+        }
+    }
+
+    /// The key of the object an event line carries: `task`, `plugin` or `worker`.
+    public var payloadKey: String {
+        switch self {
+        case .queued, .started, .retry, .done: "task"
+        case .pluginLoaded, .pluginFailed, .pluginRemoved: "plugin"
+        case .workerLost: "worker"
         }
     }
 
@@ -456,7 +467,7 @@ public enum TaskEventKind: String, Sendable, CaseIterable {
     }
 
     /// The channel name without namespace: `task_queued`, `task_started`, `task_retry`,
-    /// `task_done`; plugin events use `plugin_loaded`, `plugin_failed`, `plugin_removed`.
+    /// `task_done`; plugin events use `plugin_loaded`, `plugin_failed`, `plugin_removed`, and `worker_lost`.
     public var channel: String { isTaskEvent ? "task_" + rawValue : rawValue }
 }
 
@@ -485,6 +496,6 @@ public struct TaskEvent: Sendable, Equatable {
     /// The line `pq watch` prints: `{"event":"queued","task":{...}}`.
     /// - Returns: the JSON text.
     public func json() -> String {
-        "{\"event\":\"\(kind.rawValue)\",\"\(kind.isTaskEvent ? "task" : "plugin")\":\(taskJSON)}"
+        "{\"event\":\"\(kind.rawValue)\",\"\(kind.payloadKey)\":\(taskJSON)}"
     }
 }

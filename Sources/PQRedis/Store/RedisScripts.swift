@@ -595,14 +595,15 @@ enum RedisScripts {
 }
 
 extension RedisScripts {
-    /// ARGV: kind, JSON. Records an event that is not a task state change (plugin events) and
+    /// ARGV: kind, JSON, payload key. Records an event that is not a task state change (plugin
+    /// and worker events) and
     /// publishes it on its channel. Returns the event's seq.
     static let recordEvent = RedisScript(
         library + #"""
-        local kind, json = ARGV[4], ARGV[5]
+        local kind, json, what = ARGV[4], ARGV[5], ARGV[6]
         local seq = redis.call('INCR', P .. 'eventseq')
         redis.call('XADD', P .. 'events', 'MAXLEN', '~', MAXEV, seq .. '-0', 'k', kind, 'i', '', 's', '0', 'j', json)
-        redis.call('PUBLISH', CH .. kind, '{"event":"' .. kind .. '","plugin":' .. json .. '}')
+        redis.call('PUBLISH', CH .. kind, '{"event":"' .. kind .. '","' .. what .. '":' .. json .. '}')
         changed()
         return seq
         """#)

@@ -566,7 +566,7 @@ public final class RedisTaskStore: TaskStore {
 
     /// See ``TaskStore/recordEvent(_:json:)``.
     public func recordEvent(_ kind: TaskEventKind, json: String) async throws {
-        _ = try await run(RedisScripts.recordEvent, [.string(kind.rawValue), .string(json)])
+        _ = try await run(RedisScripts.recordEvent, [.string(kind.rawValue), .string(json), .string(kind.payloadKey)])
         wrote()
     }
 
