@@ -32,6 +32,14 @@ static void badjson_run(const pq_call *call) {
     call->complete(call, 1, "{this is not json");
 }
 
+/* c.crash: dereferences NULL on purpose. In process isolation (the default) it costs this one
+ * task, which fails naming SIGSEGV; with --isolation thread it takes the host down. */
+static void crash_run(const pq_call *call) {
+    volatile int *nowhere = NULL;
+    *nowhere = 1;
+    call->complete(call, 1, "null");
+}
+
 /* Points just past the ':' that follows "key" in a flat JSON object, or NULL when absent. */
 static const char *json_value(const char *json, const char *key) {
     char pattern[64];
@@ -136,6 +144,7 @@ static const pq_job_def jobs[] = {
     {"c.mulj", "Multiplies integers a and b (JSON job, like c.mul).", NULL, mulj_run, NULL, NULL, NULL},
     {"c.mul", "Multiplies two integers (typed job).", NULL, NULL, NULL, (void *)mul, "(a:i64,b:i64)->i64"},
     {"c.greet", "Greets a name (typed job).", NULL, NULL, NULL, (void *)greet, "(name:str)->str"},
+    {"c.crash", "Crashes (SIGSEGV) on purpose: process isolation costs only this task.", "{\"max_retries\": 0}", crash_run, NULL, NULL, NULL},
 };
 
 static void free_string(char *s) { free(s); }

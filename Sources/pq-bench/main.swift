@@ -79,7 +79,7 @@ func spawnAndWait(_ args: [String]) -> Int32 {
     return status
 }
 
-/// `pq-bench [--quick] [--only NAME]`: NAME is one of plugins, memory, sqlite, reload (and later sections).
+/// `pq-bench [--quick] [--only NAME]`: NAME is one of plugins, memory, sqlite, isolation, reload (and later sections).
 let only: String? = CommandLine.arguments.firstIndex(of: "--only").flatMap {
     $0 + 1 < CommandLine.arguments.count ? CommandLine.arguments[$0 + 1] : nil
 }
@@ -200,10 +200,15 @@ func noopRegistry() throws -> JobRegistry {
     return registry
 }
 
-func runPool(store: any TaskStore, registry: JobRegistry, concurrency: Int, until done: @escaping @Sendable (WorkerPool) async -> Bool) async throws -> Double {
+func runPool(
+    store: any TaskStore, registry: JobRegistry, concurrency: Int, processes: WorkerPool.ProcessOptions? = nil,
+    until done: @escaping @Sendable (WorkerPool) async -> Bool
+) async throws -> Double {
     var logger = Logger(label: "bench")
     logger.logLevel = .warning
-    let pool = WorkerPool(store: store, registry: registry, options: .init(concurrentTasks: concurrency, drainTimeout: 1), logger: logger)
+    let pool = WorkerPool(
+        store: store, registry: registry, options: .init(concurrentTasks: concurrency, drainTimeout: 1, processes: processes),
+        logger: logger)
     let group = ServiceGroup(configuration: .init(services: [.init(service: pool)], logger: logger))
     let t0 = now()
     var elapsed = 0.0
@@ -450,6 +455,160 @@ do {
     print("sqlite benchmark failed: \(error)")
 }
 try? FileManager.default.removeItem(atPath: dir)
+}
+
+// MARK: isolation
+
+/// The example C plugin as a process-isolated host knows it: loaded by a child, described here.
+func isolatedNoopRegistry() throws -> JobRegistry {
+    let registry = JobRegistry()
+    let loader = IsolatedPluginLoader(options: .init(executable: pq, trustAll: true))
+    registry.register(try loader.load(paths: [pluginsRoot + "/examples/c/libexamples_c.so"])[0].get())
+    return registry
+}
+
+/// The children of a process (its worker processes).
+func childPIDs(of pid: Int32) -> [Int32] {
+    let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+    return text.split(separator: " ").compactMap { Int32($0) }
+}
+
+func residentMiB(pid: Int32) -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/statm", encoding: .utf8) else { return 0 }
+    return (Double(text.split(separator: " ")[1]) ?? 0) * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
+}
+
+if wanted("isolation") {
+section("isolation (issue 14): process and thread mode side by side, runs alternating")
+do {
+    // Memory store, one process: the pool's own host with worker processes, or its threads.
+    let n = quick ? 20_000 : 200_000
+    var rates: [String: [Double]] = ["thread": [], "process": []]
+    for round in 0..<(quick ? 1 : 3) {
+        for mode in (round % 2 == 0 ? ["thread", "process"] : ["process", "thread"]) {
+            let store = MemoryTaskStore()
+            for _ in 0..<(n / 10_000) { _ = try await store.enqueue((0..<10_000).map { _ in NewTask(name: "c.noop") }) }
+            let process = mode == "process"
+            let elapsed = try await runPool(
+                store: store, registry: process ? try isolatedNoopRegistry() : try noopRegistry(), concurrency: 16,
+                processes: process ? .init(workers: 2, executable: pq, checkTrust: false) : nil
+            ) { $0.processedCount >= n }
+            rates[mode]!.append(Double(n) / elapsed)
+        }
+    }
+    func line(_ mode: String, _ target: String) -> String {
+        let r = rates[mode]!.sorted()
+        return "\(mode): median \(String(format: "%.0f/s", r[r.count / 2])) (runs: \(r.map { String(format: "%.0f", $0) }.joined(separator: ", "))) (target \(target))"
+    }
+    print("memory store, c.noop, --concurrent-tasks 16, \(n) tasks, one process; process mode with --workers 2")
+    print("  " + line("thread", "200,000/s"))
+    print("  " + line("process", "100,000/s"))
+
+    // SQLite through bin/pq serve in each mode: processed, idle latency, crash, replacement, memory.
+    let dir = NSTemporaryDirectory() + "pq-bench-iso-\(getpid())"
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    var processed: [String: [Double]] = ["thread": [], "process": []]
+    var latency: [String: [Double]] = ["thread": [], "process": []]
+    var idleRSS: [String: String] = [:]
+    var crash: [Double] = []
+    var replacement: [Double] = []
+    let m = quick ? 5_000 : 30_000
+    for round in 0..<(quick ? 1 : 2) {
+        for mode in (round % 2 == 0 ? ["thread", "process"] : ["process", "thread"]) {
+            let path = "\(dir)/\(mode)-\(round).sqlite"
+            let env = [
+                "PQ_STORE": "sqlite:" + path, "PQ_TASK_PATHS": "examples.*", "PQ_PLUGINS_DIR": pluginsRoot, "PQ_ISOLATION": mode,
+                "PQ_WORKERS": "2",
+            ]
+            let (status, out) = try runProcess(["submit", "c.noop", "--batch", "-"], env: env, stdin: Data(String(repeating: "{}\n", count: m).utf8))
+            precondition(status == 0, "pq submit --batch failed")
+            let lastID = String(decoding: out.split(separator: UInt8(ascii: "\n")).last ?? [], as: UTF8.self)
+            let store = try SQLiteTaskStore(path: path)
+            let h0 = now()
+            let host = try startHost(env: env)
+            while now() - h0 < 300 {
+                if let last = try await store.task(id: lastID), last.status.isReady { break }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            processed[mode]!.append(Double(m) / (now() - h0))
+            // Idle latency, one task at a time from this process.
+            let wake = Wakeup()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { for await _ in store.changes() { wake.signal() } }
+                for _ in 0..<(quick ? 30 : 150) {
+                    let t = now()
+                    let id = try await store.enqueue([NewTask(name: "c.noop")])[0].id
+                    while true {
+                        if let task = try await store.task(id: id), task.status.isReady { break }
+                        await wake.wait(timeout: 0.05)
+                    }
+                    latency[mode]!.append(now() - t)
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                if mode == "process" {
+                    // A crash: from the queueing of c.crash to its FAILURE in the store.
+                    for _ in 0..<3 {
+                        let t = now()
+                        let id = try await store.enqueue([NewTask(name: "c.crash")])[0].id
+                        while now() - t < 10 {
+                            if let task = try await store.task(id: id), task.status.isReady {
+                                crash.append((task.timeEnded ?? now()) - t)
+                                break
+                            }
+                            await wake.wait(timeout: 0.05)
+                        }
+                        try await Task.sleep(for: .milliseconds(300))
+                    }
+                }
+                group.cancelAll()
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let children = childPIDs(of: host.processIdentifier)
+            let hostRSS = residentMiB(pid: host.processIdentifier)
+            let workerRSS = children.map { residentMiB(pid: $0) }
+            idleRSS[mode] = String(format: "host %.1f MiB", hostRSS)
+                + (workerRSS.isEmpty ? "" : ", workers " + workerRSS.map { String(format: "%.1f", $0) }.joined(separator: " + ") + " MiB")
+            kill(host.processIdentifier, SIGTERM)
+            host.waitUntilExit()
+            await store.close()
+        }
+    }
+    // Replacement workers: spawn → ready, measured by a pool in this process after each crash.
+    let store = MemoryTaskStore()
+    let registry = try isolatedNoopRegistry()
+    var logger = Logger(label: "bench")
+    logger.logLevel = .critical
+    let pool = WorkerPool(
+        store: store, registry: registry,
+        options: .init(concurrentTasks: 2, drainTimeout: 1, processes: .init(workers: 1, executable: pq, checkTrust: false)), logger: logger)
+    let group = ServiceGroup(configuration: .init(services: [.init(service: pool)], logger: logger))
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        for _ in 0..<5 {
+            let id = try await store.enqueue([NewTask(name: "c.crash")])[0].id
+            let t = now()
+            while now() - t < 10, (try await store.task(id: id))?.status.isReady != true { try await Task.sleep(for: .milliseconds(1)) }
+            let ok = try await store.enqueue([NewTask(name: "c.noop")])[0].id
+            while now() - t < 10, (try await store.task(id: ok))?.status.isReady != true { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        await group.triggerGracefulShutdown()
+        try await tasks.waitForAll()
+    }
+    replacement = Array(pool.workerReadyTimes.dropFirst())
+    func med(_ v: [Double]) -> Double { v.isEmpty ? 0 : v.sorted()[v.count / 2] }
+    print("sqlite through bin/pq serve (--concurrent-tasks 16, --workers 2), \(m) queued c.noop, incl. start-up:")
+    for mode in ["thread", "process"] {
+        print("  \(mode): processed median \(String(format: "%.0f/s", med(processed[mode]!))) (runs: \(processed[mode]!.map { String(format: "%.0f", $0) }.joined(separator: ", "))); idle submit→result p50 \(ms(percentile(latency[mode]!, 0.5))), p99 \(ms(percentile(latency[mode]!, 0.99))); idle RSS \(idleRSS[mode] ?? "?")")
+    }
+    let tp = med(processed["thread"]!), pp = med(processed["process"]!)
+    print(String(format: "  process/thread throughput: %.2f (target >= 0.90); p50 added by the process hop: %.3f ms (target <= 0.1 ms)",
+        pp / tp, (percentile(latency["process"]!, 0.5) - percentile(latency["thread"]!, 0.5)) * 1000))
+    print("  crash (c.crash, SIGSEGV) → FAILURE stored: \(crash.map { ms($0) }.joined(separator: ", ")) (target < 1 s)")
+    print("  replacement worker, spawn → ready (plugins loaded): \(replacement.map { ms($0) }.joined(separator: ", ")) (target < 50 ms)")
+} catch {
+    print("isolation benchmark failed: \(error)")
+}
 }
 
 // MARK: hot reload

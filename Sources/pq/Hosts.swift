@@ -33,9 +33,24 @@ extension PQ {
                         default: return "-"
                         }
                     }
-                    return [str("worker"), str("state"), str("running"), str("concurrent_tasks"), str("processed"), str("time")]
+                    var workers = "-"
+                    if case .array(let list)? = v["workers"] {
+                        // pid:tasks:RSS of each worker process.
+                        workers = list.map { w -> String in
+                            let pid = w["pid"]?.doubleValue.map { String(Int($0)) } ?? "?"
+                            let tasks = w["tasks"]?.doubleValue.map { String(Int($0)) } ?? "?"
+                            let rss = w["rss_kb"]?.doubleValue.map { String(Int($0 / 1024)) + "M" } ?? "?"
+                            var state = ""
+                            if case .string(let s)? = w["state"], s != "ready" { state = " " + s }
+                            return "\(pid):\(tasks):\(rss)\(state)"
+                        }.joined(separator: " ")
+                    }
+                    return [
+                        str("worker"), str("state"), str("isolation"), str("running"), str("concurrent_tasks"), str("processed"),
+                        str("time"), workers,
+                    ]
                 }
-                emit(renderTable(["WORKER", "STATE", "RUNNING", "SLOTS", "PROCESSED", "SEEN"], rows))
+                emit(renderTable(["HOST", "STATE", "ISOLATION", "RUNNING", "SLOTS", "PROCESSED", "SEEN", "WORKERS (PID:TASKS:RSS)"], rows))
             }
         }
     }

@@ -121,6 +121,10 @@ extension PQ {
                     taskPaths: settings.taskPaths, root: settings.pluginsDir, loader: loader, registry: registry)
                 let initial: PluginCatalog.Changes
                 do { initial = try catalog.rescan() } catch { throw CLIError("\(error)") }
+                // Jobs that ask for `"isolation": "thread"` run on this process's threads: their
+                // plugin (and only theirs) is loaded here too.
+                let threadJobs = mode == .process ? JobRegistry() : registry
+                if mode == .process { mirrorThreadJobs(initial, into: threadJobs, logger: logger) }
                 for failure in initial.failures { logger.error("plugin not loaded: \(failure)") }
                 for warning in initial.warnings { logger.warning("\(warning)") }
                 logger.info(
@@ -138,17 +142,15 @@ extension PQ {
                     throw CLIError("cannot publish jobs to the store \(settings.store): \(error)")
                 }
                 let queueList = (queues.map(TaskPaths.split) ?? settings.file.queues).map(Set.init)
-                let pool = WorkerPool(
-                    store: store, registry: registry,
-                    options: .init(
-                        concurrentTasks: concurrentTasks ?? settings.file.concurrentTasks ?? 5, queues: queueList,
-                        leaseSeconds: lease, drainTimeout: drainTimeout, resultTTL: resultTTL ?? settings.file.resultTTL ?? 86_400,
-                        cancelGrace: killGrace, processes: mode == .process
-                            ? .init(
-                                workers: workers, heartbeatTimeout: heartbeatTimeout, maxTasksPerWorker: maxTasksPerWorker,
-                                maxWorkerMemoryMB: Double(maxWorkerMemory) ?? 0, checkTrust: !settings.trustAllPlugins)
-                            : nil),
-                    logger: logger)
+                var poolOptions = WorkerPool.Options(
+                    concurrentTasks: concurrentTasks ?? settings.file.concurrentTasks ?? 5, queues: queueList,
+                    leaseSeconds: lease, drainTimeout: drainTimeout, resultTTL: resultTTL ?? settings.file.resultTTL ?? 86_400,
+                    cancelGrace: killGrace)
+                poolOptions.processes = WorkerPool.ProcessOptions(
+                    workers: workers, heartbeatTimeout: heartbeatTimeout, maxTasksPerWorker: maxTasksPerWorker,
+                    maxWorkerMemoryMB: Double(maxWorkerMemory) ?? 0, checkTrust: !settings.trustAllPlugins)
+                poolOptions.isolation = mode
+                let pool = WorkerPool(store: store, registry: registry, options: poolOptions, logger: logger, threadJobs: threadJobs)
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: pool)]
                 do {
                     var watchOptions = PluginWatcher.Options()
@@ -173,6 +175,7 @@ extension PQ {
                         } catch {
                             logger.error("publishing the reloaded jobs failed: \(error)")
                         }
+                        if mode == .process { mirrorThreadJobs(changes, into: threadJobs, logger: logger) }
                         await recordPluginEvents(changes, store: store, logger: logger)
                         pool.pluginsChanged()
                     }
@@ -192,6 +195,28 @@ extension PQ {
             }
         }
     }
+}
+
+/// Loads into this process the plugins that have jobs asking for `"isolation": "thread"` (the
+/// host runs those on its own threads), keeping `local` in step with a rescan's changes.
+func mirrorThreadJobs(_ changes: PluginCatalog.Changes, into local: JobRegistry, logger: Logger) {
+    // The isolated loader checked trust on the original; the snapshot is private to this host.
+    let loader = PluginLoader(options: .init(trustAll: true))
+    for plugin in changes.loaded {
+        guard plugin.jobs.contains(where: { $0.options.isolation == .thread }) else {
+            local.unregister(path: plugin.info.path)
+            continue
+        }
+        do {
+            let loaded = try loader.load(
+                path: plugin.info.path, image: plugin.info.image ?? plugin.info.path, generation: plugin.info.generation)
+            local.register(loaded)
+            logger.info("plugin \(plugin.info.name) is loaded in the host too: jobs of it run on the host's threads (\"isolation\": \"thread\")")
+        } catch {
+            logger.error("plugin \(plugin.info.path) has jobs asking for thread isolation but does not load in the host: \(error)")
+        }
+    }
+    for path in changes.removed { local.unregister(path: path) }
 }
 
 /// Publishes `plugin_loaded`, `plugin_failed` and `plugin_removed` events for `pq watch`.

@@ -47,9 +47,12 @@ public final class WorkerPool: Service, Sendable {
         public var cancelGrace: Double
         /// Seconds between host status publications (`<ns>_host_status`, `pq hosts`).
         public var statusInterval: Double = 5
-        /// Worker processes (`--isolation process`), or nil to run tasks on this process's
+        /// Worker processes (`--isolation process`), or nil to run every task on this process's
         /// threads (`--isolation thread`).
         public var processes: ProcessOptions?
+        /// Where tasks of jobs without an `"isolation"` option run; nil: in worker processes when
+        /// ``processes`` is set, else on threads. Jobs that ask for the other mode get it.
+        public var isolation: JobOptions.Isolation?
 
         /// Creates options with defaults: 5 tasks, all queues, 30 s leases, 3 dead runs, 10 s
         /// drain, results kept 1 day.
@@ -122,12 +125,15 @@ public final class WorkerPool: Service, Sendable {
         }
 
         let record: TaskRecord
+        /// Whether it runs in a worker process (else on this process's threads).
+        let inWorker: Bool
         let state = Mutex(State())
         /// When the run began on a plugin thread (epoch seconds); 0 until then.
         let began = Atomic<UInt64>(0)
 
-        init(record: TaskRecord) {
+        init(record: TaskRecord, inWorker: Bool) {
             self.record = record
+            self.inWorker = inWorker
         }
 
         /// When the run times out (epoch seconds): its timeout counted from when it began.
@@ -151,9 +157,13 @@ public final class WorkerPool: Service, Sendable {
     let registry: JobRegistry
     let options: Options
     let logger: Logger
-    let threads: PluginThreadPool?
-    /// The worker processes, in process isolation.
+    let threads: PluginThreadPool
+    /// The worker processes, when the pool may run tasks in them.
     let processes: ProcessExecutor?
+    /// Where tasks of jobs without an `"isolation"` option run.
+    let defaultIsolation: JobOptions.Isolation
+    /// The jobs this process itself has loaded, for runs on its threads.
+    let threadJobs: JobRegistry
     /// `<node>:<pid>`.
     public let worker: String
     /// The host name.
@@ -176,22 +186,29 @@ public final class WorkerPool: Service, Sendable {
     ///   - registry: the jobs this host can run.
     ///   - options: settings.
     ///   - logger: where log lines go.
-    public init(store: any TaskStore, registry: JobRegistry, options: Options = Options(), logger: Logger) {
+    ///   - threadJobs: the jobs loaded in this process, for runs on its threads; nil: `registry`
+    ///     (in process isolation the registry holds jobs known only by their description).
+    public init(
+        store: any TaskStore, registry: JobRegistry, options: Options = Options(), logger: Logger, threadJobs: JobRegistry? = nil
+    ) {
         self.store = store
         self.registry = registry
         self.options = options
         self.logger = logger
+        self.threads = PluginThreadPool(size: options.concurrentTasks)
+        self.threadJobs = threadJobs ?? registry
+        self.defaultIsolation = options.isolation ?? (options.processes == nil ? .thread : .process)
         if let p = options.processes {
-            self.threads = nil
             var o = ProcessExecutor.Options(
                 workers: p.workers, threads: options.concurrentTasks, executable: p.executable)
             o.heartbeatTimeout = p.heartbeatTimeout
             o.maxTasksPerWorker = p.maxTasksPerWorker
             o.maxWorkerMemoryKB = UInt64(max(0, p.maxWorkerMemoryMB) * 1024)
             o.checkTrust = p.checkTrust
+            // Workers start when the first task needs them if tasks run on threads by default.
+            o.lazy = defaultIsolation == .thread
             self.processes = ProcessExecutor(options: o, logger: logger)
         } else {
-            self.threads = PluginThreadPool(size: options.concurrentTasks)
             self.processes = nil
         }
         self.outcomes = OutcomeBatcher(logger: logger, retryFor: options.leaseSeconds)
@@ -201,11 +218,14 @@ public final class WorkerPool: Service, Sendable {
     }
 
     deinit {
-        threads?.shutdown()
+        threads.shutdown()
     }
 
     /// Tasks this pool has finished since it started.
     public var processedCount: Int { state.withLock { $0.processed } }
+
+    /// Seconds from spawn to ready of each worker process started so far (process isolation).
+    public var workerReadyTimes: [Double] { processes?.readyTimes ?? [] }
 
     /// Ids of the tasks running now.
     public var runningTaskIDs: [String] { state.withLock { Array($0.running.keys) } }
@@ -326,16 +346,33 @@ public final class WorkerPool: Service, Sendable {
 
     /// Hands claimed tasks to the plugin threads and gives back the `reserved` slots.
     private func start(_ records: [TaskRecord], reserved: Int) {
-        let executions = records.map(Execution.init(record:))
+        let executions = records.map { Execution(record: $0, inWorker: runsInWorker($0.name)) }
         state.withLock { s in
             s.reserved -= reserved
             for e in executions { s.running[e.record.id] = e }
         }
-        if let processes {
-            processes.run(executions)
-        } else if !executions.isEmpty, let threads {
+        guard !executions.isEmpty else { return }
+        guard let processes else {
             threads.execute(all: executions.map { execution in { self.begin(execution) } })
+            return
         }
+        var inWorkers: [Execution] = []
+        var onThreads: [@Sendable () -> Void] = []
+        for e in executions {
+            if e.inWorker {
+                inWorkers.append(e)
+            } else {
+                onThreads.append { self.begin(e) }
+            }
+        }
+        processes.run(inWorkers)
+        if !onThreads.isEmpty { threads.execute(all: onThreads) }
+    }
+
+    /// Whether tasks of `job` run in a worker process: its `"isolation"` option, else the pool's.
+    private func runsInWorker(_ job: String) -> Bool {
+        guard processes != nil else { return false }
+        return (registry.job(named: job)?.options.isolation ?? defaultIsolation) == .process
     }
 
     /// Writes a batch of outcomes and, in the same store call, claims tasks for the slots they
@@ -369,7 +406,7 @@ public final class WorkerPool: Service, Sendable {
         let record = execution.record
         execution.began.store(TaskClock.now().bitPattern, ordering: .releasing)
         if record.timeout != nil { timerWakeup.signal() }
-        guard let job = registry.job(named: record.name) else {
+        guard let job = threadJobs.job(named: record.name) else {
             // The job was unregistered between claim and run: give the task back for a host that has it.
             decide(execution, .released, ranOn: nil)
             return
@@ -548,10 +585,10 @@ public final class WorkerPool: Service, Sendable {
             s.stopAt = TaskClock.now()
             return (s.call, s.typed)
         }
-        if let processes {
+        if let processes, execution.inWorker {
             processes.cancel(execution)
         } else if typed {
-            decide(execution, stoppedOutcome(reason, execution.record, typed: true), ranOn: nil)
+            decide(execution, stoppedOutcome(reason, execution, typed: true), ranOn: nil)
             return
         }
         call?.cancel()
@@ -559,16 +596,18 @@ public final class WorkerPool: Service, Sendable {
     }
 
     /// The outcome of a run that was stopped without the job's help.
-    private func stoppedOutcome(_ reason: StopReason, _ record: TaskRecord, typed: Bool) -> TaskOutcome.Kind {
+    private func stoppedOutcome(_ reason: StopReason, _ execution: Execution, typed: Bool) -> TaskOutcome.Kind {
+        let record = execution.record
         var left = typed ? " (the C function cannot be interrupted and was left to finish on its thread)" : " (the job ignored the cancel)"
-        if processes != nil {
+        let inWorker = execution.inWorker
+        if inWorker {
             left = " (it ignored the cancel; its worker process was killed after a \(formatSeconds(options.cancelGrace)) s grace)"
         }
         switch reason {
         case .shutdown: return .released
         case .revoked: return .revoked("revoked while running" + left)
         case .timeout:
-            return .revoked("timed out after \(formatSeconds(record.timeout ?? 0)) s" + (typed || processes != nil ? left : ""))
+            return .revoked("timed out after \(formatSeconds(record.timeout ?? 0)) s" + (typed || inWorker ? left : ""))
         }
     }
 
@@ -585,8 +624,8 @@ public final class WorkerPool: Service, Sendable {
                     let giveUp = stopAt + options.cancelGrace
                     if now >= giveUp {
                         // In a worker process the run is ended for good: its worker is killed.
-                        processes?.forceStop(execution)
-                        decide(execution, stoppedOutcome(reason, execution.record, typed: false), ranOn: nil)
+                        if execution.inWorker { processes?.forceStop(execution) }
+                        decide(execution, stoppedOutcome(reason, execution, typed: false), ranOn: nil)
                     } else {
                         next = min(next, giveUp)
                     }
@@ -673,7 +712,7 @@ public final class WorkerPool: Service, Sendable {
         ]
         pairs.append(("queues", options.queues.map { .array($0.sorted().map(JSONValue.string)) } ?? .null))
         pairs.append(("jobs", .int(Int64(registry.jobNames.count))))
-        pairs.append(("isolation", .string(processes == nil ? "thread" : "process")))
+        pairs.append(("isolation", .string(defaultIsolation.rawValue)))
         if let processes { pairs.append(("workers", processes.workerStatus)) }
         return JSONValue.object(pairs).jsonText
     }

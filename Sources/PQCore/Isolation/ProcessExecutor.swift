@@ -34,6 +34,8 @@ final class ProcessExecutor: @unchecked Sendable {
         var checkTrust: Bool = true
         /// Entries of each worker's run table: calls that may run at once in one worker.
         var tableSize: Int = 1024
+        /// Start workers only when the first call comes (most tasks run on threads).
+        var lazy = false
     }
 
     /// What the executor tells the worker pool.
@@ -49,8 +51,8 @@ final class ProcessExecutor: @unchecked Sendable {
 
     /// Why the host killed a worker.
     enum Kill {
-        /// A call ignored its stop past the grace; that call is already decided.
-        case forced(UInt32)
+        /// A call ignored its stop past the grace (token, task id); that call is already decided.
+        case forced(UInt32, String)
         /// No message within the heartbeat timeout.
         case hung(Double)
     }
@@ -106,6 +108,8 @@ final class ProcessExecutor: @unchecked Sendable {
         var lost: [String] = []
         var started = 0
         var readyTimes: [Double] = []
+        /// Whether workers should run (false until the first call when lazy).
+        var wanted = true
     }
 
     let options: Options
@@ -132,6 +136,7 @@ final class ProcessExecutor: @unchecked Sendable {
         state.withLock {
             $0.plugins = plugins
             $0.delegate = delegate
+            $0.wanted = !options.lazy
         }
         let thread = Thread { [self] in ioLoop() }
         thread.name = "pq-workers"
@@ -161,6 +166,10 @@ final class ProcessExecutor: @unchecked Sendable {
             if s.stopping {
                 ends = executions.map { ($0, .notStarted) }
             } else {
+                if !s.wanted {
+                    s.wanted = true
+                    wake()
+                }
                 s.pending.append(contentsOf: executions)
                 assign(&s)
             }
@@ -194,7 +203,7 @@ final class ProcessExecutor: @unchecked Sendable {
                 return (s.delegate, removeWaiting(&s, execution))
             }
             w.inflight[p.token] = nil
-            if w.kill == nil { w.kill = .forced(p.token) }
+            if w.kill == nil { w.kill = .forced(p.token, execution.record.id) }
             s.workers[p.worker] = w
             Glibc.kill(w.pid, SIGKILL)
             return (s.delegate, false)
@@ -218,7 +227,9 @@ final class ProcessExecutor: @unchecked Sendable {
     /// New plugin generations: new workers load them; the old ones finish their calls (calls
     /// they have not started come back) and exit, which gives their memory back.
     func reload(plugins: [WorkerSetup.Plugin]) {
-        let obsolete = state.withLock { s -> [String] in
+        let obsolete = state.withLock { s -> [String]? in
+            // A rescan that changed nothing here (a file that failed to load) keeps the workers.
+            guard s.plugins != plugins else { return nil }
             let old = Set(s.plugins.map(\.image))
             s.plugins = plugins
             s.epoch += 1
@@ -229,6 +240,7 @@ final class ProcessExecutor: @unchecked Sendable {
             }
             return Array(old.subtracting(plugins.map(\.image)))
         }
+        guard let obsolete else { return }
         // Old workers mapped their own copies already; snapshots of superseded generations go.
         for image in obsolete where image.contains("/pq-host-") { unlink(image) }
         wake()
@@ -544,8 +556,12 @@ final class ProcessExecutor: @unchecked Sendable {
             let described = WorkerSpawner.describe(status: status)
             var cause = described.cause
             var forcedToken: UInt32?
+            var forcedTask = ""
             switch w.kill {
-            case .forced(let token)?: forcedToken = token
+            case .forced(let token, let task)?:
+                forcedToken = token
+                forcedTask = task
+                cause = "worker killed by the host: task \(task) ignored its cancel for the kill grace"
             case .hung(let seconds)?: cause = "worker stopped answering (no heartbeat for \(formatSeconds(seconds)) s); killed"
             case nil: break
             }
@@ -574,7 +590,7 @@ final class ProcessExecutor: @unchecked Sendable {
                     requeue.append(e)
                 }
             }
-            if let forcedToken { lostIDs.insert(w.inflight[forcedToken]?.record.id ?? "", at: 0) }
+            if forcedToken != nil { lostIDs.insert(forcedTask, at: 0) }
             s.pending.insert(contentsOf: requeue, at: s.pendingHead)
             if !planned {
                 let tail = w.output.lines.suffix(5)
@@ -629,7 +645,7 @@ final class ProcessExecutor: @unchecked Sendable {
     private func spawnMissing() {
         while true {
             let plan = state.withLock { s -> (index: Int, setup: WorkerSetup, epoch: Int)? in
-                guard !s.stopping, !s.closed, TaskClock.now() >= s.nextSpawn else { return nil }
+                guard s.wanted, !s.stopping, !s.closed, TaskClock.now() >= s.nextSpawn else { return nil }
                 let current = s.workers.values.filter { $0.epoch == s.epoch && $0.phase != .draining }
                 guard current.count < options.workers else { return nil }
                 let used = Set(current.map { ($0.id - 1) % options.workers })

@@ -89,7 +89,7 @@ public final class PluginCatalog: Sendable {
                 known.withLock { $0[file] = stamp }
                 changed.append(file)
             }
-            for (file, result) in zip(changed, loader.load(paths: changed)) {
+            for result in loader.load(paths: changed) {
                 switch result {
                 case .success(let plugin):
                     changes.loaded.append(plugin)
@@ -97,7 +97,6 @@ public final class PluginCatalog: Sendable {
                     changes.warnings += registry.register(plugin)
                 case .failure(let error):
                     changes.failures.append(error)
-                    _ = file
                 }
             }
             let gone = known.withLock { k -> [String] in
