@@ -132,14 +132,15 @@ package enum TaskEngine {
 
 extension TaskRecord {
     /// When a failed run should run again: now plus the retry delay, doubled per earlier run with
-    /// backoff, plus up to half of it at random with jitter.
+    /// backoff, plus up to a quarter of it at random with jitter; at most a day. The one retry
+    /// rule of every host and store.
     /// - Parameter now: the time the run failed.
     /// - Returns: the eta for ``TaskOutcome/Kind/retry(_:eta:)``.
     public func retryETA(now: Double) -> Double {
         var delay = max(0, retryDelay)
         if retryBackoff { delay *= Double(1 << min(max(0, retry - 1), 30)) }
-        if retryJitter, delay > 0 { delay += Double.random(in: 0..<(delay / 2)) }
-        return now + delay
+        if retryJitter, delay > 0 { delay += Double.random(in: 0...(delay / 4)) }
+        return now + min(delay, 86_400)
     }
 
     /// Whether a failed run may be retried: `max_retries` counts runs after the first, and

@@ -109,7 +109,7 @@ struct TaskModelTests {
         #expect(record.retryETA(now: 100) == 108)
         record.retryJitter = true
         let eta = record.retryETA(now: 100)
-        #expect(eta >= 108 && eta < 112)
+        #expect(eta >= 108 && eta <= 110)
         #expect(record.mayRetry == false)
         record.maxRetries = 3
         #expect(record.mayRetry)
