@@ -144,7 +144,7 @@ public final class WorkerPool: Service, Sendable {
         }
     }
 
-    private struct State {
+    struct State {
         /// Claimed tasks whose outcome is not stored yet: running, or waiting for a thread.
         var running: [String: Execution] = [:]
         /// Slots set aside for claims in flight.
@@ -168,17 +168,17 @@ public final class WorkerPool: Service, Sendable {
     public let worker: String
     /// The host name.
     public let node: String
-    private let state = Mutex(State())
-    private let wakeup = Wakeup()
-    private let timerWakeup = Wakeup()
-    private let submitBridge = SubmitBridge()
-    private let callHooks: CallHooks
-    private let outcomes: OutcomeBatcher
+    let state = Mutex(State())
+    let wakeup = Wakeup()
+    let timerWakeup = Wakeup()
+    let submitBridge = SubmitBridge()
+    let callHooks: CallHooks
+    let outcomes: OutcomeBatcher
     /// Moving average of how long runs take, in nanoseconds (a hint; races are harmless).
-    private let averageRunNanos = Atomic<Int>(Int.max)
+    let averageRunNanos = Atomic<Int>(Int.max)
     /// `worker_lost` events waiting to be recorded.
-    private let lostWorkers = Mutex<[String]>([])
-    private let lostWakeup = Wakeup()
+    let lostWorkers = Mutex<[String]>([])
+    let lostWakeup = Wakeup()
 
     /// Creates a pool.
     /// - Parameters:
@@ -280,21 +280,21 @@ public final class WorkerPool: Service, Sendable {
         logger.info("worker pool stopped", metadata: ["processed": "\(processedCount)"])
     }
 
-    private var isDraining: Bool { state.withLock { $0.draining } }
+    var isDraining: Bool { state.withLock { $0.draining } }
 
     // MARK: dispatching
 
     /// How many claimed tasks the host holds at most: one per thread, plus as many waiting for a
     /// thread while runs are short (under 2 ms on average), so the threads never wait for a store
     /// round trip. Long runs get no extra, so other hosts are not starved of them.
-    private var capacity: Int {
+    var capacity: Int {
         let short = averageRunNanos.load(ordering: .relaxed) < 2_000_000
         return short ? options.concurrentTasks * 8 : options.concurrentTasks
     }
 
     /// Sets aside free slots for a claim: up to `limit`, or none when fewer than `atLeast` are free.
     /// `handingOver` slots of tasks being finished by the same store call count as free.
-    private func reserveSlots(atLeast: Int = 1, handingOver: Int = 0) -> Int {
+    func reserveSlots(atLeast: Int = 1, handingOver: Int = 0) -> Int {
         let capacity = self.capacity
         return state.withLock { s -> Int in
             guard !s.draining else { return 0 }
@@ -305,13 +305,13 @@ public final class WorkerPool: Service, Sendable {
         }
     }
 
-    private func claimRequest(limit: Int) -> ClaimRequest {
+    func claimRequest(limit: Int) -> ClaimRequest {
         ClaimRequest(
             worker: worker, node: node, queues: options.queues, jobs: registry.jobNames, limit: limit,
             leaseSeconds: options.leaseSeconds)
     }
 
-    private func dispatch() async {
+    func dispatch() async {
         while !isDraining && !Task.isCancelled {
             let running = state.withLock { $0.running.count + $0.reserved }
             // When idle, claim at once so a lone task starts without delay. A busy host claims
@@ -345,7 +345,7 @@ public final class WorkerPool: Service, Sendable {
     }
 
     /// Hands claimed tasks to the plugin threads and gives back the `reserved` slots.
-    private func start(_ records: [TaskRecord], reserved: Int) {
+    func start(_ records: [TaskRecord], reserved: Int) {
         let executions = records.map { Execution(record: $0, inWorker: runsInWorker($0.name)) }
         state.withLock { s in
             s.reserved -= reserved
@@ -370,14 +370,14 @@ public final class WorkerPool: Service, Sendable {
     }
 
     /// Whether tasks of `job` run in a worker process: its `"isolation"` option, else the pool's.
-    private func runsInWorker(_ job: String) -> Bool {
+    func runsInWorker(_ job: String) -> Bool {
         guard processes != nil else { return false }
         return (registry.job(named: job)?.options.isolation ?? defaultIsolation) == .process
     }
 
     /// Writes a batch of outcomes and, in the same store call, claims tasks for the slots they
     /// free (the batcher's `write`).
-    private func record(_ batch: [TaskOutcome]) async throws {
+    func record(_ batch: [TaskOutcome]) async throws {
         let limit = reserveSlots(handingOver: batch.count)
         let claimed: [TaskRecord]
         do {
@@ -392,41 +392,15 @@ public final class WorkerPool: Service, Sendable {
     /// A batch of outcomes was written (or given up on, left to the leases). Always follows
     /// `record`: the dispatcher is woken here, once per batch, to claim for slots the batch's
     /// own claim did not fill (the queue ran dry, or holds only later tasks) and to see a drain end.
-    private func stored(_ batch: [TaskOutcome]) {
+    func stored(_ batch: [TaskOutcome]) {
         state.withLock { s in
             for outcome in batch where s.running.removeValue(forKey: outcome.id) != nil { s.processed += 1 }
         }
         wakeup.signal()
     }
 
-    // MARK: running one task (on a plugin thread)
-
-    /// Calls the job of a claimed task on the newest generation of its plugin (thread mode).
-    private func begin(_ execution: Execution) {
-        let record = execution.record
-        execution.began.store(TaskClock.now().bitPattern, ordering: .releasing)
-        if record.timeout != nil { timerWakeup.signal() }
-        guard let job = threadJobs.job(named: record.name) else {
-            // The job was unregistered between claim and run: give the task back for a host that has it.
-            decide(execution, .released, ranOn: nil)
-            return
-        }
-        JobInvoker.run(
-            job: job, taskID: record.id, kwargs: record.kwargs, attempt: record.retry, hooks: callHooks,
-            admit: { call in
-                execution.state.withLock { s -> Bool in
-                    // A C function cannot be interrupted: on timeout, revoke or shutdown its
-                    // outcome is recorded at once (see `stop`), and a late result is ignored.
-                    s.call = call
-                    s.typed = call == nil
-                    return s.stopReason == nil
-                }
-            },
-            done: { [self] end in ended(execution, end) })
-    }
-
     /// A run ended, in a thread or a worker process: record its outcome.
-    private func ended(_ execution: Execution, _ end: RunEnd) {
+    func ended(_ execution: Execution, _ end: RunEnd) {
         switch end {
         case .completed(let outcome, let plugin):
             conclude(execution, ranOn: plugin, outcome)
@@ -440,82 +414,8 @@ public final class WorkerPool: Service, Sendable {
         }
     }
 
-    /// The plugin generations workers load, in registration order.
-    private var workerPlugins: [WorkerSetup.Plugin] {
-        registry.plugins.map { WorkerSetup.Plugin(image: $0.info.image ?? $0.info.path, path: $0.info.path, generation: $0.info.generation) }
-    }
-
-    /// The registry changed (hot reload): in process isolation, new workers load the new
-    /// generations and the old ones drain.
-    public func pluginsChanged() {
-        processes?.reload(plugins: workerPlugins)
-        poke()
-    }
-
-    private func processDelegate() -> ProcessExecutor.Delegate {
-        ProcessExecutor.Delegate(
-            ended: { [self] execution, end in ended(execution, end) },
-            began: { [self] execution in
-                execution.began.store(TaskClock.now().bitPattern, ordering: .releasing)
-                timerWakeup.signal()
-            },
-            log: { [logger] taskID, level, message in
-                Self.log(logger, level, "[\(taskID)]: \(message)")
-            },
-            submit: { [self] parent, childID, job, kwargs in
-                do {
-                    var task = try Self.prepareChild(job: job, argsJSON: kwargs, parent: parent, registry: registry)
-                    task.id = childID
-                    _ = try submitBridge.submit(task)
-                } catch {
-                    logger.error("child task '\(job)' of task \(parent) was not queued: \(error)")
-                }
-            },
-            workerLost: { [self] json in
-                lostWorkers.withLock { $0.append(json) }
-                lostWakeup.signal()
-            })
-    }
-
-    /// Records `worker_lost` events for `pq watch`.
-    private func recordLostWorkers() async {
-        while !Task.isCancelled {
-            await lostWakeup.wait(timeout: 1)
-            let events = lostWorkers.withLock { l -> [String] in
-                defer { l.removeAll() }
-                return l
-            }
-            for json in events {
-                do { try await store.recordEvent(.workerLost, json: json) } catch {
-                    logger.warning("recording a worker_lost event failed: \(error)")
-                }
-            }
-        }
-    }
-
-    private static func log(_ logger: Logger, _ level: Int32, _ line: String) {
-        let message: Logger.Message = "\(line)"
-        switch Int(level) {
-        case Int(PQ_LOG_DEBUG): logger.debug(message)
-        case Int(PQ_LOG_WARNING): logger.warning(message)
-        case Int(PQ_LOG_ERROR): logger.error(message)
-        default: logger.info(message)
-        }
-    }
-
-    /// The hooks of every call of this pool: built once, they read the task from the call.
-    private static func makeHooks(registry: JobRegistry, submitBridge: SubmitBridge, logger: Logger) -> CallHooks {
-        CallHooks(
-            forCall: { call, level, message in
-                log(logger, level, "\(call.job.name) [\(call.taskID)]: \(message)")
-            },
-            submit: { call, name, args in
-                try submitBridge.submit(try prepareChild(job: name, argsJSON: args, parent: call.taskID, registry: registry))
-            })
-    }
-
     /// The call ended (any thread): turn its result into the task's outcome.
-    private func conclude(_ execution: Execution, ranOn plugin: PluginInfo?, _ result: CallOutcome) {
+    func conclude(_ execution: Execution, ranOn plugin: PluginInfo?, _ result: CallOutcome) {
         let record = execution.record
         let stop = execution.state.withLock { $0.stopReason }
         let kind: TaskOutcome.Kind
@@ -538,7 +438,7 @@ public final class WorkerPool: Service, Sendable {
     }
 
     /// Feeds the moving average of run times that decides how far ahead the host claims.
-    private func noteRunTime(of execution: Execution) {
+    func noteRunTime(of execution: Execution) {
         let began = Double(bitPattern: execution.began.load(ordering: .acquiring))
         guard began > 0 else { return }
         let nanos = Int(min(max(0, TaskClock.now() - began), 3600) * 1e9)
@@ -547,7 +447,7 @@ public final class WorkerPool: Service, Sendable {
     }
 
     /// Records the outcome once (later calls are ignored), after the task's children are stored.
-    private func decide(_ execution: Execution, _ kind: TaskOutcome.Kind, ranOn: PluginInfo?) {
+    func decide(_ execution: Execution, _ kind: TaskOutcome.Kind, ranOn: PluginInfo?) {
         let first = execution.state.withLock { s -> Bool in
             defer { s.decided = true }
             return !s.decided
@@ -589,7 +489,7 @@ public final class WorkerPool: Service, Sendable {
     }
 
     /// The outcome of a run that was stopped without the job's help.
-    private func stoppedOutcome(_ reason: StopReason, _ execution: Execution, typed: Bool) -> TaskOutcome.Kind {
+    func stoppedOutcome(_ reason: StopReason, _ execution: Execution, typed: Bool) -> TaskOutcome.Kind {
         let record = execution.record
         var left = typed ? " (the C function cannot be interrupted and was left to finish on its thread)" : " (the job ignored the cancel)"
         let inWorker = execution.inWorker
@@ -605,7 +505,7 @@ public final class WorkerPool: Service, Sendable {
     }
 
     /// Revokes tasks past their timeout, and ends calls whose plugin ignored a stop.
-    private func timeoutKeeper() async {
+    func timeoutKeeper() async {
         while !Task.isCancelled {
             let now = TaskClock.now()
             var next = now + 1
@@ -635,7 +535,7 @@ public final class WorkerPool: Service, Sendable {
         }
     }
 
-    private func drain() async {
+    func drain() async {
         let deadline = TaskClock.now() + options.drainTimeout
         var stopped = false
         while true {
@@ -651,107 +551,6 @@ public final class WorkerPool: Service, Sendable {
         }
     }
 
-    // MARK: leases, recovery, purge
-
-    private func leaseKeeper() async {
-        let renewEvery = max(0.05, options.leaseSeconds / 3)
-        var lastRecovery = 0.0
-        var lastPurge = 0.0
-        var sweeps = 0
-        var lastStatus = 0.0
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(min(renewEvery, options.recoveryInterval)))
-            if Task.isCancelled { break }
-            let ids = runningTaskIDs
-            if !ids.isEmpty {
-                do {
-                    let cancel = try await store.renew(ids: ids, worker: worker, leaseUntil: TaskClock.now() + options.leaseSeconds)
-                    for id in cancel { stop(id, reason: .revoked) }
-                } catch {
-                    logger.warning("renewing leases failed: \(error)")
-                }
-            }
-            let now = TaskClock.now()
-            if now - lastRecovery >= options.recoveryInterval {
-                lastRecovery = now
-                // Leases that ran out are cheap to find; looking for owners that died on this
-                // machine lists every running task, so it runs less often.
-                sweeps += 1
-                await recoverDeadHosts(checkLocalOwners: sweeps % 5 == 0)
-            }
-            if now - lastStatus >= options.statusInterval {
-                lastStatus = now
-                await publishStatus(state: "running")
-            }
-            if now - lastPurge >= 60 {
-                lastPurge = now
-                if let n = try? await store.purge(finishedBefore: now - options.resultTTL), n > 0 {
-                    logger.info("purged \(n) finished tasks older than \(formatSeconds(options.resultTTL)) s")
-                }
-            }
-        }
-    }
-
-    /// Tasks of a host on this machine whose process is gone go back to the queue at once; tasks
-    /// of any host whose lease expired go back too.
-    /// The host's status object: who it is, what runs, what it did.
-    public func statusJSON(state hostState: String) -> String {
-        let (running, processed) = state.withLock { (Array($0.running.keys).sorted(), $0.processed) }
-        var pairs: [(String, JSONValue)] = [
-            ("worker", .string(worker)), ("node", .string(node)), ("state", .string(hostState)),
-            ("time", .double(TaskClock.now())), ("concurrent_tasks", .int(Int64(options.concurrentTasks))),
-            ("running", .int(Int64(running.count))), ("running_tasks", .array(running.map(JSONValue.string))),
-            ("processed", .int(Int64(processed))),
-        ]
-        pairs.append(("queues", options.queues.map { .array($0.sorted().map(JSONValue.string)) } ?? .null))
-        pairs.append(("jobs", .int(Int64(registry.jobNames.count))))
-        pairs.append(("isolation", .string(defaultIsolation.rawValue)))
-        if let processes { pairs.append(("workers", processes.workerStatus)) }
-        return JSONValue.object(pairs).jsonText
-    }
-
-    private func publishStatus(state hostState: String) async {
-        do { try await store.publishHostStatus(worker: worker, json: statusJSON(state: hostState)) } catch {
-            logger.debug("publishing the host status failed: \(error)")
-        }
-    }
-
-    private func recoverDeadHosts(checkLocalOwners: Bool = true) async {
-        do {
-            let started = checkLocalOwners ? try await store.tasks(status: .started, job: nil, limit: 10_000) : []
-            var dead = Set<String>()
-            for task in started {
-                guard let owner = task.worker, owner != worker, let colon = owner.lastIndex(of: ":") else { continue }
-                guard owner[..<colon] == node, let pid = Int32(owner[owner.index(after: colon)...]) else { continue }
-                if kill(pid, 0) != 0 && errno == ESRCH { dead.insert(owner) }
-            }
-            for owner in dead {
-                let moved = try await store.recoverWorker(owner, now: TaskClock.now(), maxDeadRuns: options.maxDeadRuns)
-                if !moved.isEmpty { logger.warning("host \(owner) is gone: \(moved.count) of its tasks were recovered") }
-            }
-            let expired = try await store.recoverExpiredLeases(now: TaskClock.now(), maxDeadRuns: options.maxDeadRuns)
-            if !expired.isEmpty { logger.warning("\(expired.count) tasks whose lease expired were recovered") }
-        } catch {
-            logger.warning("recovering tasks of dead hosts failed: \(error)")
-        }
-    }
-
-    // MARK: child tasks
-
-    /// Checks a child task asked for by a running task and builds it. Called on a plugin thread
-    /// (or a plugin's own async task), so it must not wait for the store.
-    static func prepareChild(job name: String, argsJSON: String, parent: String, registry: JobRegistry) throws -> NewTask {
-        guard let job = registry.job(named: name) else {
-            throw CallHookError(message: "unknown job '\(name)'")
-        }
-        let kwargs: String
-        do { kwargs = try TaskArguments.validate(argsJSON) } catch {
-            throw CallHookError(message: "child task '\(name)': \(error)")
-        }
-        var task = NewTask(job: job, kwargs: kwargs, fromTask: parent)
-        task.id = TaskID.make()
-        return task
-    }
 }
 
 /// This machine's identity as tasks record it.
