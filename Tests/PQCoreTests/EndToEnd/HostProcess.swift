@@ -16,10 +16,11 @@ final class HostProcess: @unchecked Sendable {
 
     init(
         store: String, arguments: [String] = [], directory: String, taskPaths: String = "examples.*",
-        pluginsDir: String = Fixtures.installedPluginsRoot
+        pluginsDir: String = Fixtures.installedPluginsRoot, extraEnvironment: [String: String] = [:]
     ) throws {
         _ = try Fixtures.requireBuilt(Fixtures.swiftExamplePlugin)
         environment = Self.environment(store: store, taskPaths: taskPaths, pluginsDir: pluginsDir)
+            .merging(extraEnvironment) { $1 }
         logPath = directory + "/serve-\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: PQCommand.binary)
@@ -61,6 +62,106 @@ final class HostProcess: @unchecked Sendable {
             kill(pid, SIGKILL)
             process.waitUntilExit()
         }
+    }
+}
+
+/// What /proc says about a process and the processes it started (Linux only).
+enum ProcTree {
+    /// The whole text of a /proc file (their size reads as 0, so read to the end), or nil.
+    static func readFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The fields of /proc/PID/stat after the command name: [0] is field 3 (state), [1] field 4
+    /// (ppid), [11] and [12] fields 14 and 15 (utime, stime, in clock ticks).
+    static func statFields(_ pid: Int32) -> [Substring]? {
+        guard let text = readFile("/proc/\(pid)/stat"), let paren = text.lastIndex(of: ")") else { return nil }
+        return text[text.index(after: paren)...].split(separator: " ")
+    }
+
+    /// Whether the process exists and is not a zombie.
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard let state = statFields(pid)?.first else { return false }
+        return state != "Z" && state != "X"
+    }
+
+    /// The parent's pid, or nil when the process is gone.
+    static func parent(of pid: Int32) -> Int32? {
+        guard let f = statFields(pid), f.count > 1 else { return nil }
+        return Int32(f[1])
+    }
+
+    /// The live (not zombie) children: /proc/PID/task/*/children, or a scan of /proc when the
+    /// kernel does not offer that file.
+    static func children(of pid: Int32) -> [Int32] {
+        var found = Set<Int32>()
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        var haveChildrenFiles = false
+        for task in tasks {
+            guard let text = readFile("/proc/\(pid)/task/\(task)/children") else { continue }
+            haveChildrenFiles = true
+            for field in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
+                if let child = Int32(field) { found.insert(child) }
+            }
+        }
+        if !haveChildrenFiles {
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+                if let other = Int32(entry), parent(of: other) == pid { found.insert(other) }
+            }
+        }
+        return found.filter(isAlive).sorted()
+    }
+
+    /// Every live descendant (children, their children, ...), without the process itself.
+    static func descendants(of pid: Int32) -> [Int32] {
+        var result: [Int32] = []
+        var frontier = [pid]
+        while let next = frontier.popLast() {
+            for child in children(of: next) where !result.contains(child) {
+                result.append(child)
+                frontier.append(child)
+            }
+        }
+        return result
+    }
+
+    /// VmRSS of one process in KiB (0 when gone or a zombie).
+    static func rssKB(_ pid: Int32) -> Int {
+        guard let text = readFile("/proc/\(pid)/status") else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") ?? 0
+        }
+        return 0
+    }
+
+    /// VmRSS of the process and all its descendants, in KiB.
+    static func treeRSSKB(_ pid: Int32) -> Int { ([pid] + descendants(of: pid)).map(rssKB).reduce(0, +) }
+
+    /// utime + stime of one process, in seconds (0 when gone).
+    static func cpuSeconds(_ pid: Int32) -> Double {
+        guard let f = statFields(pid), f.count > 12, let user = Double(f[11]), let system = Double(f[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// utime + stime of the process and its live descendants, in seconds.
+    static func treeCPUSeconds(_ pid: Int32) -> Double {
+        ([pid] + descendants(of: pid)).map(cpuSeconds).reduce(0, +)
+    }
+
+    /// The executable of a process (/proc/PID/exe), or nil.
+    static func executable(of pid: Int32) -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
     }
 }
 
