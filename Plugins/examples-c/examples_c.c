@@ -35,7 +35,7 @@ static void badjson_run(const pq_call *call) {
 /* c.crash: dereferences NULL on purpose. In process isolation (the default) it costs this one
  * task, which fails naming SIGSEGV; with --isolation thread it takes the host down. */
 static void crash_run(const pq_call *call) {
-    volatile int *nowhere = NULL;
+    volatile int *volatile nowhere = NULL;
     *nowhere = 1;
     call->complete(call, 1, "null");
 }
