@@ -574,6 +574,30 @@ do {
             await store.close()
         }
     }
+    // Redis: one host in this process, in each mode.
+    var redisRates: [String: [Double]] = ["thread": [], "process": []]
+    if let text = ProcessInfo.processInfo.environment["PQ_TEST_REDIS_URL"], case .redis(var url)? = try? StoreURL(parsing: text) {
+        let r = quick ? 5_000 : 30_000
+        for round in 0..<(quick ? 1 : 2) {
+            for mode in (round % 2 == 0 ? ["thread", "process"] : ["process", "thread"]) {
+                url.namespace = "benchiso\(getpid())\(mode)\(round)"
+                let store = try await RedisTaskStore.connect(url: url)
+                var i = 0
+                while i < r {
+                    _ = try await store.enqueue((0..<1_000).map { _ in NewTask(name: "c.noop") })
+                    i += 1_000
+                }
+                let process = mode == "process"
+                let elapsed = try await runPool(
+                    store: store, registry: process ? try isolatedNoopRegistry() : try noopRegistry(), concurrency: 16,
+                    processes: process ? .init(workers: 2, executable: pq, checkTrust: false) : nil
+                ) { $0.processedCount >= r }
+                redisRates[mode]!.append(Double(r) / elapsed)
+                await store.close()
+            }
+        }
+    }
+
     // Replacement workers: spawn → ready, measured by a pool in this process after each crash.
     let store = MemoryTaskStore()
     let registry = try isolatedNoopRegistry()
@@ -604,6 +628,13 @@ do {
     let tp = med(processed["thread"]!), pp = med(processed["process"]!)
     print(String(format: "  process/thread throughput: %.2f (target >= 0.90); p50 added by the process hop: %.3f ms (target <= 0.1 ms)",
         pp / tp, (percentile(latency["process"]!, 0.5) - percentile(latency["thread"]!, 0.5)) * 1000))
+    if !redisRates["thread"]!.isEmpty {
+        print("redis, one host in this process (--concurrent-tasks 16, --workers 2), c.noop:")
+        for mode in ["thread", "process"] {
+            print("  \(mode): processed median \(String(format: "%.0f/s", med(redisRates[mode]!))) (runs: \(redisRates[mode]!.map { String(format: "%.0f", $0) }.joined(separator: ", ")))")
+        }
+        print(String(format: "  process/thread throughput: %.2f (target >= 0.90)", med(redisRates["process"]!) / med(redisRates["thread"]!)))
+    }
     print("  crash (c.crash, SIGSEGV) → FAILURE stored: \(crash.map { ms($0) }.joined(separator: ", ")) (target < 1 s)")
     print("  replacement worker, spawn → ready (plugins loaded): \(replacement.map { ms($0) }.joined(separator: ", ")) (target < 50 ms)")
 } catch {

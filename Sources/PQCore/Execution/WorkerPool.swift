@@ -346,7 +346,12 @@ public final class WorkerPool: Service, Sendable {
 
     /// Hands claimed tasks to the plugin threads and gives back the `reserved` slots.
     func start(_ records: [TaskRecord], reserved: Int) {
-        let executions = records.map { Execution(record: $0, inWorker: runsInWorker($0.name)) }
+        // One look at the registry per batch: most jobs take the pool's mode.
+        let overrides = processes == nil ? [:] : registry.isolationOptions
+        let inWorkers = defaultIsolation == .process
+        let executions = records.map { r in
+            Execution(record: r, inWorker: processes != nil && (overrides[r.name].map { $0 == .process } ?? inWorkers))
+        }
         state.withLock { s in
             s.reserved -= reserved
             for e in executions { s.running[e.record.id] = e }
@@ -367,12 +372,6 @@ public final class WorkerPool: Service, Sendable {
         }
         processes.run(inWorkers)
         if !onThreads.isEmpty { threads.execute(all: onThreads) }
-    }
-
-    /// Whether tasks of `job` run in a worker process: its `"isolation"` option, else the pool's.
-    func runsInWorker(_ job: String) -> Bool {
-        guard processes != nil else { return false }
-        return (registry.job(named: job)?.options.isolation ?? defaultIsolation) == .process
     }
 
     /// Writes a batch of outcomes and, in the same store call, claims tasks for the slots they

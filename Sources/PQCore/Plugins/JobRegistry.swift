@@ -8,6 +8,7 @@ public final class JobRegistry: Sendable {
         var plugins: [String: LoadedPlugin] = [:]
         var order: [String] = []  // plugin paths in registration order
         var names: Set<String> = []  // cached keys of `jobs`, read on every claim
+        var isolation: [String: JobOptions.Isolation] = [:]  // jobs with an "isolation" option
     }
 
     private let state = ReadWriteLock(State())
@@ -39,6 +40,7 @@ public final class JobRegistry: Sendable {
                 state.jobs[job.name] = job
             }
             state.names = Set(state.jobs.keys)
+            state.isolation = state.jobs.compactMapValues(\.options.isolation)
             return warnings
         }
     }
@@ -63,6 +65,7 @@ public final class JobRegistry: Sendable {
                 }
             }
             state.names = Set(state.jobs.keys)
+            state.isolation = state.jobs.compactMapValues(\.options.isolation)
             return removed
         }
     }
@@ -82,6 +85,11 @@ public final class JobRegistry: Sendable {
     /// The names of every registered job.
     public var jobNames: Set<String> {
         state.read { $0.names }
+    }
+
+    /// The jobs whose options ask for an isolation mode, with that mode (usually none).
+    public var isolationOptions: [String: JobOptions.Isolation] {
+        state.read { $0.isolation }
     }
 
     /// Every registered plugin, in registration order.
