@@ -348,9 +348,9 @@ public final class WorkerPool: Service, Sendable {
     func start(_ records: [TaskRecord], reserved: Int) {
         // One look at the registry per batch: most jobs take the pool's mode.
         let overrides = processes == nil ? [:] : registry.isolationOptions
-        let inWorkers = defaultIsolation == .process
+        let byDefault = defaultIsolation == .process
         let executions = records.map { r in
-            Execution(record: r, inWorker: processes != nil && (overrides[r.name].map { $0 == .process } ?? inWorkers))
+            Execution(record: r, inWorker: processes != nil && (overrides[r.name].map { $0 == .process } ?? byDefault))
         }
         state.withLock { s in
             s.reserved -= reserved
