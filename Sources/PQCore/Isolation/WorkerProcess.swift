@@ -56,6 +56,7 @@ private final class Worker: @unchecked Sendable {
     let registry = JobRegistry()
     let state = Mutex(State())
     var decoder = FrameDecoder()
+    var readBuffer = [UInt8](repeating: 0, count: 1 << 16)
     var threads: PluginThreadPool?
     var table: RunTable?
     var memoryLimitKB: UInt64 = 0
@@ -83,10 +84,12 @@ private final class Worker: @unchecked Sendable {
         memoryLimitKB = setup.memoryLimitKB
         threads = PluginThreadPool(size: max(1, setup.slots))
         hooks = makeHooks()
-        outbox.start()
         outbox.send(.ready(pid: getpid(), failures: failures))
-        while let frame = readFrame() {
-            handle(frame)
+        while let frames = readFrames() {
+            var calls: [@Sendable () -> Void] = []
+            for frame in frames { handle(frame, calls: &calls) }
+            // One hand-off for every call that came in one read.
+            if !calls.isEmpty { threads?.execute(all: calls) }
         }
         // The host is gone: nothing may run that no host supervises.
         _exit(0)
@@ -114,6 +117,24 @@ private final class Worker: @unchecked Sendable {
         _exit(0)
     }
 
+    /// Every frame that one read completes (at least one); nil when the host is gone.
+    private func readFrames() -> [WorkerFrame]? {
+        var frames: [WorkerFrame] = []
+        while true {
+            do {
+                while let frame = try decoder.next() { frames.append(frame) }
+            } catch {
+                FileHandle.standardError.write(Data("pq worker: \(error); exiting\n".utf8))
+                _exit(70)
+            }
+            if !frames.isEmpty { return frames }
+            let n = readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return nil }
+            readBuffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+    }
+
     private func readFrame() -> WorkerFrame? {
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
@@ -130,11 +151,11 @@ private final class Worker: @unchecked Sendable {
         }
     }
 
-    private func handle(_ frame: WorkerFrame) {
+    private func handle(_ frame: WorkerFrame, calls: inout [@Sendable () -> Void]) {
         switch frame {
         case .call(let token, let taskID, let job, let kwargs, let attempt, let reportBegin):
             state.withLock { $0.runs[token] = Run() }
-            threads?.execute { [self] in
+            calls.append { [self] in
                 execute(token: token, taskID: taskID, job: job, kwargs: kwargs, attempt: Int(attempt), reportBegin: reportBegin)
             }
         case .cancel(let token):
@@ -226,63 +247,48 @@ private final class Worker: @unchecked Sendable {
     }
 }
 
-/// Frames waiting to go to the host, written by one thread in as few writes as they pile up.
+/// Frames waiting to go to the host. Whoever sends while no one writes becomes the writer and
+/// writes everything that piles up meanwhile, so outcomes of short calls leave in batches
+/// without a thread of their own to wake.
 private final class Outbox: @unchecked Sendable {
-    // @unchecked: `frames` and `stopped` are guarded by `condition`.
+    // @unchecked: `frames` and `writing` are guarded by `lock`.
     private let fd: Int32
-    private let condition = NSCondition()
+    private let lock = NSLock()
     private var frames = FrameEncoder()
-    private var stopped = false
     private var writing = false
-    private var thread: Thread?
 
     init(fd: Int32) {
         self.fd = fd
     }
 
-    func start() {
-        let thread = Thread { [self] in loop() }
-        thread.name = "pq-worker-out"
-        thread.start()
-        self.thread = thread
-    }
-
     func send(_ frame: WorkerFrame) {
-        condition.lock()
-        let wasEmpty = frames.isEmpty
+        lock.lock()
         frames.append(frame)
-        condition.unlock()
-        if wasEmpty { condition.signal() }
-    }
-
-    /// Writes what is queued, then stops the writer.
-    func flushAndStop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        while writing || !frames.isEmpty { _ = condition.wait(until: Date().addingTimeInterval(0.01)) }
-        condition.unlock()
-    }
-
-    private func loop() {
-        while true {
-            condition.lock()
-            while frames.isEmpty && !stopped { condition.wait() }
-            if frames.isEmpty && stopped {
-                condition.unlock()
-                return
-            }
+        guard !writing else {
+            lock.unlock()
+            return
+        }
+        writing = true
+        while !frames.isEmpty {
             let bytes = frames.bytes
             frames = FrameEncoder()
-            writing = true
-            condition.unlock()
-            let ok = writeAll(fd, bytes)
-            condition.lock()
-            writing = false
-            condition.broadcast()
-            condition.unlock()
+            lock.unlock()
             // The host is gone: nothing may run that no host supervises.
-            if !ok { _exit(0) }
+            if !writeAll(fd, bytes) { _exit(0) }
+            lock.lock()
+        }
+        writing = false
+        lock.unlock()
+    }
+
+    /// Waits until what was sent is written (by whichever thread writes it).
+    func flushAndStop() {
+        while true {
+            lock.lock()
+            let done = !writing && frames.isEmpty
+            lock.unlock()
+            if done { return }
+            usleep(1_000)
         }
     }
 }
