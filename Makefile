@@ -18,9 +18,11 @@ plugins:
 	swift build -c $(CONFIG) --product pq_examples $(SWIFT_FLAGS)
 	scripts/install-plugins.sh "$(BIN)" "$(PLUGINS_ROOT)"
 
-## test: everything `swift test` checks, against the built bin/pq and plugins and a private redis-server
+## test: everything `swift test` checks, against the built bin/pq and plugins and a private redis-server; end-to-end suites in both isolation modes
 test: build
 	scripts/with-redis.sh swift test --no-parallel $(SWIFT_FLAGS)
+	# The end-to-end suites again, with every host in thread mode (process mode is the default).
+	PQ_TEST_ISOLATION=thread scripts/with-redis.sh swift test --no-parallel --filter EndToEnd --skip IsolationEndToEnd $(SWIFT_FLAGS)
 
 ## run: the demo, a host on the embedded store with the example plugins
 run: build

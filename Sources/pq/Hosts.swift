@@ -46,11 +46,11 @@ extension PQ {
                         }.joined(separator: " ")
                     }
                     return [
-                        str("worker"), str("state"), str("isolation"), str("running"), str("concurrent_tasks"), str("processed"),
-                        str("time"), workers,
+                        str("worker"), str("state"), str("running"), str("concurrent_tasks"), str("processed"), str("time"),
+                        str("isolation"), workers,
                     ]
                 }
-                emit(renderTable(["HOST", "STATE", "ISOLATION", "RUNNING", "SLOTS", "PROCESSED", "SEEN", "WORKERS (PID:TASKS:RSS)"], rows))
+                emit(renderTable(["WORKER", "STATE", "RUNNING", "SLOTS", "PROCESSED", "SEEN", "ISOLATION", "PROCESSES (PID:TASKS:RSS)"], rows))
             }
         }
     }

@@ -148,7 +148,11 @@ public final class PluginCall: @unchecked Sendable {
             defer { s.started = true }
             return s.started
         }
-        guard !alreadyStarted, let run = job.definition?.pointee.run else { return }
+        guard !alreadyStarted else { return }
+        guard let run = job.definition?.pointee.run else {
+            complete(ok: false, text: "job '\(job.name)' is not loaded in this process; it was not run")
+            return
+        }
         call.pointee.host_data = Unmanaged.passRetained(self).toOpaque()
         run(UnsafePointer(call))
     }

@@ -57,7 +57,9 @@ final class ProcessExecutor: @unchecked Sendable {
         case hung(Double)
     }
 
-    struct Worker {
+    /// One worker process. A class: its buffers and call table are changed in place under the
+    /// executor's lock (a struct in the dictionary would be copied on every change).
+    final class Worker {
         let id: Int
         let pid: pid_t
         let socket: Int32
@@ -80,6 +82,18 @@ final class ProcessExecutor: @unchecked Sendable {
         var kill: Kill?
         let started: Double
         var closed = false
+
+        init(id: Int, child: SpawnedWorker, table: RunTable, epoch: Int, threads: Int, now: Double) {
+            self.id = id
+            self.pid = child.pid
+            self.socket = child.socket
+            self.stderr = child.stderr
+            self.table = table
+            self.epoch = epoch
+            self.threads = threads
+            self.lastHeard = now
+            self.started = now
+        }
     }
 
     struct Placement {
@@ -94,8 +108,6 @@ final class ProcessExecutor: @unchecked Sendable {
         var pending: [WorkerPool.Execution] = []
         var pendingHead = 0
         var suspects: [WorkerPool.Execution] = []
-        /// Task ids of suspects (not yet cleared by a run alone).
-        var suspectIDs: Set<String> = []
         var placements: [ObjectIdentifier: Placement] = [:]
         var plugins: [WorkerSetup.Plugin] = []
         var epoch = 0
@@ -105,19 +117,20 @@ final class ProcessExecutor: @unchecked Sendable {
         var failedStarts = 0
         var nextSpawn = 0.0
         var delegate: Delegate?
-        var lost: [String] = []
         var started = 0
         var readyTimes: [Double] = []
         /// Whether workers should run (false until the first call when lazy).
         var wanted = true
+        var threadStarted = false
     }
 
     let options: Options
     let logger: Logger
     private let state = Mutex(State())
     private let wakeFD: Int32
-    private var thread: Thread?
     private let exited = Mutex(false)
+    /// When the I/O thread last looked for workers that ended (it runs on that thread only).
+    private nonisolated(unsafe) var lastReapCheck = 0.0
 
     init(options: Options, logger: Logger) {
         var o = options
@@ -138,10 +151,18 @@ final class ProcessExecutor: @unchecked Sendable {
             $0.delegate = delegate
             $0.wanted = !options.lazy
         }
+        if !options.lazy { startThread() }
+    }
+
+    /// Starts the I/O thread (once).
+    private func startThread() {
+        guard state.withLock({ s -> Bool in
+            defer { s.threadStarted = true }
+            return !s.threadStarted
+        }) else { return }
         let thread = Thread { [self] in ioLoop() }
         thread.name = "pq-workers"
         thread.stackSize = 1 << 20
-        self.thread = thread
         thread.start()
     }
 
@@ -162,19 +183,21 @@ final class ProcessExecutor: @unchecked Sendable {
     func run(_ executions: [WorkerPool.Execution]) {
         guard !executions.isEmpty else { return }
         var ends: [(WorkerPool.Execution, RunEnd)] = []
+        var first = false
         let delegate = state.withLock { s -> Delegate? in
             if s.stopping {
                 ends = executions.map { ($0, .notStarted) }
             } else {
                 if !s.wanted {
                     s.wanted = true
-                    wake()
+                    first = true
                 }
                 s.pending.append(contentsOf: executions)
                 assign(&s)
             }
             return s.delegate
         }
+        if first { startThread() }
         for (e, end) in ends { delegate?.ended(e, end) }
     }
 
@@ -199,13 +222,15 @@ final class ProcessExecutor: @unchecked Sendable {
     func forceStop(_ execution: WorkerPool.Execution) {
         let (delegate, notStarted) = state.withLock { s -> (Delegate?, Bool) in
             let key = ObjectIdentifier(execution)
-            guard let p = s.placements.removeValue(forKey: key), var w = s.workers[p.worker] else {
+            guard let p = s.placements.removeValue(forKey: key), let w = s.workers[p.worker] else {
                 return (s.delegate, removeWaiting(&s, execution))
             }
             w.inflight[p.token] = nil
-            if w.kill == nil { w.kill = .forced(p.token, execution.record.id) }
-            s.workers[p.worker] = w
-            Glibc.kill(w.pid, SIGKILL)
+            // A worker already dead keeps the cause it died of.
+            if !w.closed {
+                if w.kill == nil { w.kill = .forced(p.token, execution.record.id) }
+                Glibc.kill(w.pid, SIGKILL)
+            }
             return (s.delegate, false)
         }
         if notStarted { delegate?.ended(execution, .notStarted) }
@@ -218,7 +243,6 @@ final class ProcessExecutor: @unchecked Sendable {
         }
         if let i = s.suspects.firstIndex(where: { $0 === execution }) {
             s.suspects.remove(at: i)
-            s.suspectIDs.remove(execution.record.id)
             return true
         }
         return false
@@ -233,10 +257,10 @@ final class ProcessExecutor: @unchecked Sendable {
             let old = Set(s.plugins.map(\.image))
             s.plugins = plugins
             s.epoch += 1
-            for id in Array(s.workers.keys) where s.workers[id]!.epoch < s.epoch && s.workers[id]!.phase != .draining {
-                s.workers[id]!.phase = .draining
-                s.workers[id]!.out.append(.drain)
-                flush(&s, id)
+            for w in s.workers.values where w.epoch < s.epoch && w.phase != .draining {
+                w.phase = .draining
+                w.out.append(.drain)
+                flush(&s, w.id)
             }
             return Array(old.subtracting(plugins.map(\.image)))
         }
@@ -254,7 +278,6 @@ final class ProcessExecutor: @unchecked Sendable {
             s.pending = []
             s.pendingHead = 0
             s.suspects = []
-            s.suspectIDs = []
             return (s.delegate, waiting)
         }
         for e in waiting { delegate?.ended(e, .notStarted) }
@@ -264,17 +287,20 @@ final class ProcessExecutor: @unchecked Sendable {
     /// `patience` seconds.
     func shutdown(patience: Double = 2) async {
         beginShutdown()
-        state.withLock { s in
+        let running = state.withLock { s -> Bool in
             s.closed = true
-            for id in Array(s.workers.keys) {
-                s.workers[id]!.phase = .draining
-                s.workers[id]!.out.append(.drain)
-                flush(&s, id)
+            for w in s.workers.values where w.phase != .draining || !w.closed {
+                w.phase = .draining
+                w.out.append(.drain)
+                flush(&s, w.id)
             }
+            return s.threadStarted
         }
+        guard running else { return }
         wake()
         let deadline = Date().addingTimeInterval(patience)
-        while !exited.withLock({ $0 }) {
+        // Bounded: workers that do not go are killed, and the I/O thread reaps them.
+        while !exited.withLock({ $0 }) && Date() < deadline.addingTimeInterval(5) {
             if Date() >= deadline {
                 let pids = state.withLock { s in s.workers.values.map(\.pid) }
                 for pid in pids { kill(pid, SIGKILL) }
@@ -312,18 +338,27 @@ final class ProcessExecutor: @unchecked Sendable {
             else { break }
             s.suspects.removeFirst()
             let token = send(&s, suspect, to: id)
-            s.workers[id]!.solo = token
+            s.workers[id]?.solo = token
             touched.insert(id)
         }
+        // While suspects wait, the least busy worker takes no new calls until it is empty and
+        // can run one alone: under steady load no worker would ever empty by itself.
+        var reserved: Int?
+        if !s.suspects.isEmpty {
+            reserved = s.workers.values.filter { $0.phase == .ready && $0.epoch == s.epoch && $0.solo == nil }
+                .min { ($0.inflight.count, $0.id) < ($1.inflight.count, $1.id) }?.id
+        }
         if s.pendingHead < s.pending.count {
-            var candidates = s.workers.values.filter { $0.phase == .ready && $0.epoch == s.epoch && $0.solo == nil }.map(\.id)
+            var candidates = s.workers.values.filter {
+                $0.phase == .ready && $0.epoch == s.epoch && $0.solo == nil && $0.id != reserved
+            }.map(\.id)
             if !candidates.isEmpty {
                 candidates.sort()
                 while s.pendingHead < s.pending.count {
                     var best = candidates[0]
                     var bestLoad = Double.infinity
                     for id in candidates {
-                        let w = s.workers[id]!
+                        guard let w = s.workers[id] else { continue }
                         let load = Double(w.inflight.count) / Double(w.threads)
                         if load < bestLoad {
                             bestLoad = load
@@ -347,8 +382,9 @@ final class ProcessExecutor: @unchecked Sendable {
         s.nextToken = s.nextToken == UInt32.max ? 1 : s.nextToken + 1
         let r = e.record
         let timed = r.timeout != nil
-        s.workers[id]!.inflight[token] = e
-        s.workers[id]!.out.append(
+        guard let w = s.workers[id] else { return token }
+        w.inflight[token] = e
+        w.out.append(
             .call(token: token, taskID: r.id, job: r.name, kwargs: r.kwargs, attempt: UInt32(clamping: r.retry), reportBegin: timed))
         s.placements[ObjectIdentifier(e)] = Placement(worker: id, token: token)
         if !timed { e.began.store(TaskClock.now().bitPattern, ordering: .releasing) }
@@ -358,15 +394,16 @@ final class ProcessExecutor: @unchecked Sendable {
     /// Writes what a worker's buffer holds, as far as its socket takes it now; the I/O thread
     /// writes the rest when the socket has room. Call with the lock held.
     private func flush(_ s: inout State, _ id: Int) {
-        guard var w = s.workers[id], !w.out.isEmpty, !w.closed else { return }
+        guard let w = s.workers[id], !w.out.isEmpty, !w.closed else { return }
         let n = w.out.bytes.withUnsafeBytes { Glibc.send(w.socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
         if n > 0 { w.out.removeFirst(n) }
-        let left = !w.out.isEmpty
-        s.workers[id] = w
-        if left { wake() }
+        if !w.out.isEmpty { wake() }
     }
 
     // MARK: the I/O thread
+
+    /// What the I/O thread does once it let go of the lock: tell the pool, write log lines.
+    typealias Later = [() -> Void]
 
     private func ioLoop() {
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
@@ -390,16 +427,23 @@ final class ProcessExecutor: @unchecked Sendable {
             var polled = fds
             let r = poll(&polled, nfds_t(polled.count), 100)
             if r < 0 && errno != EINTR { usleep(10_000) }
-            var calls: [() -> Void] = []
+            var later: Later = []
             if polled[0].revents != 0 {
                 var value: UInt64 = 0
                 _ = read(wakeFD, &value, 8)
             }
+            var dead: [Int] = []
             for i in 1..<polled.count where polled[i].revents != 0 {
                 let (id, isErr) = owners[i]
+                // A descriptor closed earlier in this pass may already be another's: look again.
+                let current = state.withLock { s -> Bool in
+                    guard let w = s.workers[id] else { return false }
+                    return isErr ? w.stderr == polled[i].fd : (!w.closed && w.socket == polled[i].fd)
+                }
+                guard current else { continue }
                 if isErr {
                     let n = buffer.withUnsafeMutableBytes { read(polled[i].fd, $0.baseAddress, $0.count) }
-                    stderrInput(id, n > 0 ? buffer[0..<n] : nil)
+                    later += stderrInput(id, n > 0 ? buffer[0..<n] : nil)
                     continue
                 }
                 if polled[i].revents & Int16(POLLOUT) != 0 {
@@ -408,14 +452,15 @@ final class ProcessExecutor: @unchecked Sendable {
                 if polled[i].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
                     let n = buffer.withUnsafeMutableBytes { read(polled[i].fd, $0.baseAddress, $0.count) }
                     if n > 0 {
-                        calls += buffer.withUnsafeBytes { input(id, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                        later += buffer.withUnsafeBytes { input(id, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                     } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
-                        calls += died(id)
+                        dead.append(id)
                     }
                 }
             }
-            calls += heartbeats()
-            for call in calls { call() }
+            for id in dead { later += died(id, status: nil) }
+            later += heartbeats()
+            for call in later { call() }
             let done = state.withLock { s in s.closed && s.workers.isEmpty }
             if done {
                 exited.withLock { $0 = true }
@@ -424,87 +469,99 @@ final class ProcessExecutor: @unchecked Sendable {
         }
     }
 
-    /// Frames from a worker. Returns what to tell the pool, outside the lock.
-    private func input(_ id: Int, _ bytes: UnsafeRawBufferPointer) -> [() -> Void] {
-        var calls: [() -> Void] = []
-        var broken = false
+    /// Frames from a worker. Returns what to do outside the lock.
+    private func input(_ id: Int, _ bytes: UnsafeRawBufferPointer) -> Later {
+        var later: Later = []
         state.withLock { s in
-            guard var w = s.workers[id], let delegate = s.delegate else { return }
+            guard let w = s.workers[id], let delegate = s.delegate else { return }
             w.decoder.append(bytes)
             w.lastHeard = TaskClock.now()
             var returned: [WorkerPool.Execution] = []
             var freed = false
-            frames: while true {
+            var broken = false
+            while true {
                 let frame: WorkerFrame?
                 do { frame = try w.decoder.next() } catch {
-                    logger.error("worker \(w.pid) sent a bad frame (\(error)); killing it")
+                    let pid = w.pid
+                    later.append { [logger] in logger.error("worker \(pid) sent a bad frame (\(error)); killing it") }
                     broken = true
-                    break frames
+                    break
                 }
                 guard let frame else { break }
                 switch frame {
                 case .ready(let pid, let failures):
                     if w.phase == .starting { w.phase = .ready }
                     s.failedStarts = 0
-                    s.readyTimes.append(TaskClock.now() - w.started)
-                    for f in failures { logger.error("worker \(pid) could not load a plugin the host checked: \(f)") }
+                    if s.readyTimes.count < 1_000 { s.readyTimes.append(TaskClock.now() - w.started) }
+                    if !failures.isEmpty {
+                        later.append { [logger] in
+                            for f in failures { logger.error("worker \(pid) could not load a plugin the host checked: \(f)") }
+                        }
+                    }
                     freed = true
                 case .began(let token):
-                    if let e = w.inflight[token] { calls.append { delegate.began(e) } }
+                    if let e = w.inflight[token] { later.append { delegate.began(e) } }
                 case .done(let token, let end):
                     guard let e = w.inflight.removeValue(forKey: token) else { continue }
                     s.placements[ObjectIdentifier(e)] = nil
                     freed = true
-                    if w.solo == token {
-                        w.solo = nil
-                        s.suspectIDs.remove(e.record.id)
-                    }
+                    if w.solo == token { w.solo = nil }
                     switch end {
                     case .completed(let outcome, let plugin, let version):
                         w.completed += 1
                         let info = PluginInfo(name: plugin, version: version, toolchain: "", path: "", generation: 0)
-                        calls.append { delegate.ended(e, .completed(outcome, ranOn: info)) }
+                        later.append { delegate.ended(e, .completed(outcome, ranOn: info)) }
                     case .refused(let message, let plugin, let version):
                         let info = PluginInfo(name: plugin, version: version, toolchain: "", path: "", generation: 0)
-                        calls.append { delegate.ended(e, .refused(message, ranOn: info)) }
+                        later.append { delegate.ended(e, .refused(message, ranOn: info)) }
                     case .unknownJob:
-                        calls.append { delegate.ended(e, .unregistered) }
+                        later.append { delegate.ended(e, .unregistered) }
                     case .stopped:
-                        calls.append { delegate.ended(e, .notStarted) }
+                        later.append { delegate.ended(e, .notStarted) }
                     case .returned:
                         returned.append(e)
                     }
                 case .log(let taskID, let level, let message):
-                    calls.append { delegate.log(taskID, Int32(level), message) }
+                    later.append { delegate.log(taskID, Int32(level), message) }
                 case .submit(let parent, let childID, let job, let kwargs):
-                    calls.append { delegate.submit(parent, childID, job, kwargs) }
+                    later.append { delegate.submit(parent, childID, job, kwargs) }
                 case .pong(_, let rss, _):
                     w.rssKB = rss
                 default:
                     break
                 }
             }
-            if !broken, w.phase == .ready, recycleDue(w) {
+            if broken {
+                Glibc.kill(w.pid, SIGKILL)
+                return
+            }
+            if w.phase == .ready, recycleDue(w) {
                 w.phase = .draining
                 w.out.append(.drain)
-                logger.info("worker \(w.pid) is recycled after \(w.completed) tasks, \(w.rssKB / 1024) MiB resident; a new one starts")
+                let (pid, completed, mib) = (w.pid, w.completed, w.rssKB / 1024)
+                later.append { [logger] in
+                    logger.info("worker \(pid) is recycled after \(completed) tasks, \(mib) MiB resident; a new one starts")
+                }
+                wake()
             }
-            s.workers[id] = w
             if !returned.isEmpty {
                 if s.stopping {
-                    for e in returned { calls.append { delegate.ended(e, .notStarted) } }
+                    for e in returned { later.append { delegate.ended(e, .notStarted) } }
                 } else {
-                    s.pending.insert(contentsOf: returned, at: s.pendingHead)
+                    requeue(&s, returned)
                 }
             }
             if freed || !returned.isEmpty { assign(&s) }
             flush(&s, id)
-            if w.phase == .draining { wake() }
         }
-        if broken {
-            state.withLock { s in if let w = s.workers[id] { Glibc.kill(w.pid, SIGKILL) } }
-        }
-        return calls
+        return later
+    }
+
+    /// Puts calls back at the front of the queue, to run again from the start.
+    private func requeue(_ s: inout State, _ executions: [WorkerPool.Execution]) {
+        // Their timeout counts from the run that will start, not from the one that was cut short.
+        for e in executions { e.began.store(0, ordering: .releasing) }
+        s.pending.insert(contentsOf: executions, at: s.pendingHead)
     }
 
     private func recycleDue(_ w: Worker) -> Bool {
@@ -513,30 +570,31 @@ final class ProcessExecutor: @unchecked Sendable {
         return false
     }
 
-    private func stderrInput(_ id: Int, _ bytes: ArraySlice<UInt8>?) {
-        state.withLock { s in
-            guard var w = s.workers[id] else { return }
+    /// Output of a worker (nil: its pipe closed); its lines go to the host's stderr.
+    private func stderrInput(_ id: Int, _ bytes: ArraySlice<UInt8>?) -> Later {
+        let (pid, lines) = state.withLock { s -> (pid_t, [String]) in
+            guard let w = s.workers[id] else { return (0, []) }
             guard let bytes else {
-                close(w.stderr)
+                if w.stderr >= 0 { close(w.stderr) }
                 w.stderr = -1
-                s.workers[id] = w
-                return
+                return (w.pid, [])
             }
-            let lines = w.output.append(bytes)
-            s.workers[id] = w
-            for line in lines { FileHandle.standardError.write(Data("worker \(w.pid): \(line)\n".utf8)) }
+            return (w.pid, w.output.append(bytes))
         }
+        guard !lines.isEmpty else { return [] }
+        return [{ FileHandle.standardError.write(Data(lines.map { "worker \(pid): \($0)\n" }.joined().utf8)) }]
     }
 
-    /// A worker's socket closed: reap it, settle its calls, start a replacement.
-    private func died(_ id: Int) -> [() -> Void] {
+    /// A worker's socket closed or its process ended (`status` when already reaped): settle its
+    /// calls and let a replacement start.
+    private func died(_ id: Int, status known: Int32?) -> Later {
         guard let (pid, stderrFD) = state.withLock({ s -> (pid_t, Int32)? in
-            guard var w = s.workers[id] else { return nil }
+            guard let w = s.workers[id], !w.closed else { return nil }
             w.closed = true
-            s.workers[id] = w
             return (w.pid, w.stderr)
         }) else { return [] }
-        let status = WorkerSpawner.reap(pid, patience: 0.5)
+        let status = known ?? WorkerSpawner.reap(pid, patience: 0.5)
+        var later: Later = []
         // The last words of the worker, for the log.
         if stderrFD >= 0 {
             var buffer = [UInt8](repeating: 0, count: 1 << 16)
@@ -544,11 +602,10 @@ final class ProcessExecutor: @unchecked Sendable {
                 var fd = pollfd(fd: stderrFD, events: Int16(POLLIN), revents: 0)
                 guard poll(&fd, 1, 0) > 0 else { break }
                 let n = buffer.withUnsafeMutableBytes { read(stderrFD, $0.baseAddress, $0.count) }
-                stderrInput(id, n > 0 ? buffer[0..<n] : nil)
+                later += stderrInput(id, n > 0 ? buffer[0..<n] : nil)
                 if n <= 0 { break }
             }
         }
-        var calls: [() -> Void] = []
         state.withLock { s in
             guard let w = s.workers.removeValue(forKey: id), let delegate = s.delegate else { return }
             close(w.socket)
@@ -573,37 +630,36 @@ final class ProcessExecutor: @unchecked Sendable {
             let running = w.table.running().intersection(w.inflight.keys)
             // The culprit is known when one call ran alone (or it ran as a suspect).
             let culprit: UInt32? = forcedToken != nil ? nil : (w.solo ?? (running.count == 1 ? running.first : nil))
-            var requeue: [WorkerPool.Execution] = []
-            var lostIDs: [String] = []
+            var again: [WorkerPool.Execution] = []
+            var lostIDs: [String] = forcedToken != nil ? [forcedTask] : []
             for (token, e) in w.inflight.sorted(by: { $0.key < $1.key }) {
                 s.placements[ObjectIdentifier(e)] = nil
                 lostIDs.append(e.record.id)
+                let stopped = e.state.withLock { $0.stopReason != nil }
                 if token == culprit {
-                    s.suspectIDs.remove(e.record.id)
-                    calls.append { delegate.ended(e, .completed(.failure(cause), ranOn: nil)) }
-                } else if s.stopping {
-                    calls.append { delegate.ended(e, .notStarted) }
+                    later.append { delegate.ended(e, .completed(.failure(cause), ranOn: nil)) }
+                } else if s.stopping || stopped {
+                    // Asked to stop (timeout, revoke, shutdown): it is not run again.
+                    later.append { delegate.ended(e, .notStarted) }
                 } else if forcedToken == nil && running.contains(token) {
+                    e.began.store(0, ordering: .releasing)
                     s.suspects.append(e)
-                    s.suspectIDs.insert(e.record.id)
                 } else {
-                    requeue.append(e)
+                    again.append(e)
                 }
             }
-            if forcedToken != nil { lostIDs.insert(forcedTask, at: 0) }
-            s.pending.insert(contentsOf: requeue, at: s.pendingHead)
+            requeue(&s, again)
             if !planned {
                 let tail = w.output.lines.suffix(5)
                 var line = "\(cause) (pid \(w.pid))"
                 if let culprit, let e = w.inflight[culprit] { line += " while running task \(e.record.id) (\(e.record.name))" }
-                if running.count > 1 && culprit == nil {
+                if running.count > 1 && culprit == nil && forcedToken == nil {
                     line += "; \(running.count) tasks ran in it: each runs again alone to find the one that crashed"
                 }
                 if !tail.isEmpty { line += "; its last output: " + tail.joined(separator: " | ") }
-                if forcedToken != nil {
-                    logger.warning("\(line)")
-                } else {
-                    logger.error("\(line)")
+                let forced = forcedToken != nil
+                later.append { [logger] in
+                    if forced { logger.warning("\(line)") } else { logger.error("\(line)") }
                 }
                 var pairs: [(String, JSONValue)] = [("pid", .int(Int64(w.pid))), ("cause", .string(cause))]
                 if let sig = described.signal { pairs.append(("signal", .int(Int64(sig)))) }
@@ -611,20 +667,30 @@ final class ProcessExecutor: @unchecked Sendable {
                 pairs.append(("tasks", .array(lostIDs.filter { !$0.isEmpty }.map(JSONValue.string))))
                 pairs.append(("node", .string(HostIdentity.node)))
                 let json = JSONValue.object(pairs).jsonText
-                calls.append { delegate.workerLost(json) }
+                later.append { delegate.workerLost(json) }
             }
             assign(&s)
         }
-        return calls
+        wake()
+        return later
     }
 
-    /// Pings ready workers, kills the ones that stopped answering.
-    private func heartbeats() -> [() -> Void] {
+    /// Pings ready workers, kills the ones that stopped answering, and notices the ones that
+    /// ended without closing their socket (a child of theirs may hold it open).
+    private func heartbeats() -> Later {
         let now = TaskClock.now()
         let every = max(0.05, min(1, options.heartbeatTimeout / 4))
-        state.withLock { s in
-            for id in Array(s.workers.keys) {
-                guard var w = s.workers[id], !w.closed, w.kill == nil else { continue }
+        let reap = now - lastReapCheck >= 0.05
+        if reap { lastReapCheck = now }
+        let exited = state.withLock { s -> [(Int, Int32)] in
+            var exited: [(Int, Int32)] = []
+            for w in s.workers.values where !w.closed {
+                var status: Int32 = 0
+                if reap && waitpid(w.pid, &status, WNOHANG) == w.pid {
+                    exited.append((w.id, status))
+                    continue
+                }
+                guard w.kill == nil else { continue }
                 let limit = w.phase == .starting ? max(options.heartbeatTimeout, 30) : options.heartbeatTimeout
                 if now - w.lastHeard > limit {
                     w.kill = .hung(options.heartbeatTimeout)
@@ -633,12 +699,14 @@ final class ProcessExecutor: @unchecked Sendable {
                     w.lastPing = now
                     w.pingSeq &+= 1
                     w.out.append(.ping(seq: w.pingSeq))
+                    flush(&s, w.id)
                 }
-                s.workers[id] = w
-                flush(&s, id)
             }
+            return exited
         }
-        return []
+        var later: Later = []
+        for (id, status) in exited { later += died(id, status: status) }
+        return later
     }
 
     /// Starts workers until the newest generation has its count (on the I/O thread).
@@ -670,19 +738,19 @@ final class ProcessExecutor: @unchecked Sendable {
             }
             var setup = plan.setup
             setup.slots = threads
-            var out = FrameEncoder()
-            out.append(.setup(setup))
             _ = fcntl(child.socket, F_SETFL, fcntl(child.socket, F_GETFL) | O_NONBLOCK)
             state.withLock { s in
                 // Worker ids map onto thread shares: id - 1 ≡ index (mod workers).
                 var id = s.nextWorkerID
                 while (id - 1) % options.workers != plan.index { id += 1 }
                 s.nextWorkerID = id + 1
-                let now = TaskClock.now()
-                var w = Worker(
-                    id: id, pid: child.pid, socket: child.socket, stderr: child.stderr, table: table, epoch: plan.epoch,
-                    threads: threads, lastHeard: now, started: now)
-                w.out = out
+                let w = Worker(id: id, child: child, table: table, epoch: plan.epoch, threads: threads, now: TaskClock.now())
+                w.out.append(.setup(setup))
+                if plan.epoch != s.epoch || s.closed || s.stopping {
+                    // A reload or shutdown came while it started: it goes at once.
+                    w.phase = .draining
+                    w.out.append(.drain)
+                }
                 s.workers[id] = w
                 s.started += 1
                 flush(&s, id)

@@ -24,6 +24,9 @@ public enum WorkerProcess {
         // that started us: the host starts workers from a thread that lives as long as it does.
         pq_set_parent_death_signal(SIGKILL)
         if hostPID > 0 && getppid() != hostPID { _exit(0) }
+        // Programs a job starts must not hold the host's socket open after this worker died.
+        _ = fcntl(socketFD, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(runTableFD, F_SETFD, FD_CLOEXEC)
         // The host decides when a worker ends: a Ctrl-C in the terminal reaches the whole
         // process group, and the host drains its workers itself.
         signal(SIGINT, SIG_IGN)

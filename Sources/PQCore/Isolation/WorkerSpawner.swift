@@ -16,8 +16,12 @@ enum WorkerSpawner {
         var description: String
     }
 
-    /// The path of the running program (the host's binary).
-    static var currentExecutable: String {
+    /// The running program: `/proc/self/exe` itself, so workers run this very binary even when
+    /// its file was replaced (an upgrade) since the host started.
+    static let currentExecutable = "/proc/self/exe"
+
+    /// The path of the running program's file.
+    static var currentExecutablePath: String {
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard n > 0 else { return CommandLine.arguments[0] }
@@ -72,7 +76,7 @@ enum WorkerSpawner {
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
-        let arguments = [executable, "__worker", "--host-pid", String(getpid())]
+        let arguments = [executable == currentExecutable ? currentExecutablePath : executable, "__worker", "--host-pid", String(getpid())]
         var environment = ProcessInfo.processInfo.environment
         // A crash must be reported within a second: the Swift backtracer takes seconds.
         environment["SWIFT_BACKTRACE"] = "enable=no"

@@ -27,6 +27,10 @@ final class HostProcess: @unchecked Sendable {
         process.arguments = ["serve"] + arguments
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PQ_") }
         for (k, v) in environment { env[k] = v }
+        // `make test` runs the end-to-end suites a second time with hosts in thread mode.
+        if let mode = ProcessInfo.processInfo.environment["PQ_TEST_ISOLATION"], env["PQ_ISOLATION"] == nil {
+            env["PQ_ISOLATION"] = mode
+        }
         process.environment = env
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.standardOutput = FileHandle(forWritingAtPath: logPath)
