@@ -22,7 +22,7 @@ plugins:
 test: build
 	scripts/with-redis.sh swift test --no-parallel $(SWIFT_FLAGS)
 	# The end-to-end suites again, with every host in thread mode (process mode is the default).
-	PQ_TEST_ISOLATION=thread scripts/with-redis.sh swift test --no-parallel --filter EndToEnd --skip IsolationEndToEnd $(SWIFT_FLAGS)
+	PQ_TEST_ISOLATION=thread scripts/with-redis.sh swift test --no-parallel --filter "EndToEnd|HotReload" --skip IsolationEndToEnd $(SWIFT_FLAGS)
 
 ## run: the demo, a host on the embedded store with the example plugins
 run: build

@@ -1,3 +1,4 @@
+import Foundation
 public import Logging
 public import ServiceLifecycle
 
@@ -52,6 +53,19 @@ public final class PluginWatcher: Service, Sendable {
         self.onChange = onChange
     }
 
+    /// Rescans on a thread of its own: loading blocks (dlopen, or a child process that loads the
+    /// plugins and may take seconds), which must not hold a thread of the cooperative pool.
+    private func rescanOffThePool() async throws -> PluginCatalog.Changes {
+        let catalog = self.catalog
+        return try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                do { continuation.resume(returning: try catalog.rescan()) } catch { continuation.resume(throwing: error) }
+            }
+            thread.name = "pq-plugin-rescan"
+            thread.start()
+        }
+    }
+
     /// Asks for a rescan now (`pq reload`).
     public func requestRescan() { wakeup.signal() }
 
@@ -81,7 +95,7 @@ public final class PluginWatcher: Service, Sendable {
                 try? await Task.sleep(for: .seconds(self.options.settle))
                 await wake.wait(timeout: 0)
                 do {
-                    let changes = try self.catalog.rescan()
+                    let changes = try await self.rescanOffThePool()
                     watchAll()
                     if changes.changedJobs || !changes.failures.isEmpty {
                         await self.onChange(changes)

@@ -154,6 +154,37 @@ import Testing
         #expect(host.stop() == 0)
     }
 
+    @Test func aCrashIsSeenEvenWhenAChildOfTheWorkerHoldsItsSocket() throws {
+        let host = try startHost(["--workers", "1"])
+        let started = Date()
+        let task = try finished(try submit(["crashy.forksegv"]), timeout: 15)
+        #expect(task["status"] as? Int == 2, "\(task)")
+        #expect(exception(task).contains("worker killed by SIGSEGV (signal 11)"), "\(exception(task))")
+        // Found by the host's look at its children, not by the socket (the forked child holds it).
+        #expect(Date().timeIntervalSince(started) < 10)
+        try expectHostServes(host)
+        #expect(host.stop() == 0)
+    }
+
+    @Test func suspectsRunAloneUnderLoadAndKeepTheirTimeout() throws {
+        // One worker kept busy by a stream of short tasks: the suspects must still get their turn.
+        let host = try startHost(["--workers", "1", "--concurrent-tasks", "4"])
+        let timed = try submit(["crashy.sleep", "seconds=1", "pidfile=\(dir)/t.pid", "--timeout", "5"])
+        let other = try submit(["crashy.sleep", "seconds=1", "pidfile=\(dir)/o.pid"])
+        _ = try pid(in: dir + "/t.pid")
+        _ = try pid(in: dir + "/o.pid")
+        let crasher = try submit(["crashy.segv"])
+        let load = try submitBatch("crashy.pid", count: 300)
+        let tasks = byID(try client.wait([timed, other, crasher] + load, timeout: 60))
+        // The timed task ran again alone from its start: its 5 s are counted from that run.
+        #expect(tasks[timed]?["status"] as? Int == 1, "\(tasks[timed] ?? [:])")
+        #expect(tasks[other]?["status"] as? Int == 1, "\(tasks[other] ?? [:])")
+        #expect(tasks[crasher]?["status"] as? Int == 2, "\(tasks[crasher] ?? [:])")
+        #expect(load.allSatisfy { tasks[$0]?["status"] as? Int == 1 })
+        try expectHostServes(host)
+        #expect(host.stop() == 0)
+    }
+
     @Test func abortIsNamedAsSIGABRT() throws {
         let host = try startHost(["--workers", "1"])
         let task = try finished(try submit(["crashy.abort"]))

@@ -14,6 +14,7 @@ enum CrashPlugin {
     /// - `crashy.pid`: returns the pid of the process that ran it.
     /// - `crashy.version`: returns `VERSION`.
     /// - `crashy.segv`, `crashy.abort`, `crashy.exit`: NULL store, `abort()`, `exit(3)`; `max_retries` 0.
+    /// - `crashy.forksegv`: forks a child that keeps the worker's descriptors for 5 s, then a NULL store.
     /// - `crashy.sleep` [seconds = 1, pidfile, stubborn]: sleeps on its own thread, cancellable unless
     ///   `stubborn` is true; first writes its pid to `pidfile` (atomically); `max_retries` 0.
     ///   `crashy.sleep-retry`: the same with `max_retries` 1, `retry_delay` 0.
@@ -106,6 +107,18 @@ enum CrashPlugin {
             *p = 42;
         }
 
+        /* crashy.forksegv: forks a child that keeps every descriptor (the host's socket too) for 5 s,
+           then dereferences NULL: the host must see the worker die without the socket closing. */
+        static void forksegv_run(const pq_call *call) {
+            (void)call;
+            if (fork() == 0) {
+                sleep(5);
+                _exit(0);
+            }
+            volatile int *volatile p = NULL;
+            *p = 42;
+        }
+
         /* crashy.abort: abort(). */
         static void abort_run(const pq_call *call) {
             (void)call;
@@ -192,6 +205,8 @@ enum CrashPlugin {
             { "crashy.version", "Returns the version the plugin was built as.", NULL, version_run, NULL, NULL, NULL },
             { "crashy.segv", "Dereferences NULL.", "{\"max_retries\": 0}", segv_run, NULL, NULL, NULL },
             { "crashy.abort", "Calls abort().", "{\"max_retries\": 0}", abort_run, NULL, NULL, NULL },
+            { "crashy.forksegv", "Forks a child that holds its descriptors, then dereferences NULL.", "{\"max_retries\": 0}",
+              forksegv_run, NULL, NULL, NULL },
             { "crashy.exit", "Calls exit(3).", "{\"max_retries\": 0}", exit_run, NULL, NULL, NULL },
             { "crashy.sleep", "Sleeps seconds (cancellable unless stubborn), writes its pid to pidfile.",
               "{\"max_retries\": 0}", sleep_run, NULL, NULL, NULL },
