@@ -519,8 +519,8 @@ do {
     var idleRSS: [String: String] = [:]
     var crash: [Double] = []
     var replacement: [Double] = []
-    let m = quick ? 5_000 : 30_000
-    for round in 0..<(quick ? 1 : 2) {
+    let m = quick ? 5_000 : 50_000
+    for round in 0..<(quick ? 1 : 3) {
         for mode in (round % 2 == 0 ? ["thread", "process"] : ["process", "thread"]) {
             let path = "\(dir)/\(mode)-\(round).sqlite"
             let env = [
