@@ -100,7 +100,7 @@ public struct IsolatedPluginLoader: PluginFileLoader {
                 let generation = PluginGenerations.next()
                 let base = path.split(separator: "/").last.map(String.init) ?? "plugin.so"
                 let image = directory + "/\(generation)-" + base
-                try copyPrivately(from: path, to: image)
+                try PluginLoader.copyFile(from: path, to: image)
                 todo.append((i, .init(image: image, path: path, generation: generation)))
             } catch let error as PluginError {
                 results[i] = .failure(error)
@@ -199,29 +199,6 @@ public struct IsolatedPluginLoader: PluginFileLoader {
         if timedOut { return (reports, ("it took longer than \(Int(options.timeout)) s and was killed", output.lines)) }
         let described = WorkerSpawner.describe(status: status)
         return (reports, (described.cause, output.lines))
-    }
-
-    private func copyPrivately(from source: String, to target: String) throws {
-        let input = open(source, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw PluginError(.unreadable, path: source, "cannot open: \(String(cString: strerror(errno)))") }
-        defer { close(input) }
-        let output = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o700)
-        guard output >= 0 else {
-            throw PluginError(.unreadable, path: target, "cannot create a snapshot: \(String(cString: strerror(errno)))")
-        }
-        defer { close(output) }
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
-            if n == 0 { break }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw PluginError(.unreadable, path: source, "read failed: \(String(cString: strerror(errno)))")
-            }
-            guard writeAll(output, Array(buffer[0..<n])) else {
-                throw PluginError(.unreadable, path: target, "write failed: \(String(cString: strerror(errno)))")
-            }
-        }
     }
 }
 

@@ -193,7 +193,7 @@ public struct PluginLoader: Sendable {
         let base = path.split(separator: "/").last.map(String.init) ?? "plugin.so"
         let file = dir + "/" + base
         do {
-            try copyFile(from: path, to: file)
+            try Self.copyFile(from: path, to: file)
         } catch {
             unlink(file)
             rmdir(dir)
@@ -202,7 +202,8 @@ public struct PluginLoader: Sendable {
         return (dir, file)
     }
 
-    private func copyFile(from source: String, to target: String) throws {
+    /// Copies `source` to a new file `target` (mode 0700, created exclusively).
+    static func copyFile(from source: String, to target: String) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else {
             throw PluginError(.unreadable, path: source, "cannot open: \(String(cString: strerror(errno)))")
