@@ -18,12 +18,13 @@ extension WorkerPool {
         poke()
     }
 
-    func processDelegate() -> ProcessExecutor.Delegate {
-        ProcessExecutor.Delegate(
+    /// How the executors report to this pool.
+    func executorDelegate() -> ExecutorDelegate {
+        ExecutorDelegate(
             ended: { [self] execution, end in ended(execution, end) },
             began: { [self] execution in
                 execution.began.store(TaskClock.now().bitPattern, ordering: .releasing)
-                timerWakeup.signal()
+                if execution.record.timeout != nil { timerWakeup.signal() }
             },
             log: { [logger] taskID, level, message in
                 Self.log(logger, level, "[\(taskID)]: \(message)")

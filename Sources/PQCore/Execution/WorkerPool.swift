@@ -157,13 +157,12 @@ public final class WorkerPool: Service, Sendable {
     let registry: JobRegistry
     let options: Options
     let logger: Logger
-    let threads: PluginThreadPool
-    /// The worker processes, when the pool may run tasks in them.
+    /// Runs tasks on this process's threads.
+    let threads: ThreadExecutor
+    /// Runs tasks in worker processes, when the pool may.
     let processes: ProcessExecutor?
     /// Where tasks of jobs without an `"isolation"` option run.
     let defaultIsolation: JobOptions.Isolation
-    /// The jobs this process itself has loaded, for runs on its threads.
-    let threadJobs: JobRegistry
     /// `<node>:<pid>`.
     public let worker: String
     /// The host name.
@@ -172,7 +171,6 @@ public final class WorkerPool: Service, Sendable {
     let wakeup = Wakeup()
     let timerWakeup = Wakeup()
     let submitBridge = SubmitBridge()
-    let callHooks: CallHooks
     let outcomes: OutcomeBatcher
     /// Moving average of how long runs take, in nanoseconds (a hint; races are harmless).
     let averageRunNanos = Atomic<Int>(Int.max)
@@ -195,8 +193,9 @@ public final class WorkerPool: Service, Sendable {
         self.registry = registry
         self.options = options
         self.logger = logger
-        self.threads = PluginThreadPool(size: options.concurrentTasks)
-        self.threadJobs = threadJobs ?? registry
+        self.threads = ThreadExecutor(
+            size: options.concurrentTasks, jobs: threadJobs ?? registry,
+            hooks: Self.makeHooks(registry: registry, submitBridge: submitBridge, logger: logger))
         self.defaultIsolation = options.isolation ?? (options.processes == nil ? .thread : .process)
         if let p = options.processes {
             var o = ProcessExecutor.Options(
@@ -214,11 +213,6 @@ public final class WorkerPool: Service, Sendable {
         self.outcomes = OutcomeBatcher(logger: logger, retryFor: options.leaseSeconds)
         self.node = HostIdentity.node
         self.worker = "\(HostIdentity.node):\(getpid())"
-        self.callHooks = Self.makeHooks(registry: registry, submitBridge: submitBridge, logger: logger)
-    }
-
-    deinit {
-        threads.shutdown()
     }
 
     /// Tasks this pool has finished since it started.
@@ -241,8 +235,11 @@ public final class WorkerPool: Service, Sendable {
                 "worker": "\(worker)", "concurrent_tasks": "\(options.concurrentTasks)",
                 "queues": "\(options.queues.map { $0.sorted().joined(separator: ",") } ?? "all")",
             ])
+        let delegate = executorDelegate()
+        threads.start(delegate: delegate)
         if let processes {
-            processes.start(plugins: workerPlugins, delegate: processDelegate())
+            processes.reload(plugins: workerPlugins)
+            processes.start(delegate: delegate)
         }
         await recoverDeadHosts()
         await publishStatus(state: "running")
@@ -356,22 +353,18 @@ public final class WorkerPool: Service, Sendable {
             s.reserved -= reserved
             for e in executions { s.running[e.record.id] = e }
         }
-        guard !executions.isEmpty else { return }
         guard let processes else {
-            threads.execute(all: executions.map { execution in { self.begin(execution) } })
+            threads.run(executions)
             return
         }
-        var inWorkers: [Execution] = []
-        var onThreads: [@Sendable () -> Void] = []
-        for e in executions {
-            if e.inWorker {
-                inWorkers.append(e)
-            } else {
-                onThreads.append { self.begin(e) }
-            }
-        }
-        processes.run(inWorkers)
-        if !onThreads.isEmpty { threads.execute(all: onThreads) }
+        processes.run(executions.filter(\.inWorker))
+        threads.run(executions.filter { !$0.inWorker })
+    }
+
+    /// The executor that runs `execution`.
+    func executor(of execution: Execution) -> any TaskExecutor {
+        if execution.inWorker, let processes { return processes }
+        return threads
     }
 
     /// Writes a batch of outcomes and, in the same store call, claims tasks for the slots they
@@ -471,19 +464,18 @@ public final class WorkerPool: Service, Sendable {
     /// ``Options/cancelGrace``, the timeout keeper records the outcome without it.
     func stop(_ id: String, reason: StopReason) {
         guard let execution = state.withLock({ $0.running[id] }) else { return }
-        let (call, typed) = execution.state.withLock { s -> (PluginCall?, Bool) in
-            guard s.stopReason == nil, !s.decided else { return (nil, false) }
+        let (first, typed) = execution.state.withLock { s -> (Bool, Bool) in
+            guard s.stopReason == nil, !s.decided else { return (false, false) }
             s.stopReason = reason
             s.stopAt = TaskClock.now()
-            return (s.call, s.typed)
+            return (true, s.typed)
         }
-        if let processes, execution.inWorker {
-            processes.cancel(execution)
-        } else if typed {
+        guard first else { return }
+        if typed && !execution.inWorker {
             decide(execution, stoppedOutcome(reason, execution, typed: true), ranOn: nil)
             return
         }
-        call?.cancel()
+        executor(of: execution).cancel(execution)
         timerWakeup.signal()
     }
 
@@ -491,7 +483,7 @@ public final class WorkerPool: Service, Sendable {
     func stoppedOutcome(_ reason: StopReason, _ execution: Execution, typed: Bool) -> TaskOutcome.Kind {
         let record = execution.record
         var left = typed ? " (the C function cannot be interrupted and was left to finish on its thread)" : " (the job ignored the cancel)"
-        let inWorker = execution.inWorker
+        let inWorker = executor(of: execution).abandonEndsTheRun
         if inWorker {
             left = " (it ignored the cancel; its worker process was killed after a \(formatSeconds(options.cancelGrace)) s grace)"
         }
@@ -516,7 +508,7 @@ public final class WorkerPool: Service, Sendable {
                     let giveUp = stopAt + options.cancelGrace
                     if now >= giveUp {
                         // In a worker process the run is ended for good: its worker is killed.
-                        if execution.inWorker { processes?.forceStop(execution) }
+                        executor(of: execution).abandon(execution)
                         decide(execution, stoppedOutcome(reason, execution, typed: false), ranOn: nil)
                     } else {
                         next = min(next, giveUp)

@@ -15,7 +15,7 @@ import Synchronization
 /// tells which calls were running. Calls queued in it run again elsewhere, uncharged; calls
 /// that ran beside others are suspects, re-run one at a time in a worker of their own, so the
 /// culprit is found and charged. A replacement worker starts at once.
-final class ProcessExecutor: @unchecked Sendable {
+final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
     // @unchecked: mutable state is in `state`; `thread` is set once before any use.
     struct Options: Sendable {
         /// Worker processes to keep (`--workers`).
@@ -38,14 +38,7 @@ final class ProcessExecutor: @unchecked Sendable {
         var lazy = false
     }
 
-    /// What the executor tells the worker pool.
-    struct Delegate: Sendable {
-        var ended: @Sendable (WorkerPool.Execution, RunEnd) -> Void
-        var began: @Sendable (WorkerPool.Execution) -> Void
-        var log: @Sendable (String, Int32, String) -> Void
-        var submit: @Sendable (_ parent: String, _ childID: String, _ job: String, _ kwargs: String) -> Void
-        var workerLost: @Sendable (_ eventJSON: String) -> Void
-    }
+    typealias Delegate = ExecutorDelegate
 
     enum Phase: String { case starting, ready, draining }
 
@@ -144,10 +137,9 @@ final class ProcessExecutor: @unchecked Sendable {
         close(wakeFD)
     }
 
-    /// Starts the I/O thread and the workers for `plugins`.
-    func start(plugins: [WorkerSetup.Plugin], delegate: Delegate) {
+    /// Starts the I/O thread and the workers (for the plugins of the last ``reload(plugins:)``).
+    func start(delegate: Delegate) {
         state.withLock {
-            $0.plugins = plugins
             $0.delegate = delegate
             $0.wanted = !options.lazy
         }
@@ -219,7 +211,7 @@ final class ProcessExecutor: @unchecked Sendable {
 
     /// A call ignored its stop for the grace period: kill its worker. The pool records the
     /// call's outcome itself; the other calls of that worker run again elsewhere, uncharged.
-    func forceStop(_ execution: WorkerPool.Execution) {
+    func abandon(_ execution: WorkerPool.Execution) {
         let (delegate, notStarted) = state.withLock { s -> (Delegate?, Bool) in
             let key = ObjectIdentifier(execution)
             guard let p = s.placements.removeValue(forKey: key), let w = s.workers[p.worker] else {
@@ -283,9 +275,13 @@ final class ProcessExecutor: @unchecked Sendable {
         for e in waiting { delegate?.ended(e, .notStarted) }
     }
 
+    /// A worker is killed: the run is over.
+    var abandonEndsTheRun: Bool { true }
+
     /// Lets every worker go (drain, then exit) and waits for them, killing what is left after
-    /// `patience` seconds.
-    func shutdown(patience: Double = 2) async {
+    /// two seconds.
+    func shutdown() async {
+        let patience = 2.0
         beginShutdown()
         let running = state.withLock { s -> Bool in
             s.closed = true
