@@ -9,6 +9,9 @@ enum RunEnd: Sendable {
     case unregistered
     /// Not started: the call was stopped before it began.
     case notStarted
+    /// It ran, was asked to stop (timeout, revoke, shutdown), and its worker process is gone
+    /// before it answered: it ends as stopped.
+    case stoppedRunLost
 }
 
 /// Calls one job for one task on the calling thread, which must be one where blocking is

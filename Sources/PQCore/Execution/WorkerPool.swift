@@ -400,6 +400,9 @@ public final class WorkerPool: Service, Sendable {
             decide(execution, .failure(message), ranOn: plugin)
         case .unregistered:
             decide(execution, .released, ranOn: nil)
+        case .stoppedRunLost:
+            let reason = execution.state.withLock { $0.stopReason } ?? .shutdown
+            decide(execution, stoppedOutcome(reason, execution, typed: false), ranOn: nil)
         case .notStarted:
             let stopped = execution.state.withLock { $0.stopReason }
             decide(execution, stopped == nil || stopped == .shutdown ? .released : .revoked("revoked before it started"), ranOn: nil)

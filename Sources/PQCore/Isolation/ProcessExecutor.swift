@@ -634,8 +634,10 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
                 let stopped = e.state.withLock { $0.stopReason != nil }
                 if token == culprit {
                     later.append { delegate.ended(e, .completed(.failure(cause), ranOn: nil)) }
-                } else if s.stopping || stopped {
+                } else if stopped {
                     // Asked to stop (timeout, revoke, shutdown): it is not run again.
+                    later.append { delegate.ended(e, running.contains(token) ? .stoppedRunLost : .notStarted) }
+                } else if s.stopping {
                     later.append { delegate.ended(e, .notStarted) }
                 } else if forcedToken == nil && running.contains(token) {
                     e.began.store(0, ordering: .releasing)

@@ -206,6 +206,8 @@ private final class Worker: @unchecked Sendable {
                     finish(token, .refused(message, plugin: plugin?.name ?? "", version: plugin?.version ?? ""))
                 case .unregistered:
                     finish(token, .unknownJob)
+                case .stoppedRunLost:
+                    finish(token, .stopped)  // only the host reports it
                 case .notStarted:
                     let draining = state.withLock { s in s.draining && s.runs[token]?.cancelled == false }
                     finish(token, draining ? .returned : .stopped)
