@@ -57,6 +57,11 @@ extension WorkerPool {
                     logger.warning("recording a worker_lost event failed: \(error)")
                 }
             }
+            // `pq hosts` shows the replacement without waiting for the next periodic status.
+            if !events.isEmpty {
+                try? await Task.sleep(for: .milliseconds(100))
+                await publishStatus(state: "running")
+            }
         }
     }
 }
