@@ -622,6 +622,20 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
             if w.phase == .starting && !planned {
                 s.failedStarts += 1
                 s.nextSpawn = TaskClock.now() + min(5, 0.1 * Double(1 << min(s.failedStarts, 6)))
+                // Workers that die before they are ready, again and again, serve nobody: the
+                // tasks waiting for them go back to the queue (uncharged) for other hosts.
+                if s.failedStarts >= 3, !s.workers.values.contains(where: { $0.phase == .ready && $0.epoch == s.epoch }) {
+                    let waiting = Array(s.pending[s.pendingHead...]) + s.suspects
+                    s.pending = []
+                    s.pendingHead = 0
+                    s.suspects = []
+                    for e in waiting { later.append { delegate.ended(e, .unregistered) } }
+                    let (n, tries) = (waiting.count, s.failedStarts)
+                    later.append { [logger] in
+                        logger.error(
+                            "\(tries) worker processes in a row died before they were ready (\(cause)); \(n) waiting tasks go back to the queue; retrying with back-off")
+                    }
+                }
             }
             let running = w.table.running().intersection(w.inflight.keys)
             // The culprit is known when one call ran alone (or it ran as a suspect).

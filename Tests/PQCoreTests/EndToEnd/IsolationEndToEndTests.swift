@@ -185,6 +185,30 @@ import Testing
         #expect(host.stop() == 0)
     }
 
+    @Test func workersThatDieBeforeTheyAreReadyGiveTheirTasksBack() throws {
+        // A plugin whose constructor crashes once a marker file exists: the probe loaded it, but
+        // every new worker dies loading it.
+        let marker = dir + "/crash-now"
+        try CrashPlugin.installPlugin(root: root)
+        try CrashPlugin.install(
+            try CrashPlugin.build(constructorCrash: true, defines: ["CRASH_WHEN_MARKED"]), as: root + "/crashy/libmarked.so")
+        let host = try HostProcess(
+            store: store, arguments: ["--workers", "1"], directory: dir, taskPaths: "crashy", pluginsDir: root,
+            extraEnvironment: ["PQ_CTOR_CRASH_MARKER": marker])
+        _ = try pidOfANewTask()
+        FileManager.default.createFile(atPath: marker, contents: nil)
+        for child in ProcTree.children(of: host.pid) { kill(child, SIGKILL) }
+        let id = try submit(["crashy.pid"])
+        // The task is not held forever by a host whose workers cannot start.
+        #expect(poll(timeout: 20) { host.log.contains("died before they were ready") }, "\(host.log.suffix(3000))")
+        unlink(marker)
+        let task = try finished(id, timeout: 30)
+        #expect(task["status"] as? Int == 1, "\(task)")
+        #expect(task["retry"] as? Int == 1, "released runs are not charged: \(task)")
+        #expect(host.isRunning)
+        #expect(host.stop() == 0)
+    }
+
     @Test func abortIsNamedAsSIGABRT() throws {
         let host = try startHost(["--workers", "1"])
         let task = try finished(try submit(["crashy.abort"]))

@@ -234,9 +234,16 @@ enum CrashPlugin {
     static let constructorCrashSource = #"""
         #include "pq_plugin.h"
         #include <stddef.h>
+        #include <stdlib.h>
+        #include <unistd.h>
 
-        /* Runs when the library is loaded, before pq_plugin_entry: a real invalid memory access. */
+        /* Runs when the library is loaded, before pq_plugin_entry: a real invalid memory access
+           (with CRASH_WHEN_MARKED, only once the file named by $PQ_CTOR_CRASH_MARKER exists). */
         __attribute__((constructor)) static void crash_on_load(void) {
+        #ifdef CRASH_WHEN_MARKED
+            const char *marker = getenv("PQ_CTOR_CRASH_MARKER");
+            if (!marker || access(marker, F_OK) != 0) return;
+        #endif
             volatile int *volatile p = NULL;
             *p = 1;
         }
