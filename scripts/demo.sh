@@ -14,6 +14,8 @@ In another terminal, from $PWD:
   bin/pq submit addition a=1 b=2 --wait --json     # queue a task and wait for its result
   bin/pq submit asynchronous lag=3                 # a 3 second task; then: bin/pq tasks
   bin/pq watch                                     # follow events as they happen
+  bin/pq submit c.crash --wait                     # a segfault costs one task: the host and its other tasks live on
+  bin/pq hosts                                     # the host and its worker processes
   bin/pq jobs --task-paths 'examples.*' --plugins-dir $PQ_PLUGINS_DIR
 
 Ctrl-C stops the host (running tasks get 10 s to finish, the rest go back to the queue).
