@@ -650,11 +650,7 @@ do {
 
 // MARK: hot reload
 
-func residentMemory() -> Double {
-    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-    let pages = Double(text.split(separator: " ")[1]) ?? 0
-    return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
-}
+func residentMemory() -> Double { residentMiB(pid: getpid()) }
 
 if wanted("reload") {
 section("hot reload (issue 4)")

@@ -110,7 +110,6 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
         var failedStarts = 0
         var nextSpawn = 0.0
         var delegate: Delegate?
-        var started = 0
         var readyTimes: [Double] = []
         /// Whether workers should run (false until the first call when lazy).
         var wanted = true
@@ -764,7 +763,6 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
                     w.out.append(.drain)
                 }
                 s.workers[id] = w
-                s.started += 1
                 flush(&s, id)
             }
         }

@@ -77,9 +77,4 @@ final class RunTable: @unchecked Sendable {
         for i in 0..<count where base[i] != 0 { out.insert(UInt32(truncatingIfNeeded: base[i])) }
         return out
     }
-
-    /// Clears every entry (host side, before the table is given to a new worker).
-    func reset() {
-        for i in 0..<count { base[i] = 0 }
-    }
 }

@@ -71,7 +71,7 @@ private final class Worker: @unchecked Sendable {
     }
 
     func run() -> Never {
-        guard case .setup(let setup)? = readFrame() else { _exit(0) }
+        guard var early = readFrames(), case .setup(let setup) = early.removeFirst() else { _exit(0) }
         let loader = PluginLoader(options: .init(trustAll: !setup.checkTrust))
         if setup.probe { probe(setup, loader: loader) }
         var failures: [String] = []
@@ -88,7 +88,10 @@ private final class Worker: @unchecked Sendable {
         threads = PluginThreadPool(size: max(1, setup.slots))
         hooks = makeHooks()
         outbox.send(.ready(pid: getpid(), failures: failures))
-        while let frames = readFrames() {
+        // Calls the host sent right behind the setup came in its read.
+        var next: [WorkerFrame]? = early
+        while let frames = next {
+            defer { next = readFrames() }
             var calls: [@Sendable () -> Void] = []
             for frame in frames { handle(frame, calls: &calls) }
             // One hand-off for every call that came in one read.
@@ -135,22 +138,6 @@ private final class Worker: @unchecked Sendable {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return nil }
             readBuffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-        }
-    }
-
-    private func readFrame() -> WorkerFrame? {
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            do {
-                if let frame = try decoder.next() { return frame }
-            } catch {
-                FileHandle.standardError.write(Data("pq worker: \(error); exiting\n".utf8))
-                _exit(70)
-            }
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return nil }
-            buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
     }
 

@@ -226,13 +226,13 @@ struct FrameDecoder {
         guard length >= 1, length <= Self.maximumFrame else { throw FrameError(description: "bad frame length \(length)") }
         guard buffer.count - head >= 4 + length else { return nil }
         var reader = FieldReader(bytes: buffer, at: head + 5, end: head + 4 + length)
-        let kind = buffer[head + 4]
+        let frame = try reader.frame(kind: buffer[head + 4])
         head += 4 + length
         if head > 1 << 20 && head * 2 > buffer.count {
             buffer.removeFirst(head)
             head = 0
         }
-        return try reader.frame(kind: kind)
+        return frame
     }
 }
 
@@ -339,10 +339,9 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
     return true
 }
 
-/// Resident memory of a process in KiB (from `/proc/<pid>/statm`), 0 when unknown.
-func residentKB(pid: Int32? = nil) -> UInt64 {
-    let path = pid.map { "/proc/\($0)/statm" } ?? "/proc/self/statm"
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+/// Resident memory of this process in KiB (from `/proc/self/statm`), 0 when unknown.
+func residentKB() -> UInt64 {
+    let fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return 0 }
     defer { close(fd) }
     var buffer = [UInt8](repeating: 0, count: 128)
