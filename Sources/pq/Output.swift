@@ -1,5 +1,6 @@
 import Foundation
 import PQCore
+import Synchronization
 
 /// Writes a line to stdout and flushes it, so followers of a pipe see it at once.
 func emit(_ line: String) {
@@ -53,26 +54,73 @@ func describe(_ task: TaskRecord) -> String {
     return rows.map { $0.0 + ":" + String(repeating: " ", count: width - $0.0.count + 1) + $0.1 }.joined(separator: "\n")
 }
 
-/// Waits until every task is ready (or `timeout` passes), woken by the store's change signal.
+/// Waits until every task is ready (or `timeout` passes).
+///
+/// Linear in the ids: they are read once, in batches (``TaskStore/tasks(ids:)``); after that only
+/// the tasks that `done` events name are read again. The events are followed from a cursor taken
+/// before the first read, so none is missed between the read and the follow; a full re-read of
+/// the tasks still open, every few seconds, covers events a store did not keep (a trimmed log, a
+/// pub/sub message lost while the subscription reconnected).
 /// - Returns: the final records by id, or nil when the timeout passed first.
 func waitUntilReady(_ ids: [String], store: any TaskStore, timeout: Double?) async throws -> [String: TaskRecord]? {
     let deadline = timeout.map { TaskClock.now() + $0 }
+    let cursor = try await store.lastEventCursor()
+    var open = Set(ids)
+    var done: [String: TaskRecord] = [:]
+    func read(_ batch: [String], missing: Bool) async throws {
+        var start = 0
+        while start < batch.count {
+            let chunk = Array(batch[start..<min(batch.count, start + 2_000)])
+            start += chunk.count
+            let found = try await store.tasks(ids: chunk)
+            for id in chunk {
+                guard let task = found[id] else {
+                    if missing { throw CLIError("no task with id \(id)") }
+                    continue
+                }
+                if TaskStatus.readyStates.contains(task.status) {
+                    done[id] = task
+                    open.remove(id)
+                }
+            }
+        }
+    }
+    try await read(Array(open), missing: true)
+    if open.isEmpty { return done }
+    let ended = EndedIDs()
     let wake = Wakeup()
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
-            for await _ in store.changes() { wake.signal() }
+            for try await event in store.eventStream(after: cursor) where event.kind == .done {
+                ended.names.withLock { _ = $0.insert(event.taskID) }
+                wake.signal()
+            }
         }
         defer { group.cancelAll() }
-        var done: [String: TaskRecord] = [:]
+        var sweep = 0.25
+        var nextSweep = TaskClock.now() + sweep
         while true {
-            for id in ids where done[id] == nil {
-                guard let task = try await store.task(id: id) else { throw CLIError("no task with id \(id)") }
-                if TaskStatus.readyStates.contains(task.status) { done[id] = task }
+            let now = TaskClock.now()
+            if let deadline, now >= deadline { return nil }
+            if now >= nextSweep {
+                try await read(Array(open), missing: false)
+                sweep = min(sweep * 2, 4)
+                nextSweep = TaskClock.now() + sweep
+            } else {
+                let named = ended.names.withLock { names -> [String] in
+                    defer { names.removeAll(keepingCapacity: true) }
+                    return names.filter { open.contains($0) }
+                }
+                if !named.isEmpty { try await read(named, missing: false) }
             }
-            if done.count == ids.count { return done }
-            if let deadline, TaskClock.now() >= deadline { return nil }
-            // A change wakes us at once; re-check at least every 250 ms regardless.
-            await wake.wait(timeout: min(0.25, deadline.map { max(0.001, $0 - TaskClock.now()) } ?? 0.25))
+            if open.isEmpty { return done }
+            let until = min(nextSweep, deadline ?? nextSweep)
+            await wake.wait(timeout: max(0.001, until - TaskClock.now()))
         }
     }
+}
+
+/// The ids `done` events named since the waiter last looked.
+private final class EndedIDs: Sendable {
+    let names = Mutex<Set<String>>([])
 }

@@ -79,19 +79,41 @@ extension PQ {
 
     /// `pq wait ID ...`.
     struct Wait: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Wait until tasks are ready; exit 0 only if all succeeded.")
+        static let configuration = CommandConfiguration(
+            abstract: "Wait until tasks are ready; exit 0 only if all succeeded.",
+            discussion: "Give the ids as arguments, or '-' to read them from standard input, one a line (the output of `pq submit --batch`).")
         @OptionGroup var common: CommonOptions
-        @Argument(help: "Task ids.") var ids: [String]
+        @Argument(help: "Task ids, or - to read them from standard input.") var ids: [String]
         @Option(help: "Give up after this many seconds (exit 2).") var timeout: Double?
         @Flag(help: "Print the task objects as a JSON array.") var json = false
 
         func validate() throws {
-            if ids.isEmpty { throw ValidationError("give at least one task id") }
+            if ids.isEmpty { throw ValidationError("give at least one task id, or - to read them from standard input") }
             if let t = timeout, !(t >= 0) { throw ValidationError("--timeout must be >= 0") }
+        }
+
+        /// The ids: the arguments (``PQ/gatherIDs(_:)`` may have joined runs of them into one
+        /// argument), with `-` standing for the lines of standard input.
+        func allIDs() throws -> [String] {
+            var out: [String] = []
+            for argument in ids {
+                if argument == "-" {
+                    let text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+                    for line in text.split(whereSeparator: \.isNewline) {
+                        let id = line.trimmingCharacters(in: .whitespaces)
+                        if !id.isEmpty { out.append(id) }
+                    }
+                } else {
+                    out += argument.split(separator: PQ.idSeparator, omittingEmptySubsequences: true).map(String.init)
+                }
+            }
+            if out.isEmpty { throw CLIError("no task ids on standard input") }
+            return out
         }
 
         func run() async throws {
             try await reportingErrors {
+                let ids = try allIDs()
                 let store = try await common.resolve().openStore()
                 guard let done = try await waitUntilReady(ids, store: store, timeout: timeout) else {
                     throw CLIError("timed out after \(timeout ?? 0) s waiting for \(ids.count) task(s)", exitCode: 2)
@@ -100,7 +122,10 @@ extension PQ {
                 if json {
                     emit("[" + tasks.map { $0.json() }.joined(separator: ",") + "]")
                 } else {
-                    for t in tasks { emit("\(t.id) \(t.status.name)") }
+                    var text = ""
+                    text.reserveCapacity(tasks.count * 42)
+                    for t in tasks { text += "\(t.id) \(t.status.name)\n" }
+                    FileHandle.standardOutput.write(Data(text.utf8))
                 }
                 await store.close()
                 if !tasks.allSatisfy({ $0.status == .success }) { throw ExitCode(1) }

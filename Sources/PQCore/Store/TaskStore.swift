@@ -79,6 +79,12 @@ public protocol TaskStore: Sendable {
     /// - Returns: the record, or `nil` when there is none (never queued, or purged).
     func task(id: String) async throws -> TaskRecord?
 
+    /// The tasks with these ids, read together (one read transaction, one round trip of a
+    /// pipeline): what `pq wait` reads for a batch. Ids with no task are absent from the result.
+    /// - Parameter ids: the task ids.
+    /// - Returns: the tasks found, by id.
+    func tasks(ids: [String]) async throws -> [String: TaskRecord]
+
     /// Recent tasks, newest first.
     /// - Parameters:
     ///   - status: only tasks in this state, or all.
@@ -175,6 +181,15 @@ public protocol TaskStore: Sendable {
 }
 
 extension TaskStore {
+    /// See ``TaskStore/tasks(ids:)``: one ``task(id:)`` after another, for stores whose reads
+    /// cost no round trip.
+    public func tasks(ids: [String]) async throws -> [String: TaskRecord] {
+        var found: [String: TaskRecord] = [:]
+        found.reserveCapacity(ids.count)
+        for id in ids { if let task = try await task(id: id) { found[id] = task } }
+        return found
+    }
+
     /// See ``TaskStore/finish(_:thenClaim:)``: two calls, for stores without a combined one.
     public func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord] {
         if !outcomes.isEmpty { _ = try await finish(outcomes) }

@@ -393,6 +393,29 @@ public final class RedisTaskStore: TaskStore {
         return try RedisRecordCoding.record(reply)
     }
 
+    /// See ``TaskStore/tasks(ids:)``: pipelines of 1,000 reads, one round trip each.
+    public func tasks(ids: [String]) async throws -> [String: TaskRecord] {
+        guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
+        var found: [String: TaskRecord] = [:]
+        found.reserveCapacity(ids.count)
+        var start = 0
+        while start < ids.count {
+            let chunk = ids[start..<min(ids.count, start + 1_000)]
+            start = chunk.endIndex
+            let replies: [RESPValue]
+            do {
+                replies = try await client.pipeline(chunk.map { ["HGETALL", key("task:" + $0)] })
+            } catch let error as RedisError {
+                throw TaskStoreError(.database, "Redis at \(url.host):\(url.port): \(error.message)")
+            }
+            for (id, reply) in zip(chunk, replies) {
+                guard let items = try reply.array, !items.isEmpty else { continue }
+                found[id] = try RedisRecordCoding.record(reply)
+            }
+        }
+        return found
+    }
+
     /// See ``TaskStore/tasks(status:job:limit:)``.
     public func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord] {
         guard limit > 0 else { return [] }

@@ -596,6 +596,16 @@ public final class SQLiteTaskStore: TaskStore {
         try await reader.perform { db in try Self.fetch(id: id, db) }
     }
 
+    /// See ``TaskStore/tasks(ids:)``: one read transaction, one prepared statement for all.
+    public func tasks(ids: [String]) async throws -> [String: TaskRecord] {
+        try await reader.perform { db in
+            var found: [String: TaskRecord] = [:]
+            found.reserveCapacity(ids.count)
+            for id in ids { if let task = try Self.fetch(id: id, db) { found[id] = task } }
+            return found
+        }
+    }
+
     /// See ``TaskStore/tasks(status:job:limit:)``.
     public func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord] {
         try await reader.perform { db in
