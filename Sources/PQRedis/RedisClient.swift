@@ -233,6 +233,40 @@ public final class RedisClient: Sendable {
         throw RedisError(.server, "NOSCRIPT after SCRIPT LOAD")
     }
 
+    /// Calls a Redis function (`FCALL`), loading its library first if this client did not yet,
+    /// and again when the server answers that the function is unknown (it was restarted or
+    /// flushed).
+    /// - Parameters:
+    ///   - library: the library that holds the function.
+    ///   - function: the function's full name (``RedisFunctionLibrary/function(_:)``).
+    ///   - keys: the keys it declares.
+    ///   - arguments: its arguments.
+    /// - Returns: the function's reply; an error reply is thrown.
+    public func callFunction(
+        _ library: RedisFunctionLibrary, _ function: String, keys: [RESPArgument], arguments: [RESPArgument]
+    ) async throws -> RESPValue {
+        for attempt in 0..<2 {
+            if !library.loaded.load(ordering: .relaxed) {
+                let reply = try await send(["FUNCTION", "LOAD", .string(library.source)])
+                // Another client of this build loaded it first: the same text under the same name.
+                if case .error(let buffer) = reply, !String(buffer: buffer).contains("already exists") { try reply.check() }
+                library.loaded.store(true, ordering: .relaxed)
+            }
+            var command: [RESPArgument] = ["FCALL", .string(function), .string(String(keys.count))]
+            command.reserveCapacity(3 + keys.count + arguments.count)
+            command.append(contentsOf: keys)
+            command.append(contentsOf: arguments)
+            let reply = try await send(command)
+            if case .error(let buffer) = reply, attempt == 0, String(buffer: buffer).contains("Function not found") {
+                library.loaded.store(false, ordering: .relaxed)
+                continue
+            }
+            try reply.check()
+            return reply
+        }
+        throw RedisError(.server, "function \(function) not found after FUNCTION LOAD")
+    }
+
     /// Closes every connection; later commands fail with ``RedisError/Code/closed``.
     public func close() async {
         let connections = state.withLock { state in
@@ -304,6 +338,30 @@ public final class RedisClient: Sendable {
             try? await Task.sleep(for: .nanoseconds(backoff))
         }
     }
+}
+
+/// A library of Redis functions (`FUNCTION LOAD`, Redis 7): its code runs once when it loads,
+/// not on every call as a script's does.
+public final class RedisFunctionLibrary: Sendable {
+    /// The library's name.
+    public let name: String
+    /// The text `FUNCTION LOAD` takes, with its `#!lua name=` line.
+    public let source: String
+    let loaded = Atomic<Bool>(false)
+
+    /// Creates a library.
+    /// - Parameters:
+    ///   - name: its name (unique on the server).
+    ///   - body: the Lua code, with its `redis.register_function` calls.
+    public init(name: String, body: String) {
+        self.name = name
+        self.source = "#!lua name=\(name)\n" + body
+    }
+
+    /// The full name of one of its functions: `<library>_<name>`.
+    /// - Parameter name: the short name.
+    /// - Returns: the name to call.
+    public func function(_ name: String) -> String { self.name + "_" + name }
 }
 
 /// A Lua script, run by SHA: the SHA is learnt with SCRIPT LOAD on first use and kept here, so a

@@ -271,7 +271,7 @@ func redisCommandCount(_ client: RedisClient) async throws -> (commands: Int, sc
     var scripts = 0
     for line in text.split(whereSeparator: \.isNewline) {
         commands += number(after: "calls=", in: line)
-        if line.hasPrefix("cmdstat_evalsha:") || line.hasPrefix("cmdstat_eval:") { scripts += number(after: "usec=", in: line) }
+        if line.hasPrefix("cmdstat_evalsha:") || line.hasPrefix("cmdstat_eval:") || line.hasPrefix("cmdstat_fcall:") { scripts += number(after: "usec=", in: line) }
     }
     return (commands, scripts)
 }
@@ -358,11 +358,10 @@ if let base = ProcessInfo.processInfo.environment["PQ_TEST_REDIS_URL"], case .re
             let env = ["PQ_STORE": hostURL.description, "PQ_TASK_PATHS": "examples.*", "PQ_PLUGINS_DIR": pluginsRoot]
             let h0 = now()
             let processes = try (0..<hosts).map { _ in try startHost(env: env) }
-            // The ended set counts finished tasks without scanning anything.
-            var ended = 0
-            while ended < n && now() - h0 < 300 {
+            // Nothing waits or runs: every task ended.
+            while now() - h0 < 300 {
                 try await Task.sleep(for: .milliseconds(5))
-                ended = try await hostStore.client.send(["ZCARD", .string(hostURL.namespace + ":ended")]).int ?? 0
+                if try await hostStore.queueSizes().isEmpty { break }
             }
             let elapsed = now() - h0
             for host in processes {

@@ -67,7 +67,9 @@ struct Settings {
     var storeIsDefault = false
 
     /// Opens the store named by the settings.
-    func openStore() async throws -> any TaskStore {
+    /// - Parameter resultTTL: how long finished tasks are kept (`--result-ttl`; else pq.toml's
+    ///   `result_ttl`, else a day): the Redis store gives a finished task's hash this TTL.
+    func openStore(resultTTL: Double? = nil) async throws -> any TaskStore {
         let url: StoreURL
         do { url = try StoreURL(parsing: store) } catch { throw CLIError("\(error)") }
         if storeIsDefault, case .sqlite(let path) = url {
@@ -76,7 +78,8 @@ struct Settings {
         }
         if case .redis(let redis) = url {
             // PQCore does not know Redis; the CLI opens it, checking that it answers.
-            do { return try await RedisTaskStore.connect(url: redis) } catch { throw CLIError("\(error)") }
+            let options = RedisTaskStore.Options(resultTTL: resultTTL ?? file.resultTTL ?? 86_400)
+            do { return try await RedisTaskStore.connect(url: redis, options: options) } catch { throw CLIError("\(error)") }
         }
         do { return try makeStore(url: url) } catch { throw CLIError("\(error)") }
     }

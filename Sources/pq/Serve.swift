@@ -133,7 +133,7 @@ extension PQ {
                         "plugins": "\(initial.loaded.count)", "jobs": "\(registry.jobs.count)",
                         "failed": "\(initial.failures.count)", "task_paths": "\(settings.taskPaths.joined(separator: ","))",
                     ])
-                let store = try await settings.openStore()
+                let store = try await settings.openStore(resultTTL: resultTTL)
                 await recordPluginEvents(initial, store: store, logger: logger)
                 let publisher = HostIdentity.node + ":" + settings.pluginsDir + "|" + settings.taskPaths.joined(separator: ",")
                 do {

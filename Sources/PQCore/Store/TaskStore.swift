@@ -150,6 +150,14 @@ public protocol TaskStore: Sendable {
     /// - Returns: the events.
     func events(after cursor: Int64, limit: Int) async throws -> [TaskEvent]
 
+    /// Follows events after `cursor` as they happen. The default follows ``events(after:limit:)``,
+    /// woken by ``changes()``; a store without an event log (Redis) follows its live messages.
+    /// - Parameters:
+    ///   - cursor: the seq of the last event seen; `nil` for only events from now on.
+    ///   - batch: events read per store round trip.
+    /// - Returns: a stream that ends when the store closes, fails, or the consumer stops.
+    func eventStream(after cursor: Int64?, batch: Int) -> AsyncThrowingStream<TaskEvent, any Error>
+
     /// Records an event that is not a task state change (plugin events of hosts), so `pq watch`
     /// shows it among the task events.
     /// - Parameters:
@@ -229,7 +237,17 @@ extension TaskStore {
     ///   - cursor: the seq of the last event seen; `nil` for only events recorded from now on.
     ///   - batch: events read per store round trip.
     /// - Returns: a stream that ends when the store closes, fails, or the consumer stops.
-    public func eventStream(after cursor: Int64? = nil, batch: Int = 512) -> AsyncThrowingStream<TaskEvent, any Error> {
+    public func eventStream() -> AsyncThrowingStream<TaskEvent, any Error> { eventStream(after: nil, batch: 512) }
+
+    /// ``eventStream(after:batch:)`` in batches of 512.
+    /// - Parameter cursor: the seq of the last event seen; `nil` for only events from now on.
+    /// - Returns: the stream.
+    public func eventStream(after cursor: Int64?) -> AsyncThrowingStream<TaskEvent, any Error> {
+        eventStream(after: cursor, batch: 512)
+    }
+
+    /// See ``TaskStore/eventStream(after:batch:)``: the event log, read after each change.
+    public func eventStream(after cursor: Int64?, batch: Int) -> AsyncThrowingStream<TaskEvent, any Error> {
         let changes = self.changes()
         return AsyncThrowingStream { continuation in
             let follower = Task {

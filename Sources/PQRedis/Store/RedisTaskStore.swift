@@ -5,12 +5,13 @@ import Synchronization
 
 /// A task store in Redis, shared by any number of hosts on any number of machines.
 ///
-/// Every state change is one Lua script (see ``RedisScripts``), atomic across hosts: claims lease
-/// tasks in a sorted set by deadline, any host returns expired leases to the queue, and
-/// `max_concurrency` counts unexpired leases, so a dead host cannot hold a slot for ever. Each
-/// change is recorded in a capped stream (``events(after:limit:)``) and published on
-/// `<ns>_task_queued`, `<ns>_task_started`, `<ns>_task_retry` and `<ns>_task_done`. Concurrent
-/// ``finish(_:)`` calls are sent together as one script call.
+/// Every state change is one Redis function call (``RedisFunctions``), atomic across hosts:
+/// claims lease tasks in a sorted set by deadline, any host returns expired leases to the queue,
+/// and `max_concurrency` counts unexpired leases, so a dead host cannot hold a slot for ever.
+/// Each change is published on `<ns>_task_queued`, `<ns>_task_started`, `<ns>_task_retry` and
+/// `<ns>_task_done`; Redis keeps no event history (``eventStream(after:batch:)`` follows the
+/// live messages). A finished task's hash expires after ``Options/resultTTL``. Every key carries
+/// the namespace's hash tag (`{ns}:…`), so a namespace lives on one Redis Cluster shard.
 ///
 /// ```swift
 /// let store = try await RedisTaskStore.connect(url: redisURL)
@@ -20,29 +21,28 @@ import Synchronization
 public final class RedisTaskStore: TaskStore {
     /// Settings of a Redis store.
     public struct Options: Sendable {
-        /// Events kept in the stream; older ones are trimmed.
-        public var maxEvents: Int
         /// How often the store checks for changes made elsewhere when no pub/sub message came
         /// (a fallback for a lost subscription), in seconds.
         public var pollInterval: Double
         /// How long ``finish(_:)`` keeps retrying while Redis is unreachable, in seconds, so that
         /// runs finished during an outage are not lost.
         public var finishRetryWindow: Double
-        /// Settings of the connections (host, port, auth and database come from the URL).
+        /// The number of connections the store's commands are spread over (pub/sub has its own).
         public var poolSize: Int
+        /// How long a finished task is kept, in seconds: its hash's Redis TTL (`--result-ttl`).
+        public var resultTTL: Double
 
         /// Creates options.
         /// - Parameters:
-        ///   - maxEvents: 10,000 by default.
         ///   - pollInterval: 1 s by default.
         ///   - finishRetryWindow: 60 s by default.
         ///   - poolSize: 2 connections by default.
-        public init(maxEvents: Int = 10_000, pollInterval: Double = 1, finishRetryWindow: Double = 60, poolSize: Int = 2)
-        {
-            self.maxEvents = maxEvents
+        ///   - resultTTL: a day by default.
+        public init(pollInterval: Double = 1, finishRetryWindow: Double = 60, poolSize: Int = 2, resultTTL: Double = 86_400) {
             self.pollInterval = pollInterval
             self.finishRetryWindow = finishRetryWindow
             self.poolSize = poolSize
+            self.resultTTL = resultTTL
         }
     }
 
@@ -50,16 +50,17 @@ public final class RedisTaskStore: TaskStore {
     public let client: RedisClient
     /// The URL the store was opened with.
     public let url: RedisStoreURL
+    /// The prefix of every key of the namespace, `{ns}:`.
+    public let keyPrefix: String
     private let options: Options
     private let logger: Logger
-    private let keyPrefix: String
     private let channelPrefix: String
     private let broadcaster = ChangeBroadcaster()
     private let closed = Atomic<Bool>(false)
     private let watcher = Mutex<Task<Void, Never>?>(nil)
     /// Records of tasks this store claimed and has not finished yet, so that a finish can send
-    /// the ended record instead of having the script read and render it (see
-    /// ``RedisScripts/finishEnded``). A hint: a missing or stale entry only costs the slow path.
+    /// the ended record instead of having the function read and render it (see
+    /// `finishEnded` in ``RedisFunctions``). A hint: a missing or stale entry only costs the slow path.
     private let claimedRecords = Mutex<[String: TaskRecord]>([:])
 
     /// Creates a store; nothing connects until the first call. ``connect(url:options:logger:)``
@@ -72,7 +73,7 @@ public final class RedisTaskStore: TaskStore {
         self.url = url
         self.options = options
         self.logger = logger
-        self.keyPrefix = url.namespace + ":"
+        self.keyPrefix = "{" + url.namespace + "}:"
         self.channelPrefix = url.namespace + "_"
         self.client = RedisClient(
             configuration: .init(
@@ -86,35 +87,53 @@ public final class RedisTaskStore: TaskStore {
             logger: logger)
     }
 
-    /// Opens a store and checks that Redis answers.
+    /// Opens a store, checks that Redis answers and that the namespace holds no tasks of the
+    /// store's previous layout.
     /// - Parameters:
     ///   - url: the server, credentials, database and namespace.
     ///   - options: settings.
     ///   - logger: where connection trouble is logged.
     /// - Returns: the store.
-    /// - Throws: ``TaskStoreError`` with code `cannotOpen` naming host:port when Redis does not answer.
+    /// - Throws: ``TaskStoreError`` with code `cannotOpen` naming host:port when Redis does not
+    ///   answer or holds the previous layout.
     public static func connect(
         url: RedisStoreURL, options: Options = Options(), logger: Logger = Logger(label: "pq.redis")
     ) async throws -> RedisTaskStore {
         let store = RedisTaskStore(url: url, options: options, logger: logger)
+        let old: RESPValue
         do {
             // A connection of its own, so that a failure is reported once, here, not also logged by the pool.
             let probe = try await RedisConnection.connect(to: store.client.configuration, on: store.client.group)
             defer { probe.close() }
-            try await probe.send([["PING"]])[0].check()
+            let ns = url.namespace
+            let replies = try await probe.send([
+                ["PING"], ["EXISTS", .string(ns + ":order"), .string(ns + ":all"), .string(ns + ":events"), .string(ns + ":waitkeys")],
+            ])
+            try replies[0].check()
+            old = replies[1]
         } catch {
             await store.close()
             throw TaskStoreError(.cannotOpen, "cannot open the store \(url): \(error)")
+        }
+        if (try? old.int) ?? 0 > 0 {
+            await store.close()
+            let ns = url.namespace
+            throw TaskStoreError(
+                .cannotOpen,
+                "Redis at \(url.host):\(url.port) holds tasks of pq's previous Redis layout in namespace '\(ns)' (keys '\(ns):*'); finish them with the pq that queued them, or delete them (redis-cli --scan --pattern '\(ns):*' | xargs redis-cli del), or use another namespace")
         }
         return store
     }
 
     // MARK: - Calls
 
-    func run(_ script: RedisScript, _ arguments: [RESPArgument]) async throws -> RESPValue {
+    /// Calls one of the store's functions; its first arguments are the key and channel prefixes.
+    func call(_ function: String, _ arguments: [RESPArgument]) async throws -> RESPValue {
         guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
         do {
-            return try await client.evalScript(script, arguments: scriptPrefix + arguments)
+            return try await client.callFunction(
+                RedisFunctions.library, function, keys: [.string(keyPrefix + "leases")],
+                arguments: [.string(keyPrefix), .string(channelPrefix)] + arguments)
         } catch let error as RedisError {
             throw TaskStoreError(.database, "Redis at \(url.host):\(url.port): \(error.message)")
         }
@@ -122,10 +141,7 @@ public final class RedisTaskStore: TaskStore {
 
     func key(_ suffix: String) -> RESPArgument { .string(keyPrefix + suffix) }
 
-    /// ARGV[1...3] of every script (see ``RedisScripts``).
-    private var scriptPrefix: [RESPArgument] {
-        [.string(keyPrefix), .string(channelPrefix), .string(String(options.maxEvents))]
-    }
+    private var ttl: RESPArgument { .string(String(max(1, Int(options.resultTTL.rounded(.up))))) }
 
     private static func set(_ names: Set<String>?) -> [RESPArgument] {
         guard let names else { return ["-1"] }
@@ -147,23 +163,32 @@ public final class RedisTaskStore: TaskStore {
             return record
         }
         var arguments: [RESPArgument] = [.string(String(records.count))]
-        for record in records {
-            let fields = RedisRecordCoding.fields(record)
-            arguments.append(.string(String(fields.count / 2)))
-            arguments.append(contentsOf: fields)
+        arguments.reserveCapacity(1 + records.count * 12)
+        for (task, record) in zip(tasks, records) {
+            let extra = RedisTaskHash.extraFields(record)
+            arguments += [
+                .string(record.id), task.id == nil ? "0" : "1", .string(RedisTaskHash.text(record.eta)),
+                .string(RedisTaskHash.waitName(record)), .string(RedisTaskHash.overlapName(record)),
+                .string(record.fixedJSONMembers), .string(record.json()), .string(String(extra.count / 2)),
+            ]
+            arguments += extra
         }
         let reply: RESPValue
         do {
-            reply = try await run(RedisScripts.enqueue, arguments)
-        } catch let error as TaskStoreError where error.message.contains("DUPLICATE ") {
-            let id = error.message.components(separatedBy: "DUPLICATE ").last?.prefix(32).description ?? "?"
-            throw TaskStoreError(.invalidArgument, "task id \(id) is already used", taskID: id)
+            reply = try await call(RedisFunctions.enqueue, arguments)
+        } catch let error as TaskStoreError where error.code == .database {
+            // The function's own error reply: `PQDUPLICATE <id>`.
+            if let range = error.message.range(of: "PQDUPLICATE ") {
+                let id = String(error.message[range.upperBound...].prefix { !$0.isWhitespace })
+                throw TaskStoreError(.invalidArgument, "task id \(id) is already used", taskID: id)
+            }
+            throw error
         }
         wrote()
         let items = try reply.array ?? []
         return try zip(records, items).map { record, item in
             if case .integer = item { return record }
-            return try RedisRecordCoding.record(item)
+            return try RedisTaskHash.record(item)
         }
     }
 
@@ -172,12 +197,12 @@ public final class RedisTaskStore: TaskStore {
         guard request.limit > 0 else { return [] }
         let arguments: [RESPArgument] =
             [
-                .string(RedisRecordCoding.text(request.now)),
-                .string(RedisRecordCoding.text(request.now + request.leaseSeconds)),
+                .string(RedisTaskHash.text(request.now)),
+                .string(RedisTaskHash.text(request.now + request.leaseSeconds)),
                 .string(request.worker), .string(request.node), .string(String(request.limit)),
-            ] + Self.set(request.queues) + Self.set(request.jobs)
-        let reply = try await run(RedisScripts.claim, arguments)
-        let records = try (reply.array ?? []).map(RedisRecordCoding.record(row:))
+            ] + Self.set(request.queues) + Self.set(request.jobs) + [ttl]
+        let reply = try await call(RedisFunctions.claim, arguments)
+        let records = try (reply.array ?? []).map(RedisTaskHash.record)
         if !records.isEmpty {
             claimedRecords.withLock { known in
                 // Tasks taken from this host by lease recovery are never finished here; do not
@@ -193,15 +218,14 @@ public final class RedisTaskStore: TaskStore {
     /// See ``TaskStore/renew(ids:worker:leaseUntil:)``.
     public func renew(ids: [String], worker: String, leaseUntil: Double) async throws -> Set<String> {
         guard !ids.isEmpty else { return [] }
-        let reply = try await run(
-            RedisScripts.renew,
-            [.string(worker), .string(RedisRecordCoding.text(leaseUntil))] + ids.map { .string($0) })
+        let reply = try await call(
+            RedisFunctions.renew, [.string(worker), .string(RedisTaskHash.text(leaseUntil))] + ids.map { .string($0) })
         return Set(try (reply.array ?? []).compactMap { try $0.string })
     }
 
     /// See ``TaskStore/finish(_:)``.
     ///
-    /// All outcomes go in one script call (the worker pool already gathers the outcomes of a
+    /// All outcomes go in one function call (the worker pool already gathers the outcomes of a
     /// burst into one call). While Redis is unreachable the call is retried for
     /// ``Options/finishRetryWindow`` seconds; a retry cannot apply twice since an outcome applies
     /// only to a task still leased by its worker.
@@ -242,29 +266,28 @@ public final class RedisTaskStore: TaskStore {
         }
     }
 
-    /// The arguments of ``RedisScripts/finishEnded`` for outcomes with their ended records.
-    private static func finishEndedArguments(_ ended: [(TaskOutcome, TaskRecord)]) -> [RESPArgument] {
-        var arguments: [RESPArgument] = [.string(String(ended.count))]
-        arguments.reserveCapacity(1 + ended.count * 24)
+    /// The arguments of `finishEnded` (``RedisFunctions``) for outcomes with their ended records.
+    private func finishEndedArguments(_ ended: [(TaskOutcome, TaskRecord)]) -> [RESPArgument] {
+        var arguments: [RESPArgument] = [ttl, .string(String(ended.count))]
+        arguments.reserveCapacity(2 + ended.count * 16)
         for (outcome, record) in ended {
-            let status = RESPArgument.string(String(record.status.rawValue))
-            let ended = RESPArgument.string(RedisRecordCoding.text(record.timeEnded ?? outcome.time))
-            var sets: [RESPArgument] = ["status", status, "time_ended", ended, "cancel_requested", "0"]
-            var deletes: [RESPArgument] = ["lease_expires"]
+            var sets: [RESPArgument] = [
+                "s", .string(String(record.status.rawValue)),
+                "te", .string(RedisTaskHash.text(record.timeEnded ?? outcome.time)),
+            ]
+            var deletes: [RESPArgument] = []
             if record.status == .success {
-                sets += ["result", .string(record.result ?? "null")]
-                deletes.append("exception")
+                sets += ["x", .string(record.result ?? "null")]
+                deletes.append("f")
             } else {
-                sets += ["exception", .string(record.exception ?? "")]
+                sets += ["f", .string(record.exception ?? "")]
             }
             if let plugin = outcome.plugin {
-                sets += ["plugin", .string(plugin), "plugin_version", .string(outcome.pluginVersion ?? "")]
+                sets += ["p", .string(plugin), "v", .string(outcome.pluginVersion ?? "")]
             }
             arguments += [
-                .string(outcome.id), .string(outcome.worker), status,
-                .string(record.name), .string(record.canOverlap ? "" : record.name + "\u{0}" + record.kwargs),
-                ended, .string(record.json()),
-                .string(String(sets.count / 2)),
+                .string(outcome.id), .string(outcome.worker), .string(record.maxConcurrency == nil ? "" : record.name),
+                .string(RedisTaskHash.overlapName(record)), .string(record.json()), .string(String(sets.count / 2)),
             ]
             arguments += sets
             arguments.append(.string(String(deletes.count)))
@@ -273,8 +296,8 @@ public final class RedisTaskStore: TaskStore {
         return arguments
     }
 
-    /// See ``TaskStore/finish(_:thenClaim:)``: the outcomes in one quiet script call (no records
-    /// sent back), retried like ``finish(_:)``, then the claim.
+    /// See ``TaskStore/finish(_:thenClaim:)``: the outcomes in one quiet function call (no
+    /// records sent back), retried like ``finish(_:)``, then the claim.
     ///
     /// The claim runs beside the finish, on another connection of the pool: the host's encoding
     /// and decoding of one overlaps the server's work on the other. When the finish fails, the
@@ -286,7 +309,7 @@ public final class RedisTaskStore: TaskStore {
         do {
             let (ended, rest) = endedRecords(outcomes)
             if !ended.isEmpty {
-                _ = try await evalWithRetry(RedisScripts.finishEnded, Self.finishEndedArguments(ended), count: ended.count)
+                _ = try await callWithRetry(RedisFunctions.finishEnded, finishEndedArguments(ended), count: ended.count)
             }
             if !rest.isEmpty { _ = try await finishWithRetry(rest, quiet: true) }
         } catch {
@@ -307,8 +330,8 @@ public final class RedisTaskStore: TaskStore {
     }
 
     private func finishWithRetry(_ outcomes: [TaskOutcome], quiet: Bool = false) async throws -> [TaskRecord?] {
-        var arguments: [RESPArgument] = [.string(String(quiet ? -outcomes.count : outcomes.count))]
-        arguments.reserveCapacity(1 + outcomes.count * 8)
+        var arguments: [RESPArgument] = [ttl, .string(String(quiet ? -outcomes.count : outcomes.count))]
+        arguments.reserveCapacity(2 + outcomes.count * 8)
         for outcome in outcomes {
             let (kind, text, eta): (String, String, Double) =
                 switch outcome.kind {
@@ -320,30 +343,30 @@ public final class RedisTaskStore: TaskStore {
                 }
             arguments += [
                 .string(outcome.id), .string(outcome.worker), .string(kind), .string(text),
-                .string(RedisRecordCoding.text(eta)), .string(RedisRecordCoding.text(outcome.time)),
+                .string(RedisTaskHash.text(eta)), .string(RedisTaskHash.text(outcome.time)),
                 .string(outcome.kind == .released ? "" : outcome.plugin ?? ""),
                 .string(outcome.kind == .released ? "" : outcome.pluginVersion ?? ""),
             ]
         }
-        let reply = try await evalWithRetry(RedisScripts.finish, arguments, count: outcomes.count)
+        let reply = try await callWithRetry(RedisFunctions.finish, arguments, count: outcomes.count)
         if quiet { return [] }
         return try (reply.array ?? []).map { item -> TaskRecord? in
             if case .integer = item { return nil }
-            return try RedisRecordCoding.record(item)
+            return try RedisTaskHash.record(item)
         }
     }
 
-    /// Runs a finish script, retrying while Redis is unreachable for up to
+    /// Calls a finishing function, retrying while Redis is unreachable for up to
     /// ``Options/finishRetryWindow`` seconds (a retry cannot apply twice: an outcome applies only
     /// to a task still leased by its worker).
-    private func evalWithRetry(_ script: RedisScript, _ arguments: [RESPArgument], count: Int) async throws -> RESPValue {
+    private func callWithRetry(_ function: String, _ arguments: [RESPArgument], count: Int) async throws -> RESPValue {
         let deadline = TaskClock.now() + options.finishRetryWindow
         var attempt = 0
         while true {
             do {
-                let reply = try await client.evalScript(
-                    script,
-                    arguments: scriptPrefix + arguments)
+                let reply = try await client.callFunction(
+                    RedisFunctions.library, function, keys: [.string(keyPrefix + "leases")],
+                    arguments: [.string(keyPrefix), .string(channelPrefix)] + arguments)
                 wrote()
                 return reply
             } catch let error as RedisError where error.isConnectionFailure && !closed.load(ordering: .relaxed) {
@@ -372,25 +395,17 @@ public final class RedisTaskStore: TaskStore {
     }
 
     private func recover(mode: String, worker: String, now: Double, maxDeadRuns: Int) async throws -> [TaskRecord] {
-        let reply = try await run(
-            RedisScripts.recover,
-            [.string(mode), .string(RedisRecordCoding.text(now)), .string(String(maxDeadRuns)), .string(worker)])
-        let records = try (reply.array ?? []).map { try RedisRecordCoding.record($0) }
+        let reply = try await call(
+            RedisFunctions.recover,
+            [.string(mode), .string(RedisTaskHash.text(now)), .string(String(maxDeadRuns)), .string(worker), ttl])
+        let records = try (reply.array ?? []).map(RedisTaskHash.record)
         if !records.isEmpty { wrote() }
         return records
     }
 
     /// See ``TaskStore/task(id:)``.
     public func task(id: String) async throws -> TaskRecord? {
-        guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
-        let reply: RESPValue
-        do {
-            reply = try await client.send(["HGETALL", key("task:" + id)])
-        } catch let error as RedisError {
-            throw TaskStoreError(.database, "Redis at \(url.host):\(url.port): \(error.message)")
-        }
-        guard let items = try reply.array, !items.isEmpty else { return nil }
-        return try RedisRecordCoding.record(reply)
+        try await tasks(ids: [id])[id]
     }
 
     /// See ``TaskStore/tasks(ids:)``: pipelines of 1,000 reads, one round trip each.
@@ -402,32 +417,81 @@ public final class RedisTaskStore: TaskStore {
         while start < ids.count {
             let chunk = ids[start..<min(ids.count, start + 1_000)]
             start = chunk.endIndex
-            let replies: [RESPValue]
-            do {
-                replies = try await client.pipeline(chunk.map { ["HGETALL", key("task:" + $0)] })
-            } catch let error as RedisError {
-                throw TaskStoreError(.database, "Redis at \(url.host):\(url.port): \(error.message)")
-            }
-            for (id, reply) in zip(chunk, replies) {
+            for (id, reply) in zip(chunk, try await pipeline(chunk.map { ["HGETALL", key("t:" + $0)] })) {
                 guard let items = try reply.array, !items.isEmpty else { continue }
-                found[id] = try RedisRecordCoding.record(reply)
+                found[id] = try RedisTaskHash.record(reply)
             }
         }
         return found
     }
 
+    private func pipeline(_ commands: [[RESPArgument]]) async throws -> [RESPValue] {
+        guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
+        do {
+            return try await client.pipeline(commands)
+        } catch let error as RedisError {
+            throw TaskStoreError(.database, "Redis at \(url.host):\(url.port): \(error.message)")
+        }
+    }
+
     /// See ``TaskStore/tasks(status:job:limit:)``.
+    ///
+    /// Redis keeps no list of every task (section 6): running tasks come from the lease set,
+    /// others from a `SCAN` of the namespace's task keys, newest first by queue order. A listing
+    /// costs Redis work in proportion to the tasks it holds; it is for people, not for hosts.
     public func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord] {
         guard limit > 0 else { return [] }
-        let reply = try await run(
-            RedisScripts.list,
-            [.string(status.map { String($0.rawValue) } ?? ""), .string(job ?? ""), .string(String(limit))])
-        return try (reply.array ?? []).map { try RedisRecordCoding.record($0) }
+        var ids: [String] = []
+        if status == .started {
+            ids = try (try await command(["ZRANGE", key("leases"), "0", "-1"]).array ?? []).compactMap { try $0.string }
+        } else {
+            var cursor = "0"
+            let prefix = keyPrefix + "t:"
+            repeat {
+                let reply = try await command(["SCAN", .string(cursor), "MATCH", .string(Self.globEscaped(prefix) + "*"), "COUNT", "1000"])
+                guard let parts = try reply.array, parts.count == 2 else { break }
+                cursor = try parts[0].string ?? "0"
+                for item in try parts[1].array ?? [] {
+                    if let name = try item.string, name.hasPrefix(prefix) { ids.append(String(name.dropFirst(prefix.count))) }
+                }
+            } while cursor != "0"
+        }
+        var out: [(order: String, record: TaskRecord)] = []
+        var start = 0
+        while start < ids.count {
+            let chunk = ids[start..<min(ids.count, start + 1_000)]
+            start = chunk.endIndex
+            let replies = try await pipeline(chunk.map { ["HGETALL", key("t:" + $0)] })
+            for reply in replies {
+                guard let items = try reply.array, !items.isEmpty else { continue }
+                let record = try RedisTaskHash.record(reply)
+                guard status == nil || record.status == status, job == nil || record.name == job else { continue }
+                var order = ""
+                var index = 0
+                while index + 1 < items.count {
+                    if try items[index].string == "o" { order = try items[index + 1].string ?? "" }
+                    index += 2
+                }
+                out.append((order, record))
+            }
+        }
+        out.sort { $0.order > $1.order }
+        return out.prefix(limit).map(\.record)
+    }
+
+    /// `text` with the glob characters of `SCAN MATCH` escaped (the hash tag's braces are not).
+    private static func globEscaped(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            if "*?[]\\".contains(character) { out.append("\\") }
+            out.append(character)
+        }
+        return out
     }
 
     /// See ``TaskStore/revoke(id:now:)``.
     public func revoke(id: String, now: Double) async throws -> RevokeOutcome {
-        let reply = try await run(RedisScripts.revoke, [.string(id), .string(RedisRecordCoding.text(now))])
+        let reply = try await call(RedisFunctions.revoke, [.string(id), .string(RedisTaskHash.text(now)), ttl])
         let items = try reply.array ?? []
         guard let first = try items.first?.string else {
             throw TaskStoreError(.database, "Redis: unexpected reply to a revoke: \(reply)")
@@ -439,7 +503,7 @@ public final class RedisTaskStore: TaskStore {
             return .cancelRequested
         case "revoked":
             wrote()
-            return .revoked(try RedisRecordCoding.record(items[1]))
+            return .revoked(try RedisTaskHash.record(items[1]))
         default:
             let status = try items.count > 1 ? items[1].int.flatMap(TaskStatus.init(rawValue:)) : nil
             return .alreadyFinished(status ?? .success)
@@ -448,8 +512,7 @@ public final class RedisTaskStore: TaskStore {
 
     /// See ``TaskStore/queueSizes(now:)``.
     public func queueSizes(now: Double) async throws -> [QueueSize] {
-        let reply = try await run(RedisScripts.queueSizes, [.string(RedisRecordCoding.text(now))])
-        let items = try reply.array ?? []
+        let items = try await call(RedisFunctions.queueSizes, [.string(RedisTaskHash.text(now))]).array ?? []
         var sizes: [QueueSize] = []
         var index = 0
         while index + 4 < items.count {
@@ -465,21 +528,13 @@ public final class RedisTaskStore: TaskStore {
 
     /// See ``TaskStore/nextDue(queues:jobs:)``.
     public func nextDue(queues: Set<String>?, jobs: Set<String>?) async throws -> Double? {
-        let reply = try await run(RedisScripts.nextDue, Self.set(queues) + Self.set(jobs))
+        let reply = try await call(RedisFunctions.nextDue, Self.set(queues) + Self.set(jobs))
         return try reply.string.flatMap(Double.init)
     }
 
-    /// See ``TaskStore/purge(finishedBefore:)``.
-    public func purge(finishedBefore: Double) async throws -> Int {
-        var total = 0
-        while true {
-            let count = try await run(RedisScripts.purge, [.string(RedisRecordCoding.text(finishedBefore))]).int ?? 0
-            total += count
-            if count < 10_000 { break }
-        }
-        if total > 0 { wrote() }
-        return total
-    }
+    /// See ``TaskStore/purge(finishedBefore:)``: nothing to do, since a finished task's hash
+    /// expires by itself after ``Options/resultTTL``.
+    public func purge(finishedBefore: Double) async throws -> Int { 0 }
 
     private struct PublishedSet: Codable {
         struct Job: Codable {
@@ -531,44 +586,65 @@ public final class RedisTaskStore: TaskStore {
     }
 
     func command(_ arguments: [RESPArgument]) async throws -> RESPValue {
-        guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
-        do {
-            return try await client.send(arguments)
-        } catch let error as RedisError {
-            throw TaskStoreError(.database, "Redis at \(url.host):\(url.port): \(error.message)")
-        }
+        try await pipeline([arguments])[0]
     }
 
-    /// See ``TaskStore/events(after:limit:)``.
-    public func events(after cursor: Int64, limit: Int) async throws -> [TaskEvent] {
-        guard limit > 0 else { return [] }
-        let reply = try await command([
-            "XRANGE", key("events"), .string(String(max(cursor, 0) + 1)), "+", "COUNT", .string(String(limit)),
-        ])
-        var events: [TaskEvent] = []
-        for entry in try reply.array ?? [] {
-            guard let parts = try entry.array, parts.count == 2, let id = try parts[0].string,
-                let seq = Int64(id.prefix { $0 != "-" }), let fields = try parts[1].array
-            else { continue }
-            var map: [String: String] = [:]
-            var index = 0
-            while index + 1 < fields.count {
-                if let key = try fields[index].string { map[key] = try fields[index + 1].string }
-                index += 2
+    /// See ``TaskStore/events(after:limit:)``: none, since Redis keeps no event history
+    /// (DESIGN.md section 6); ``eventStream(after:batch:)`` follows the live messages.
+    public func events(after cursor: Int64, limit: Int) async throws -> [TaskEvent] { [] }
+
+    /// See ``TaskStore/lastEventCursor()``: always 0 (no history).
+    public func lastEventCursor() async throws -> Int64 { 0 }
+
+    /// Follows the events published from now on (the pub/sub channels of DESIGN.md section 7):
+    /// Redis keeps no history, so `cursor` is ignored. Each event's `seq` counts the messages
+    /// this stream received.
+    /// - Parameters:
+    ///   - cursor: ignored.
+    ///   - batch: ignored.
+    /// - Returns: a stream that ends when the store closes or the consumer stops.
+    public func eventStream(after cursor: Int64?, batch: Int) -> AsyncThrowingStream<TaskEvent, any Error> {
+        let kinds: [TaskEventKind] = TaskEventKind.allCases
+        let channels = kinds.map { channelPrefix + ($0.isTaskEvent ? "task_" : "") + $0.rawValue }
+        let byChannel = Dictionary(uniqueKeysWithValues: zip(channels, kinds))
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: TaskEvent.self, bufferingPolicy: .bufferingNewest(100_000))
+        let counter = Atomic<Int64>(0)
+        let follower = Task { [client] in
+            await client.subscribe(to: channels) { channel, payload in
+                guard let kind = byChannel[channel], let event = Self.event(kind: kind, message: payload, seq: counter.add(1, ordering: .relaxed).newValue)
+                else { return }
+                continuation.yield(event)
             }
-            guard let kind = map["k"].flatMap(TaskEventKind.init(rawValue:)), let taskID = map["i"],
-                let status = kind.isTaskEvent
-                    ? map["s"].flatMap({ Int($0) }).flatMap(TaskStatus.init(rawValue:)) : .queued,
-                let json = map["j"]
-            else { continue }
-            events.append(TaskEvent(seq: seq, kind: kind, taskID: taskID, status: status, taskJSON: json))
+            continuation.finish()
         }
-        return events
+        continuation.onTermination = { _ in follower.cancel() }
+        return stream
     }
 
-    /// See ``TaskStore/publishHostStatus(worker:json:)``.
+    /// A published message as an event: `{"event":KIND,"task":{...}}` (or `"plugin"`, `"worker"`).
+    static func event(kind: TaskEventKind, message: String, seq: Int64) -> TaskEvent? {
+        let head = "{\"event\":\"\(kind.rawValue)\",\"\(kind.payloadKey)\":"
+        guard message.hasPrefix(head), message.hasSuffix("}") else { return nil }
+        let json = String(message.dropFirst(head.count).dropLast())
+        guard kind.isTaskEvent else { return TaskEvent(seq: seq, kind: kind, taskID: "", status: .queued, taskJSON: json) }
+        // The task JSON starts with its id (TaskRecord.fixedJSONMembers) and holds its status.
+        let idHead = "{\"id\":\""
+        guard json.hasPrefix(idHead), let close = json.dropFirst(idHead.count).firstIndex(of: "\"") else { return nil }
+        let id = String(json[json.index(json.startIndex, offsetBy: idHead.count)..<close])
+        guard let statusRange = json.range(of: ",\"status\":"),
+            let status = Int(json[statusRange.upperBound...].prefix { $0.isNumber }).flatMap(TaskStatus.init(rawValue:))
+        else { return nil }
+        return TaskEvent(seq: seq, kind: kind, taskID: id, status: status, taskJSON: json)
+    }
+
+    /// See ``TaskStore/publishHostStatus(worker:json:)``: the host's latest status in the `hosts`
+    /// hash (`time|json`), published on `<ns>_host_status`.
     public func publishHostStatus(worker: String, json: String) async throws {
-        _ = try await run(RedisScripts.hostStatus, [.string(worker), .string(json), .string(RedisRecordCoding.text(TaskClock.now()))])
+        let replies = try await pipeline([
+            ["HSET", key("hosts"), .string(worker), .string(RedisTaskHash.text(TaskClock.now()) + "|" + json)],
+            ["PUBLISH", .string(channelPrefix + "host_status"), .string(json)],
+        ])
+        for reply in replies { try reply.check() }
     }
 
     /// See ``TaskStore/hostStatuses(since:)``.
@@ -587,15 +663,14 @@ public final class RedisTaskStore: TaskStore {
         return found.sorted { $0.0 > $1.0 }.map(\.1)
     }
 
-    /// See ``TaskStore/recordEvent(_:json:)``.
+    /// See ``TaskStore/recordEvent(_:json:)``: published on its channel (`<ns>_plugin_loaded`, …).
     public func recordEvent(_ kind: TaskEventKind, json: String) async throws {
-        _ = try await run(RedisScripts.recordEvent, [.string(kind.rawValue), .string(json), .string(kind.payloadKey)])
+        let replies = try await pipeline([
+            ["PUBLISH", .string(channelPrefix + kind.rawValue), .string("{\"event\":\"\(kind.rawValue)\",\"\(kind.payloadKey)\":\(json)}")],
+            ["PUBLISH", .string(channelPrefix + "changed"), ""],
+        ])
+        for reply in replies { try reply.check() }
         wrote()
-    }
-
-    /// See ``TaskStore/lastEventCursor()``.
-    public func lastEventCursor() async throws -> Int64 {
-        Int64(try await command(["GET", key("eventseq")]).int ?? 0)
     }
 
     /// See ``TaskStore/observeChanges(_:)``.
@@ -608,7 +683,7 @@ public final class RedisTaskStore: TaskStore {
     /// See ``TaskStore/changes()``.
     ///
     /// Fed by this process's own writes, by a pub/sub subscription to `<ns>_changed` (other
-    /// processes' writes), and by a poll of the event counter every ``Options/pollInterval``.
+    /// processes' writes), and by a poll of the queue order every ``Options/pollInterval``.
     public func changes() -> AsyncStream<Void> {
         let stream = broadcaster.stream()
         startWatcher()
@@ -618,19 +693,27 @@ public final class RedisTaskStore: TaskStore {
     private func startWatcher() {
         watcher.withLock { watcher in
             guard watcher == nil, !closed.load(ordering: .relaxed) else { return }
-            watcher = Task { [client, channelPrefix, broadcaster, options] in
+            watcher = Task { [client, channelPrefix, broadcaster, options, keyPrefix] in
                 await withDiscardingTaskGroup { group in
                     group.addTask {
                         // Signalled on the connection's event loop, not after a hop through a stream.
                         await client.subscribe(to: [channelPrefix + "changed"]) { _, _ in broadcaster.signal() }
                     }
                     group.addTask {
-                        var last: Int64 = -1
+                        // A lost subscription must not stall a host: the queue order and the
+                        // lease set change with every enqueue and every claim or end.
+                        var last = ""
                         while !Task.isCancelled {
                             try? await Task.sleep(for: .seconds(options.pollInterval))
-                            guard let seq = try? await self.lastEventCursor() else { continue }
-                            if seq != last, last >= 0 { broadcaster.signal() }
-                            last = seq
+                            guard
+                                let replies = try? await client.pipeline([
+                                    ["GET", .string(keyPrefix + "order")], ["ZCARD", .string(keyPrefix + "leases")],
+                                ]),
+                                replies.count == 2
+                            else { continue }
+                            let now = "\(replies[0])|\(replies[1])"
+                            if now != last, !last.isEmpty { broadcaster.signal() }
+                            last = now
                         }
                     }
                 }

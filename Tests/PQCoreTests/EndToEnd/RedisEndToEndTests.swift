@@ -28,20 +28,14 @@ import Testing
         ]
         let client = PQClient(store: url, directory: dir)
         let lines = String(repeating: "{}\n", count: 1000)
-        let submitted = try client.run(["submit", "c.noop", "--batch", "-"], stdin: lines)
-        try #require(submitted.status == 0, "submit failed: \(submitted.stderr)")
-        let ids = Set(submitted.stdout.split(separator: "\n").map(String.init))
-        #expect(ids.count == 1000)
-        #expect(try await waitUntilIdle(store, timeout: 60))
-
-        // Read the event log in pages, as `pq watch` does.
-        var events: [TaskEvent] = []
-        var cursor: Int64 = 0
-        for _ in 0..<1_000 {
-            let page = try await store.events(after: cursor, limit: 500)
-            guard let last = page.last else { break }
-            events += page
-            cursor = last.seq
+        var ids = Set<String>()
+        // Follow the live events (Redis keeps no event log), as `pq watch` does.
+        let events = try await recordedEvents(store, count: 3000) {
+            let submitted = try client.run(["submit", "c.noop", "--batch", "-"], stdin: lines)
+            try #require(submitted.status == 0, "submit failed: \(submitted.stderr)")
+            ids = Set(submitted.stdout.split(separator: "\n").map(String.init))
+            #expect(ids.count == 1000)
+            #expect(try await waitUntilIdle(store, timeout: 60))
         }
         var started: [String: Int] = [:]
         var done: [String: Int] = [:]

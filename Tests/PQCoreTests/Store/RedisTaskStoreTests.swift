@@ -15,7 +15,7 @@ import Testing
         let first = try await store.claim(claimRequest(limit: 1))
         #expect(first.map(\.id) == [tasks[0].id])
         // Break the first task's hash so that the finish script fails on it (before writing).
-        _ = try await store.client.send(["SET", .string("\(namespace):task:\(tasks[0].id)"), "not a hash"])
+        _ = try await store.client.send(["SET", .string("{\(namespace)}:t:\(tasks[0].id)"), "not a hash"])
         await #expect(throws: (any Error).self) {
             _ = try await store.finish(
                 [TaskOutcome(id: tasks[0].id, worker: worker, .success(result: "1"))], thenClaim: claimRequest(limit: 5))

@@ -67,6 +67,7 @@ struct TaskStoreConformanceTests {
     /// records several in one step (a claim of five, a finish of five).
     @Test(arguments: StoreKind.allCases)
     func eventsReadInSmallPagesComeOnceInOrder(kind: StoreKind) async throws {
+        guard kind == .memory || kind == .sqlite else { return }  // Redis keeps no event log (section 6)
         try await withStore(kind) { store in
             let start = try await store.lastEventCursor()
             let queued = try await store.enqueue((0..<5).map { NewTask(name: "add", kwargs: "{\"i\":\($0)}") })
@@ -95,13 +96,15 @@ struct TaskStoreConformanceTests {
     @Test(arguments: StoreKind.allCases)
     func doneEventsOfABusyHostCarryTheStoredTask(kind: StoreKind) async throws {
         try await withStore(kind) { store in
-            let start = try await store.lastEventCursor()
-            let queued = try await store.enqueue([
+            var queued: [TaskRecord] = []
+            var claimed: [TaskRecord] = []
+            let events = try await recordedEvents(store, count: 9) {
+            queued = try await store.enqueue([
                 NewTask(name: "add", kwargs: #" {"a": [1, 2], "é": "x\"y"} "#),
                 NewTask(name: "add", kwargs: #"{"b":2}"#, canOverlap: false),
                 NewTask(name: "mul", kwargs: "{}", timeout: 3, fromTask: "parent-1"),
             ])
-            let claimed = try await store.claim(claimRequest(limit: 3))
+            claimed = try await store.claim(claimRequest(limit: 3))
             #expect(claimed.count == 3)
             var outcomes = [
                 TaskOutcome(id: queued[0].id, worker: worker, .success(result: #"{"sum": [3, "ü"]}"#)),
@@ -111,7 +114,7 @@ struct TaskStoreConformanceTests {
             outcomes[0].plugin = "examples_c"
             outcomes[0].pluginVersion = "1.2.3"
             _ = try await store.finish(outcomes, thenClaim: claimRequest(limit: 5))
-            let events = try await store.events(after: start, limit: 100)
+            }
             #expect(events.map(\.kind) == [.queued, .queued, .queued, .started, .started, .started, .done, .done, .done])
             #expect(zip(events, events.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq })
             for record in claimed {  // a started event carries the task as its claim returned it
@@ -451,25 +454,30 @@ struct TaskStoreConformanceTests {
     @Test(arguments: StoreKind.allCases)
     func eventsFollowEveryStateChangeInOrder(kind: StoreKind) async throws {
         try await withStore(kind) { store in
-            let start = try await store.lastEventCursor()
-            let task = try await store.enqueue([NewTask(name: "a", maxRetries: 1)])[0]
-            _ = try await store.claim(claimRequest())
-            _ = try await store.finish([TaskOutcome(id: task.id, worker: worker, .retry("x", eta: 0))])
-            _ = try await store.claim(claimRequest())
-            _ = try await store.finish([TaskOutcome(id: task.id, worker: worker, .success(result: "[1,2]"))])
-            let events = try await store.events(after: start, limit: 100)
+            var task: TaskRecord?
+            let events = try await recordedEvents(store, count: 5) {
+                let queued = try await store.enqueue([NewTask(name: "a", maxRetries: 1)])[0]
+                task = queued
+                _ = try await store.claim(claimRequest())
+                _ = try await store.finish([TaskOutcome(id: queued.id, worker: worker, .retry("x", eta: 0))])
+                _ = try await store.claim(claimRequest())
+                _ = try await store.finish([TaskOutcome(id: queued.id, worker: worker, .success(result: "[1,2]"))])
+            }
+            let task = try #require(task)
             #expect(events.map(\.kind) == [.queued, .started, .retry, .started, .done])
             #expect(events.map(\.status) == [.queued, .started, .retry, .started, .success])
             #expect(events.allSatisfy { $0.taskID == task.id })
             #expect(zip(events, events.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq })
-            #expect(try await store.lastEventCursor() == events.last?.seq)
+            if !(store is RedisTaskStore) { #expect(try await store.lastEventCursor() == events.last?.seq) }
             let last = try #require(events.last)
             let object = try #require(
                 try JSONSerialization.jsonObject(with: Data(last.json().utf8)) as? [String: Any])
             #expect(object["event"] as? String == "done")
             let taskObject = try #require(object["task"] as? [String: Any])
             #expect(taskObject["result"] as? [Int] == [1, 2])
-            #expect(try await store.events(after: events[2].seq, limit: 1).map(\.seq) == [events[3].seq])
+            if !(store is RedisTaskStore) {
+                #expect(try await store.events(after: events[2].seq, limit: 1).map(\.seq) == [events[3].seq])
+            }
         }
     }
 
@@ -477,7 +485,7 @@ struct TaskStoreConformanceTests {
     func eventStreamDeliversNewEvents(kind: StoreKind) async throws {
         try await withStore(kind) { store in
             let stream = store.eventStream()
-            try await Task.sleep(for: .milliseconds(50))  // let the follower read its start cursor
+            try await Task.sleep(for: .milliseconds(300))  // let the follower read its start cursor (or subscribe)
             let task = try await store.enqueue([NewTask(name: "a")])[0]
             _ = try await store.claim(claimRequest())
             var kinds: [TaskEventKind] = []
