@@ -4,8 +4,9 @@ import PQRedis
 import Testing
 
 enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
-    /// `rediss`: Redis over TLS (a private TLS server, see ``TestRedisTLS``).
-    case memory, sqlite, redis, rediss
+    /// `rediss`: Redis over TLS (a private TLS server, see ``TestRedisTLS``); `cluster`: a
+    /// one-node Redis Cluster (``TestRedisCluster``).
+    case memory, sqlite, redis, rediss, cluster
     var testDescription: String { rawValue }
 }
 
@@ -29,6 +30,9 @@ struct TestStore {
         case .rediss:
             folder = nil
             store = RedisTaskStore(url: try TestRedisTLS.storeURL())
+        case .cluster:
+            folder = nil
+            store = RedisTaskStore(url: try TestRedisCluster.url(namespace: TestRedis.uniqueNamespace()))
         }
     }
 

@@ -376,6 +376,8 @@ struct TaskStoreConformanceTests {
 
     @Test(arguments: StoreKind.allCases)
     func purgeDeletesOldFinishedTasks(kind: StoreKind) async throws {
+        // Redis keeps a finished task until its hash's TTL (RedisTaskStoreTests), not until a purge.
+        guard kind == .memory || kind == .sqlite else { return }
         try await withStore(kind) { store in
             let tasks = try await store.enqueue([NewTask(name: "a"), NewTask(name: "b"), NewTask(name: "c")])
             _ = try await store.claim(claimRequest(limit: 2))
@@ -397,6 +399,8 @@ struct TaskStoreConformanceTests {
     /// claim in queue order, finish, list and wait for their eta as before.
     @Test(arguments: StoreKind.allCases)
     func tasksLeftByAPurgeKeepWorking(kind: StoreKind) async throws {
+        // Redis keeps a finished task until its hash's TTL (RedisTaskStoreTests), not until a purge.
+        guard kind == .memory || kind == .sqlite else { return }
         try await withStore(kind) { store in
             let done = try await store.enqueue((0..<8).map { _ in NewTask(name: "a") })
             var delayed = NewTask(name: "a")
@@ -454,16 +458,16 @@ struct TaskStoreConformanceTests {
     @Test(arguments: StoreKind.allCases)
     func eventsFollowEveryStateChangeInOrder(kind: StoreKind) async throws {
         try await withStore(kind) { store in
-            var task: TaskRecord?
+            var queuedTask: TaskRecord?
             let events = try await recordedEvents(store, count: 5) {
                 let queued = try await store.enqueue([NewTask(name: "a", maxRetries: 1)])[0]
-                task = queued
+                queuedTask = queued
                 _ = try await store.claim(claimRequest())
                 _ = try await store.finish([TaskOutcome(id: queued.id, worker: worker, .retry("x", eta: 0))])
                 _ = try await store.claim(claimRequest())
                 _ = try await store.finish([TaskOutcome(id: queued.id, worker: worker, .success(result: "[1,2]"))])
             }
-            let task = try #require(task)
+            let task = try #require(queuedTask)
             #expect(events.map(\.kind) == [.queued, .started, .retry, .started, .done])
             #expect(events.map(\.status) == [.queued, .started, .retry, .started, .success])
             #expect(events.allSatisfy { $0.taskID == task.id })
@@ -546,7 +550,7 @@ struct TaskStoreConformanceTests {
         func open() throws -> any TaskStore {
             switch kind {
             case .sqlite: return try SQLiteTaskStore(path: folder!.appendingPathComponent("pq.db").path)
-            case .redis, .rediss: return RedisTaskStore(url: try TestRedis.url(namespace: namespace))
+            case .redis, .rediss, .cluster: return RedisTaskStore(url: try TestRedis.url(namespace: namespace))
             case .memory: return MemoryTaskStore()
             }
         }
