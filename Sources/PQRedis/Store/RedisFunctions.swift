@@ -28,7 +28,18 @@ enum RedisFunctions {
         local READY = {['1']=true, ['2']=true, ['3']=true}
         local ACTIVE = {['6']=true, ['5']=true, ['4']=true}
 
-        local function setup(a) P = a[1]; CH = a[2] end
+        local SUBS = {}
+        local function setup(a) P = a[1]; CH = a[2]; SUBS = {} end
+        -- Whether anyone listens on a kind's channel: a message no one receives is neither
+        -- rendered nor published (one PUBSUB NUMSUB per kind and call, not a PUBLISH per task).
+        local function wants(kind)
+          local w = SUBS[kind]
+          if w == nil then
+            w = redis.call('PUBSUB', 'NUMSUB', CH .. 'task_' .. kind)[2] > 0
+            SUBS[kind] = w
+          end
+          return w
+        end
         local function tkey(id) return P .. 't:' .. id end
         local function wkey(wk) return P .. 'w:' .. wk end
         local function jobname(wk) return string.sub(wk, string.find(wk, NUL, 1, true) + 1) end
@@ -117,7 +128,7 @@ enum RedisFunctions {
             redis.call('HDEL', key, unpack(del))
           end
           index(t, old, ttl)
-          if old ~= t.s or t.s == '4' then publish(KINDS[t.s], render(t)) end
+          if (old ~= t.s or t.s == '4') and wants(KINDS[t.s]) then publish(KINDS[t.s], render(t)) end
         end
         -- An optional set: a count (-1 for none) then the names; returns it and the next index.
         local function readset(a, i)
@@ -183,7 +194,7 @@ enum RedisFunctions {
               local list = adds[t.wk]
               if not list then list = {}; adds[t.wk] = list end
               list[#list + 1] = t.e; list[#list + 1] = o .. t.id
-              publish('queued', t.json)
+              if wants('queued') then publish('queued', t.json) end
               out[x] = 0
             end
           end
@@ -274,7 +285,7 @@ enum RedisFunctions {
                       if not jr then jr = {}; runs[name] = jr end
                       jr[#jr + 1] = lease; jr[#jr + 1] = id
                     end
-                    publish('started', render(t))
+                    if wants('started') then publish('started', render(t)) end
                     claimed[#claimed + 1] = flatten(t)
                   end
                 end
@@ -368,7 +379,7 @@ enum RedisFunctions {
                 local k = P .. 'ov:' .. ov
                 if redis.call('GET', k) == id then redis.call('DEL', k) end
               end
-              publish('done', json)
+              if wants('done') then publish('done', json) end
               count = count + 1
             end
           end

@@ -278,7 +278,8 @@ public final class RedisTaskStore: TaskStore {
             var deletes: [RESPArgument] = []
             if record.status == .success {
                 sets += ["x", .string(record.result ?? "null")]
-                deletes.append("f")
+                // Only a run after a retry can find an exception left by the run before.
+                if record.retry > 1 { deletes.append("f") }
             } else {
                 sets += ["f", .string(record.exception ?? "")]
             }
