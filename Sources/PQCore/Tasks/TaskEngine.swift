@@ -45,7 +45,7 @@ package enum TaskEngine {
         return false
     }
 
-    static func claim(_ record: inout TaskRecord, _ request: ClaimRequest) throws(TaskStoreError) {
+    package static func claim(_ record: inout TaskRecord, _ request: ClaimRequest) throws(TaskStoreError) {
         record.status = try record.status.moving(to: .started, taskID: record.id)
         record.timeStarted = request.now
         record.timeEnded = nil

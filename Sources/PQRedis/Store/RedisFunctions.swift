@@ -44,12 +44,13 @@ enum RedisFunctions {
         local function wkey(wk) return P .. 'w:' .. wk end
         local function jobname(wk) return string.sub(wk, string.find(wk, NUL, 1, true) + 1) end
         local function qname(wk) return string.sub(wk, 1, string.find(wk, NUL, 1, true) - 1) end
+        -- The task as a table by field name, and the flat reply it was read from.
         local function load(id)
           local flat = redis.call('HGETALL', tkey(id))
-          if #flat == 0 then return nil end
+          if #flat == 0 then return nil, flat end
           local t = {id = id}
           for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-          return t
+          return t, flat
         end
         local function flatten(t)
           local out = {}
@@ -147,15 +148,15 @@ enum RedisFunctions {
         end
 
         -- a: P, CH, n, then per task: id, check ('1': the id was given, look for a task holding it),
-        -- eta, wait name, overlap name ('' unless can_overlap = false), fixed members, queued
-        -- event JSON, m, then m field-value pairs. Returns per task 0 (queued) or the twin's fields.
+        -- eta, wait name, overlap name ('' unless can_overlap = false), fixed members, retry, m,
+        -- then m more field-value pairs. Returns per task 0 (queued) or the twin's fields.
         local function enqueue(keys, a)
           setup(a)
           local n = tonumber(a[3])
           local i = 4
           local tasks, seen = {}, {}
           for x = 1, n do
-            local t = {id = a[i], e = a[i + 2], wk = a[i + 3], ov = a[i + 4], j = a[i + 5], json = a[i + 6]}
+            local t = {id = a[i], e = a[i + 2], wk = a[i + 3], ov = a[i + 4], j = a[i + 5], r = a[i + 6], s = '6'}
             local m = tonumber(a[i + 7])
             t.first = i + 8; t.m = m
             if a[i + 1] == '1' then
@@ -184,7 +185,7 @@ enum RedisFunctions {
             else
               order = order + 1
               local o = string.format('%012d', order)
-              local fields = {'j', t.j, 's', '6', 'e', t.e, 'o', o, 'wk', t.wk}
+              local fields = {'j', t.j, 's', '6', 'e', t.e, 'o', o, 'wk', t.wk, 'r', t.r}
               if okey then
                 redis.call('SET', okey, t.id)
                 fields[#fields + 1] = 'ov'; fields[#fields + 1] = t.ov
@@ -194,7 +195,7 @@ enum RedisFunctions {
               local list = adds[t.wk]
               if not list then list = {}; adds[t.wk] = list end
               list[#list + 1] = t.e; list[#list + 1] = o .. t.id
-              if wants('queued') then publish('queued', t.json) end
+              if wants('queued') then publish('queued', render(t)) end
               out[x] = 0
             end
           end
@@ -207,7 +208,7 @@ enum RedisFunctions {
         end
 
         -- a: P, CH, now, lease end, worker, node, limit, queues (set), jobs (set), result TTL.
-        -- Returns the claimed tasks' fields.
+        -- Returns the claimed tasks' fields as they were before the claim (the host applies it).
         local function claim(keys, a)
           setup(a)
           local now, lease, worker, node = a[3], a[4], a[5], a[6]
@@ -241,7 +242,7 @@ enum RedisFunctions {
               if #claimed >= limit then break end
               if not full[c[3]] then
                 local id = string.sub(c[1], 13)
-                local t = load(id)
+                local t, flat = load(id)
                 if not t or not WAITING[t.s] then
                   redis.call('ZREM', c[3], c[1])
                 elseif t.ex and tonumber(t.ex) < nnow then
@@ -286,7 +287,8 @@ enum RedisFunctions {
                       jr[#jr + 1] = lease; jr[#jr + 1] = id
                     end
                     if wants('started') then publish('started', render(t)) end
-                    claimed[#claimed + 1] = flatten(t)
+                    -- The fields as they were: the host applies the claim itself (TaskEngine.claim).
+                    claimed[#claimed + 1] = flat
                   end
                 end
               end

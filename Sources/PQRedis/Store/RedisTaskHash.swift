@@ -11,10 +11,10 @@ enum RedisTaskHash {
     /// The members of the task JSON that never change (``PQCore/TaskRecord/fixedJSONMembers``).
     static let fixed = "j"
 
-    /// The fields a new task is stored with besides `j`, `s`, `e`, `o`, `wk` and `ov` (which the
+    /// The fields a new task is stored with besides `j`, `s`, `e`, `o`, `wk`, `ov` and `r` (which the
     /// enqueue function writes from its own arguments).
     static func extraFields(_ record: TaskRecord) -> [RESPArgument] {
-        var out: [RESPArgument] = ["r", .string(String(record.retry))]
+        var out: [RESPArgument] = []
         if let expiry = record.expiry { out += ["ex", .string(text(expiry))] }
         if let max = record.maxConcurrency { out += ["mc", .string(String(max))] }
         if record.retryDelay != 0 { out += ["rd", .string(text(record.retryDelay))] }

@@ -169,7 +169,7 @@ public final class RedisTaskStore: TaskStore {
             arguments += [
                 .string(record.id), task.id == nil ? "0" : "1", .string(RedisTaskHash.text(record.eta)),
                 .string(RedisTaskHash.waitName(record)), .string(RedisTaskHash.overlapName(record)),
-                .string(record.fixedJSONMembers), .string(record.json()), .string(String(extra.count / 2)),
+                .string(record.fixedJSONMembers), .string(String(record.retry)), .string(String(extra.count / 2)),
             ]
             arguments += extra
         }
@@ -202,7 +202,13 @@ public final class RedisTaskStore: TaskStore {
                 .string(request.worker), .string(request.node), .string(String(request.limit)),
             ] + Self.set(request.queues) + Self.set(request.jobs) + [ttl]
         let reply = try await call(RedisFunctions.claim, arguments)
-        let records = try (reply.array ?? []).map(RedisTaskHash.record)
+        // The fields as they were before the claim; the claim itself is applied here, as the
+        // function applied it (the same texts of now and of the lease end).
+        let records = try (reply.array ?? []).map { item in
+            var record = try RedisTaskHash.record(item)
+            try TaskEngine.claim(&record, request)
+            return record
+        }
         if !records.isEmpty {
             claimedRecords.withLock { known in
                 // Tasks taken from this host by lease recovery are never finished here; do not
