@@ -16,51 +16,32 @@ extension TaskRecord {
     }
 
     func writeFixedMembers(_ out: inout JSONWriter) {
-        out.raw("\"id\":")
-        out.string(id)
-        out.raw(",\"name\":")
-        out.string(name)
-        out.raw(",\"queue\":")
-        out.string(queue)
-        out.raw(",\"time_queued\":")
-        out.double(timeQueued)
-        out.raw(",\"delay\":")
-        out.double(delay)
-        out.raw(",\"timeout\":")
-        out.double(timeout)
-        out.raw(",\"expiry\":")
-        out.double(expiry)
-        out.raw(",\"max_retries\":")
-        out.int(maxRetries)
-        out.raw(",\"from_task\":")
-        out.string(fromTask)
-        out.raw(",\"kwargs\":")
-        out.rawJSON(kwargs, empty: "{}")
+        for (index, field) in TaskField.fixedJSON.enumerated() {
+            out.bytes(TaskField.fixedJSONKeys[index])
+            write(field, &out)
+        }
     }
 
     func writeChangingMembers(_ out: inout JSONWriter) {
-        out.raw(",\"status\":")
-        out.int(status.rawValue)
-        out.raw(",\"status_string\":")
-        out.string(status.name)
-        out.raw(",\"result\":")
-        if let result { out.rawJSON(result, empty: "null") } else { out.raw("null") }
-        out.raw(",\"exception\":")
-        out.string(exception)
-        out.raw(",\"time_started\":")
-        out.double(timeStarted)
-        out.raw(",\"time_ended\":")
-        out.double(timeEnded)
-        out.raw(",\"retry\":")
-        out.int(retry)
-        out.raw(",\"node\":")
-        out.string(node)
-        out.raw(",\"worker\":")
-        out.string(worker)
-        out.raw(",\"plugin\":")
-        out.string(plugin)
-        out.raw(",\"plugin_version\":")
-        out.string(pluginVersion)
+        for (index, field) in TaskField.changingJSON.enumerated() {
+            out.bytes(TaskField.changingJSONKeys[index])
+            write(field, &out)
+            // The status's name follows its number.
+            if index == 0 {
+                out.raw(",\"status_string\":")
+                out.string(status.name)
+            }
+        }
+    }
+
+    private func write(_ field: TaskField, _ out: inout JSONWriter) {
+        switch field.get(self) {
+        case .null: out.raw("null")
+        case .text(let text):
+            if case .json(let empty) = field.encoding { out.rawJSON(text, empty: empty) } else { out.string(text) }
+        case .integer(let number): out.int(number)
+        case .real(let number): out.double(number)
+        }
     }
 
     /// What ``TaskRecord/fixedJSONMembers`` holds, read back.

@@ -139,6 +139,8 @@ struct JSONWriter {
         bytes.reserveCapacity(capacity)
     }
 
+    mutating func bytes(_ more: [UInt8]) { bytes.append(contentsOf: more) }
+
     mutating func raw(_ text: StaticString) {
         text.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }

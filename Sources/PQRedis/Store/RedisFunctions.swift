@@ -1,3 +1,5 @@
+import PQCore
+
 /// The Redis functions of ``RedisTaskStore`` (one library, loaded with `FUNCTION LOAD`): every
 /// state change is one function call, atomic across hosts, that publishes its events in the
 /// same step.
@@ -22,11 +24,14 @@ enum RedisFunctions {
     static let body = #"""
         local P, CH = '', ''
         local NUL = '\0'
-        local NAMES = {['1']='SUCCESS', ['2']='FAILURE', ['3']='REVOKED', ['4']='RETRY', ['5']='STARTED', ['6']='QUEUED'}
-        local KINDS = {['1']='done', ['2']='done', ['3']='done', ['4']='retry', ['5']='started', ['6']='queued'}
-        local WAITING = {['6']=true, ['4']=true}
-        local READY = {['1']=true, ['2']=true, ['3']=true}
-        local ACTIVE = {['6']=true, ['5']=true, ['4']=true}
+        -- Status numbers and names, from TaskStatus.
+        local SUCCESS, FAILURE, REVOKED = '\#(TaskStatus.success.rawValue)', '\#(TaskStatus.failure.rawValue)', '\#(TaskStatus.revoked.rawValue)'
+        local RETRY, STARTED, QUEUED = '\#(TaskStatus.retry.rawValue)', '\#(TaskStatus.started.rawValue)', '\#(TaskStatus.queued.rawValue)'
+        local NAMES = {\#(luaTable(TaskStatus.allCases) { "'\($0.name)'" })}
+        local KINDS = {\#(luaTable(TaskStatus.allCases) { "'\(TaskEventKind(for: $0).rawValue)'" })}
+        local WAITING = {\#(luaTable(TaskStatus.waitingStates) { _ in "true" })}
+        local READY = {\#(luaTable(TaskStatus.readyStates) { _ in "true" })}
+        local ACTIVE = {\#(luaTable(TaskStatus.activeStates) { _ in "true" })}
 
         local SUBS = {}
         local function setup(a) P = a[1]; CH = a[2]; SUBS = {} end
@@ -96,16 +101,16 @@ enum RedisFunctions {
           if WAITING[t.s] then
             redis.call('ZADD', wkey(t.wk), t.e, member(t))
             redis.call('SADD', P .. 'waitkeys', t.wk)
-            if t.s == '4' then redis.call('ZADD', P .. 'retrying', t.e, t.id)
-            elseif old == '4' then redis.call('ZREM', P .. 'retrying', t.id) end
+            if t.s == RETRY then redis.call('ZADD', P .. 'retrying', t.e, t.id)
+            elseif old == RETRY then redis.call('ZREM', P .. 'retrying', t.id) end
           elseif old and WAITING[old] then
             redis.call('ZREM', wkey(t.wk), member(t))
-            if old == '4' then redis.call('ZREM', P .. 'retrying', t.id) end
+            if old == RETRY then redis.call('ZREM', P .. 'retrying', t.id) end
           end
-          if t.s == '5' then
+          if t.s == STARTED then
             redis.call('ZADD', P .. 'leases', t.l, t.id)
             if t.mc then redis.call('ZADD', P .. 'run:' .. jobname(t.wk), t.l, t.id) end
-          elseif old == '5' then
+          elseif old == STARTED then
             redis.call('ZREM', P .. 'leases', t.id)
             if t.mc then redis.call('ZREM', P .. 'run:' .. jobname(t.wk), t.id) end
           end
@@ -129,7 +134,7 @@ enum RedisFunctions {
             redis.call('HDEL', key, unpack(del))
           end
           index(t, old, ttl)
-          if (old ~= t.s or t.s == '4') and wants(KINDS[t.s]) then publish(KINDS[t.s], render(t)) end
+          if (old ~= t.s or t.s == RETRY) and wants(KINDS[t.s]) then publish(KINDS[t.s], render(t)) end
         end
         -- An optional set: a count (-1 for none) then the names; returns it and the next index.
         local function readset(a, i)
@@ -156,10 +161,10 @@ enum RedisFunctions {
           local i = 4
           local tasks, seen = {}, {}
           for x = 1, n do
-            local t = {id = a[i], e = a[i + 2], wk = a[i + 3], ov = a[i + 4], j = a[i + 5], r = a[i + 6], s = '6'}
+            local t = {id = a[i], e = a[i + 2], wk = a[i + 3], ov = a[i + 4], j = a[i + 5], r = a[i + 6], s = QUEUED}
             local m = tonumber(a[i + 7])
             t.first = i + 8; t.m = m
-            if a[i + 1] == '1' then
+            if a[i + 1] == SUCCESS then
               if seen[t.id] or redis.call('EXISTS', tkey(t.id)) == 1 then
                 return redis.error_reply('PQDUPLICATE ' .. t.id)
               end
@@ -185,7 +190,7 @@ enum RedisFunctions {
             else
               order = order + 1
               local o = string.format('%012d', order)
-              local fields = {'j', t.j, 's', '6', 'e', t.e, 'o', o, 'wk', t.wk, 'r', t.r}
+              local fields = {'j', t.j, 's', QUEUED, 'e', t.e, 'o', o, 'wk', t.wk, 'r', t.r}
               if okey then
                 redis.call('SET', okey, t.id)
                 fields[#fields + 1] = 'ov'; fields[#fields + 1] = t.ov
@@ -246,7 +251,7 @@ enum RedisFunctions {
                 if not t or not WAITING[t.s] then
                   redis.call('ZREM', c[3], c[1])
                 elseif t.ex and tonumber(t.ex) < nnow then
-                  update(t, {s='3', f='expired before it started', te=now}, nil, ttl)
+                  update(t, {s=REVOKED, f='expired before it started', te=now}, nil, ttl)
                   expired = expired + 1
                 else
                   local ok, name = true, nil
@@ -264,14 +269,14 @@ enum RedisFunctions {
                   if ok then
                     -- What update() would do, with the index writes of the whole claim gathered
                     -- into a few commands below.
-                    if t.s == '4' then unretry[#unretry + 1] = id end
-                    t.s = '5'; t.ts = now; t.w = worker; t.n = node; t.l = lease; t.r = tostring(tonumber(t.r) + 1)
+                    if t.s == RETRY then unretry[#unretry + 1] = id end
+                    t.s = STARTED; t.ts = now; t.w = worker; t.n = node; t.l = lease; t.r = tostring(tonumber(t.r) + 1)
                     local key = tkey(id)
                     if t.c then
                       t.c = '0'
-                      redis.call('HSET', key, 's', '5', 'ts', now, 'w', worker, 'n', node, 'l', lease, 'r', t.r, 'c', '0')
+                      redis.call('HSET', key, 's', STARTED, 'ts', now, 'w', worker, 'n', node, 'l', lease, 'r', t.r, 'c', '0')
                     else
-                      redis.call('HSET', key, 's', '5', 'ts', now, 'w', worker, 'n', node, 'l', lease, 'r', t.r)
+                      redis.call('HSET', key, 's', STARTED, 'ts', now, 'w', worker, 'n', node, 'l', lease, 'r', t.r)
                     end
                     if t.te then
                       t.te = nil
@@ -319,17 +324,17 @@ enum RedisFunctions {
             local id, w, kind, text, eta, time = a[b], a[b + 1], a[b + 2], a[b + 3], a[b + 4], a[b + 5]
             local plugin, pver = a[b + 6], a[b + 7]
             local t = load(id)
-            if t and t.s == '5' and t.w == w then
+            if t and t.s == STARTED and t.w == w then
               local set
               local del = nil
-              if kind == 'success' then set = {s='1', x=text, te=time}; if t.f then del = {'f'} end
-              elseif kind == 'failure' then set = {s='2', f=text, te=time}
-              elseif kind == 'retry' then set = {s='4', f=text, e=eta}
-              elseif kind == 'revoked' then set = {s='3', f=text, te=time}
+              if kind == 'success' then set = {s=SUCCESS, x=text, te=time}; if t.f then del = {'f'} end
+              elseif kind == 'failure' then set = {s=FAILURE, f=text, te=time}
+              elseif kind == 'retry' then set = {s=RETRY, f=text, e=eta}
+              elseif kind == 'revoked' then set = {s=REVOKED, f=text, te=time}
               else
                 local neweta = t.e
                 if tonumber(time) < tonumber(t.e) then neweta = time end
-                set = {s='6', r=tostring(math.max(0, tonumber(t.r) - 1)), e=neweta}
+                set = {s=QUEUED, r=tostring(math.max(0, tonumber(t.r) - 1)), e=neweta}
               end
               if kind ~= 'released' and plugin ~= '' then set.p = plugin; set.v = pver end
               if t.c then set.c = '0' end
@@ -367,7 +372,7 @@ enum RedisFunctions {
             i = i + 1 + ndel
             local key = tkey(id)
             local f = redis.call('HMGET', key, 's', 'w')
-            if f[1] == '5' and f[2] == w then
+            if f[1] == STARTED and f[2] == w then
               redis.call('HSET', key, unpack(a, sets, sets + 2 * nset - 1))
               if ndel > 0 then redis.call('HDEL', key, unpack(a, dels, dels + ndel - 1)) end
               redis.call('EXPIRE', key, ttl)
@@ -401,7 +406,7 @@ enum RedisFunctions {
           for i = 5, #a do
             local id = a[i]
             local f = redis.call('HMGET', tkey(id), 's', 'w', 'c', 'mc', 'wk')
-            if f[1] == '5' and f[2] == w then
+            if f[1] == STARTED and f[2] == w then
               redis.call('HSET', tkey(id), 'l', lease)
               leased[#leased + 1] = lease; leased[#leased + 1] = id
               if f[4] then
@@ -410,7 +415,7 @@ enum RedisFunctions {
                 if not r then r = {}; runs[name] = r end
                 r[#r + 1] = lease; r[#r + 1] = id
               end
-              if f[3] == '1' then cancel[#cancel + 1] = id end
+              if f[3] == SUCCESS then cancel[#cancel + 1] = id end
             else
               cancel[#cancel + 1] = id
             end
@@ -434,7 +439,7 @@ enum RedisFunctions {
           local victims = {}
           for _, id in ipairs(ids) do
             local t = load(id)
-            if not t or t.s ~= '5' then
+            if not t or t.s ~= STARTED then
               redis.call('ZREM', P .. 'leases', id)
             elseif mode == 'expired' or t.w == who then
               victims[#victims + 1] = t
@@ -445,16 +450,16 @@ enum RedisFunctions {
           for _, t in ipairs(victims) do
             local w = t.w or '?'
             local dead = tonumber(t.k or '0') + 1
-            if t.c == '1' then
-              update(t, {s='3', f='revoked; its host died while running it (' .. w .. ')', te=now, k=tostring(dead), c='0'},
+            if t.c == SUCCESS then
+              update(t, {s=REVOKED, f='revoked; its host died while running it (' .. w .. ')', te=now, k=tostring(dead), c='0'},
                 nil, ttl)
             elseif dead >= maxdead then
-              update(t, {s='2', f='run cut short ' .. dead .. ' times by a host that died (last: ' .. w
+              update(t, {s=FAILURE, f='run cut short ' .. dead .. ' times by a host that died (last: ' .. w
                 .. '); not retried', te=now, k=tostring(dead), c='0'}, nil, ttl)
             else
               local neweta = t.e
               if tonumber(now) < tonumber(t.e) then neweta = now end
-              local set = {s='6', r=tostring(math.max(0, tonumber(t.r) - 1)), e=neweta, k=tostring(dead)}
+              local set = {s=QUEUED, r=tostring(math.max(0, tonumber(t.r) - 1)), e=neweta, k=tostring(dead)}
               if t.c then set.c = '0' end
               update(t, set, nil, ttl)
             end
@@ -471,10 +476,10 @@ enum RedisFunctions {
           local t = load(a[3])
           if not t then return {'notfound'} end
           if WAITING[t.s] then
-            update(t, {s='3', f='revoked', te=a[4]}, nil, a[5])
+            update(t, {s=REVOKED, f='revoked', te=a[4]}, nil, a[5])
             changed()
             return {'revoked', flatten(t)}
-          elseif t.s == '5' then
+          elseif t.s == STARTED then
             redis.call('HSET', tkey(t.id), 'c', '1')
             changed()
             return {'cancel'}
@@ -500,7 +505,7 @@ enum RedisFunctions {
           local r = redis.call('ZRANGE', P .. 'retrying', 0, -1, 'WITHSCORES')
           for x = 1, #r, 2 do
             local f = redis.call('HMGET', tkey(r[x]), 's', 'wk')
-            if f[1] == '4' then
+            if f[1] == RETRY then
               local s = get(qname(f[2]))
               if tonumber(r[x + 1]) <= nnow then s[1] = s[1] - 1 else s[2] = s[2] - 1 end
               s[3] = s[3] + 1
@@ -508,7 +513,7 @@ enum RedisFunctions {
           end
           for _, id in ipairs(redis.call('ZRANGE', P .. 'leases', 0, -1)) do
             local f = redis.call('HMGET', tkey(id), 's', 'wk')
-            if f[1] == '5' then
+            if f[1] == STARTED then
               local s = get(qname(f[2]))
               s[4] = s[4] + 1
             end
@@ -575,6 +580,11 @@ enum RedisFunctions {
         end
 
         """#
+
+    /// `[k1]=v1, [k2]=v2, …`: a Lua table keyed by status numbers.
+    private static func luaTable<S: Sequence<TaskStatus>>(_ states: S, _ value: (TaskStatus) -> String) -> String {
+        states.sorted { $0.rawValue < $1.rawValue }.map { "['\($0.rawValue)']=\(value($0))" }.joined(separator: ", ")
+    }
 
     /// The functions, by the short names the store calls them with.
     static let functions = [

@@ -12,17 +12,38 @@ enum RedisTaskHash {
     static let fixed = "j"
 
     /// The fields a new task is stored with besides `j`, `s`, `e`, `o`, `wk`, `ov` and `r` (which the
-    /// enqueue function writes from its own arguments).
+    /// enqueue function writes from its own arguments): the fields of ``PQCore/TaskField/all``
+    /// with a Redis name that have a value other than none, zero or false.
     static func extraFields(_ record: TaskRecord) -> [RESPArgument] {
         var out: [RESPArgument] = []
-        if let expiry = record.expiry { out += ["ex", .string(text(expiry))] }
-        if let max = record.maxConcurrency { out += ["mc", .string(String(max))] }
-        if record.retryDelay != 0 { out += ["rd", .string(text(record.retryDelay))] }
-        if record.retryBackoff { out += ["rb", "1"] }
-        if record.retryJitter { out += ["rj", "1"] }
-        if record.deadRuns != 0 { out += ["k", .string(String(record.deadRuns))] }
+        for field in extra {
+            let text: String
+            switch field.get(record) {
+            case .null, .integer(0): continue
+            case .real(let value):
+                if value == 0 { continue }
+                text = self.text(value)
+            case .integer(let value): text = String(value)
+            case .text(let value): text = value
+            }
+            out.append(.string(field.redis!))
+            out.append(.string(text))
+        }
         return out
     }
+
+    private static let extra = TaskField.all.filter { $0.redis != nil && !["status", "eta", "retry"].contains($0.name) }
+
+    /// The fields by their Redis names, as two bytes (the names are one or two bytes long).
+    private static let byName: [UInt16: TaskField] = Dictionary(
+        uniqueKeysWithValues: TaskField.all.compactMap { field in field.redis.map { (code(Array($0.utf8)[...]), field) } })
+
+    private static func code(_ name: ArraySlice<UInt8>) -> UInt16 {
+        name.count == 1 ? UInt16(name.first!) : name.count == 2 ? UInt16(name.first!) | UInt16(name.last!) << 8 : 0
+    }
+
+    private static let fixedCode = code(Array("j".utf8)[...])
+    private static let overlapCode = code(Array("ov".utf8)[...])
 
     /// `queue\0job`: the name of a task's wait set.
     static func waitName(_ record: TaskRecord) -> String { record.queue + "\u{0}" + record.name }
@@ -39,52 +60,29 @@ enum RedisTaskHash {
     static func record(_ reply: RESPValue) throws -> TaskRecord {
         guard let items = try reply.array else { throw RedisError(.unexpectedReply, "expected a task, got nil") }
         var fixed: String?
-        var status: TaskStatus?
-        var eta: Double?
-        var retry = 0
-        var result, exception, worker, node, plugin, version, cancel: String?
-        var started, ended, lease, retryDelay: Double?
-        var maxConcurrency: Int?
-        var deadRuns = 0
-        var backoff = false, jitter = false, overlaps = true
+        var others: [(TaskField, String)] = []
+        others.reserveCapacity(items.count / 2)
+        var overlaps = true
+        var hasStatus = false
         var index = 0
         while index + 1 < items.count {
             defer { index += 2 }
             guard case .bulkString(let keyBuffer) = items[index], let value = try items[index + 1].string else { continue }
             let key = keyBuffer.readableBytesView
-            switch key.count {
-            case 1:
-                switch key.first! {
-                case UInt8(ascii: "j"): fixed = value
-                case UInt8(ascii: "s"): status = Int(value).flatMap(TaskStatus.init(rawValue:))
-                case UInt8(ascii: "e"): eta = Double(value)
-                case UInt8(ascii: "r"): retry = Int(value) ?? 0
-                case UInt8(ascii: "x"): result = value
-                case UInt8(ascii: "f"): exception = value
-                case UInt8(ascii: "w"): worker = value
-                case UInt8(ascii: "n"): node = value
-                case UInt8(ascii: "p"): plugin = value
-                case UInt8(ascii: "v"): version = value
-                case UInt8(ascii: "l"): lease = Double(value)
-                case UInt8(ascii: "k"): deadRuns = Int(value) ?? 0
-                case UInt8(ascii: "c"): cancel = value
-                default: break
-                }
-            case 2:
-                switch String(decoding: key, as: UTF8.self) {
-                case "ts": started = Double(value)
-                case "te": ended = Double(value)
-                case "mc": maxConcurrency = Int(value)
-                case "rd": retryDelay = Double(value)
-                case "rb": backoff = value == "1"
-                case "rj": jitter = value == "1"
-                case "ov": overlaps = false
-                default: break
-                }
-            default: break
+            guard key.count == 1 || key.count == 2 else { continue }
+            let first = key[key.startIndex]
+            let second = key.count == 2 ? key[key.index(after: key.startIndex)] : 0
+            let code = UInt16(first) | UInt16(second) << 8
+            if code == Self.fixedCode {
+                fixed = value
+            } else if code == Self.overlapCode {
+                overlaps = false
+            } else if let field = byName[code] {
+                if field.name == "status" { hasStatus = true }
+                others.append((field, value))
             }
         }
-        guard let fixed, let status else {
+        guard let fixed, hasStatus else {
             throw RedisError(.unexpectedReply, "a task hash in Redis lacks its fields j or s (\(items.count / 2) fields)")
         }
         let members: TaskRecord.FixedMembers
@@ -93,14 +91,24 @@ enum RedisTaskHash {
         } catch {
             throw RedisError(.unexpectedReply, "a task hash in Redis holds unreadable fixed members (\(error))")
         }
-        let running = status == .started
-        return TaskRecord(
-            id: members.id, name: members.name, status: status, queue: members.queue, kwargs: members.kwargs,
-            result: result, exception: exception, timeQueued: members.timeQueued, timeStarted: started,
-            timeEnded: ended, delay: members.delay, timeout: members.timeout, expiry: members.expiry, retry: retry,
-            maxRetries: members.maxRetries, fromTask: members.fromTask, node: node, worker: worker, plugin: plugin,
-            pluginVersion: version, eta: eta, retryDelay: retryDelay ?? 0, retryBackoff: backoff, retryJitter: jitter,
-            maxConcurrency: maxConcurrency, canOverlap: overlaps, leaseExpires: running ? lease : nil,
-            deadRuns: deadRuns, cancelRequested: running && cancel == "1")
+        var record = TaskRecord(
+            id: members.id, name: members.name, queue: members.queue, kwargs: members.kwargs,
+            timeQueued: members.timeQueued, delay: members.delay, timeout: members.timeout, expiry: members.expiry,
+            maxRetries: members.maxRetries, fromTask: members.fromTask, canOverlap: overlaps)
+        for (field, text) in others {
+            let value: TaskField.Value =
+                switch field.kind {
+                case .text: .text(text)
+                case .integer, .flag: Int(text).map { .integer($0) } ?? .null
+                case .real: Double(text).map { .real($0) } ?? .null
+                }
+            field.set(&record, value)
+        }
+        // A lease and a cancel request belong to a run: stale once it ended.
+        if record.status != .started {
+            record.leaseExpires = nil
+            record.cancelRequested = false
+        }
+        return record
     }
 }

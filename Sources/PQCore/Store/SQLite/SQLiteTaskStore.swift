@@ -179,44 +179,23 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    private static let schemaSQL = """
-        CREATE TABLE IF NOT EXISTS tasks (
-            seq INTEGER PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
-            name TEXT NOT NULL,
-            status INTEGER NOT NULL,
-            queue TEXT NOT NULL,
-            kwargs TEXT NOT NULL,
-            result TEXT,
-            exception TEXT,
-            time_queued REAL NOT NULL,
-            time_started REAL,
-            time_ended REAL,
-            delay REAL,
-            timeout REAL,
-            expiry REAL,
-            retry INTEGER NOT NULL,
-            max_retries INTEGER NOT NULL,
-            from_task TEXT,
-            node TEXT,
-            worker TEXT,
-            plugin TEXT,
-            plugin_version TEXT,
-            eta REAL NOT NULL,
-            retry_delay REAL NOT NULL,
-            retry_backoff INTEGER NOT NULL,
-            retry_jitter INTEGER NOT NULL,
-            max_concurrency INTEGER,
-            can_overlap INTEGER NOT NULL,
-            lease_expires REAL,
-            dead_runs INTEGER NOT NULL,
-            cancel_requested INTEGER NOT NULL,
-            overlap_key INTEGER
-        );
-        CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks(eta, time_queued) WHERE status IN (4, 6);
-        CREATE INDEX IF NOT EXISTS tasks_started ON tasks(name, lease_expires) WHERE status = 5;
+    /// The tasks table: one column per field of ``TaskField/all``, then the overlap key.
+    private static let tasksTableSQL =
+        "CREATE TABLE IF NOT EXISTS tasks (\n    seq INTEGER PRIMARY KEY,\n"
+        + TaskField.all.map { field in
+            "    \(field.name) \(field.sqlType)\(field.required ? " NOT NULL" : "")\(field.name == "id" ? " UNIQUE" : ""),\n"
+        }.joined() + "    overlap_key INTEGER\n);\n"
+
+    private static let waiting = TaskStatus.list(TaskStatus.waitingStates)
+    private static let active = TaskStatus.list(TaskStatus.activeStates)
+    private static let ready = TaskStatus.list(TaskStatus.readyStates)
+    private static let started = TaskStatus.started.rawValue
+
+    private static let schemaSQL = tasksTableSQL + """
+        CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks(eta, time_queued) WHERE status IN \(waiting);
+        CREATE INDEX IF NOT EXISTS tasks_started ON tasks(name, lease_expires) WHERE status = \(started);
         CREATE INDEX IF NOT EXISTS tasks_overlap ON tasks(name, overlap_key)
-            WHERE can_overlap = 0 AND status IN (4, 5, 6);
+            WHERE can_overlap = 0 AND status IN \(active);
         CREATE INDEX IF NOT EXISTS tasks_ended ON tasks(time_ended) WHERE time_ended IS NOT NULL;
         CREATE TABLE IF NOT EXISTS events (
             seq INTEGER PRIMARY KEY,
@@ -257,59 +236,41 @@ public final class SQLiteTaskStore: TaskStore {
 
     // MARK: - Row mapping
 
-    static let columns = """
-        id, name, status, queue, kwargs, result, exception, time_queued, time_started, time_ended, \
-        delay, timeout, expiry, retry, max_retries, from_task, node, worker, plugin, plugin_version, \
-        eta, retry_delay, retry_backoff, retry_jitter, max_concurrency, can_overlap, lease_expires, \
-        dead_runs, cancel_requested
-        """
+    /// The task columns in the order of ``TaskField/all`` (a row's indexes).
+    static let columns = TaskField.all.map(\.name).joined(separator: ", ")
 
     static func readRecord(_ s: SQLiteStatement) -> TaskRecord {
-        TaskRecord(
-            id: s.string(0) ?? "", name: s.string(1) ?? "", status: TaskStatus(rawValue: s.int(2) ?? 6) ?? .queued,
-            queue: s.string(3) ?? "default", kwargs: s.string(4) ?? "{}", result: s.string(5),
-            exception: s.string(6), timeQueued: s.double(7) ?? 0, timeStarted: s.double(8), timeEnded: s.double(9),
-            delay: s.double(10), timeout: s.double(11), expiry: s.double(12), retry: s.int(13) ?? 0,
-            maxRetries: s.int(14) ?? 0, fromTask: s.string(15), node: s.string(16), worker: s.string(17),
-            plugin: s.string(18), pluginVersion: s.string(19), eta: s.double(20), retryDelay: s.double(21) ?? 0,
-            retryBackoff: s.bool(22), retryJitter: s.bool(23), maxConcurrency: s.int(24), canOverlap: s.bool(25),
-            leaseExpires: s.double(26), deadRuns: s.int(27) ?? 0, cancelRequested: s.bool(28))
+        TaskField.record { field, index in
+            let column = Int32(index)
+            guard !s.isNull(column) else { return .null }
+            switch field.kind {
+            case .text: return .init(s.string(column))
+            case .integer, .flag: return .init(s.int(column))
+            case .real: return .init(s.double(column))
+            }
+        }
     }
 
+    private static func bind(_ s: SQLiteStatement, _ index: Int32, _ value: TaskField.Value) {
+        switch value {
+        case .null: s.bind(index, nil as String?)
+        case .text(let text): s.bind(index, text)
+        case .integer(let number): s.bind(index, number)
+        case .real(let number): s.bind(index, number)
+        }
+    }
+
+    private static let insertSQL =
+        "INSERT INTO tasks (\(columns), overlap_key) VALUES (" + Array(repeating: "?", count: TaskField.all.count + 1).joined(separator: ",") + ")"
+
+    /// The fields a state change can touch, and the statement that writes them.
+    private static let changing = TaskField.all.filter(\.changes)
+    private static let updateSQL = "UPDATE tasks SET " + changing.map { "\($0.name) = ?" }.joined(separator: ", ") + " WHERE id = ?"
+
     static func insert(_ r: TaskRecord, _ db: SQLiteConnection) throws(TaskStoreError) {
-        let s = try db.statement(
-            "INSERT INTO tasks (\(columns), overlap_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-        )
-        s.bind(1, r.id)
-        s.bind(2, r.name)
-        s.bind(3, r.status.rawValue)
-        s.bind(4, r.queue)
-        s.bind(5, r.kwargs)
-        s.bind(6, r.result)
-        s.bind(7, r.exception)
-        s.bind(8, r.timeQueued)
-        s.bind(9, r.timeStarted)
-        s.bind(10, r.timeEnded)
-        s.bind(11, r.delay)
-        s.bind(12, r.timeout)
-        s.bind(13, r.expiry)
-        s.bind(14, r.retry)
-        s.bind(15, r.maxRetries)
-        s.bind(16, r.fromTask)
-        s.bind(17, r.node)
-        s.bind(18, r.worker)
-        s.bind(19, r.plugin)
-        s.bind(20, r.pluginVersion)
-        s.bind(21, r.eta)
-        s.bind(22, r.retryDelay)
-        s.bind(23, r.retryBackoff)
-        s.bind(24, r.retryJitter)
-        s.bind(25, r.maxConcurrency)
-        s.bind(26, r.canOverlap)
-        s.bind(27, r.leaseExpires)
-        s.bind(28, r.deadRuns)
-        s.bind(29, r.cancelRequested)
-        s.bind(30, r.canOverlap ? nil : Int(overlapKey(r.kwargs)))
+        let s = try db.statement(insertSQL)
+        for (index, field) in TaskField.all.enumerated() { bind(s, Int32(index + 1), field.get(r)) }
+        s.bind(Int32(TaskField.all.count + 1), r.canOverlap ? nil : Int(overlapKey(r.kwargs)))
         do {
             try s.run()
         } catch {
@@ -322,27 +283,9 @@ public final class SQLiteTaskStore: TaskStore {
 
     /// Writes the fields a state change can touch.
     static func update(_ r: TaskRecord, _ db: SQLiteConnection) throws(TaskStoreError) {
-        let s = try db.statement(
-            """
-            UPDATE tasks SET status = ?, result = ?, exception = ?, time_started = ?, time_ended = ?, retry = ?, \
-            node = ?, worker = ?, eta = ?, lease_expires = ?, dead_runs = ?, cancel_requested = ?, plugin = ?, \
-            plugin_version = ? WHERE id = ?
-            """)
-        s.bind(1, r.status.rawValue)
-        s.bind(2, r.result)
-        s.bind(3, r.exception)
-        s.bind(4, r.timeStarted)
-        s.bind(5, r.timeEnded)
-        s.bind(6, r.retry)
-        s.bind(7, r.node)
-        s.bind(8, r.worker)
-        s.bind(9, r.eta)
-        s.bind(10, r.leaseExpires)
-        s.bind(11, r.deadRuns)
-        s.bind(12, r.cancelRequested)
-        s.bind(13, r.plugin)
-        s.bind(14, r.pluginVersion)
-        s.bind(15, r.id)
+        let s = try db.statement(updateSQL)
+        for (index, field) in changing.enumerated() { bind(s, Int32(index + 1), field.get(r)) }
+        s.bind(Int32(changing.count + 1), r.id)
         try s.run()
     }
 
@@ -412,7 +355,7 @@ public final class SQLiteTaskStore: TaskStore {
 
     static func overlapTwin(_ record: TaskRecord, _ db: SQLiteConnection) throws(TaskStoreError) -> TaskRecord? {
         let s = try db.statement(
-            "SELECT \(columns) FROM tasks WHERE name = ? AND overlap_key = ? AND can_overlap = 0 AND status IN (4, 5, 6)"
+            "SELECT \(columns) FROM tasks WHERE name = ? AND overlap_key = ? AND can_overlap = 0 AND status IN \(Self.active)"
         )
         defer { s.reset() }
         s.bind(1, record.name)
@@ -451,7 +394,7 @@ public final class SQLiteTaskStore: TaskStore {
         var expired: [TaskRecord] = []
         var running: [String: Int] = [:]
         let scan = try db.statement(
-            "SELECT \(Self.columns) FROM tasks WHERE status IN (4, 6) AND eta <= ? ORDER BY eta, time_queued, seq")
+            "SELECT \(Self.columns) FROM tasks WHERE status IN \(Self.waiting) AND eta <= ? ORDER BY eta, time_queued, seq")
         scan.bind(1, request.now)
         var scanned = 0
         do {
@@ -494,7 +437,7 @@ public final class SQLiteTaskStore: TaskStore {
     }
 
     private static func startedCount(_ name: String, _ db: SQLiteConnection) throws(TaskStoreError) -> Int {
-        let s = try db.statement("SELECT count(*) FROM tasks WHERE status = 5 AND name = ?")
+        let s = try db.statement("SELECT count(*) FROM tasks WHERE status = \(Self.started) AND name = ?")
         defer { s.reset() }
         s.bind(1, name)
         return try s.step() ? (s.int(0) ?? 0) : 0
@@ -549,13 +492,13 @@ public final class SQLiteTaskStore: TaskStore {
 
     /// See ``TaskStore/recoverExpiredLeases(now:maxDeadRuns:)``.
     public func recoverExpiredLeases(now: Double, maxDeadRuns: Int) async throws -> [TaskRecord] {
-        let filter = "status = 5 AND lease_expires < ?"
+        let filter = "status = \(Self.started) AND lease_expires < ?"
         return try await recover(filter: filter, now: now, maxDeadRuns: maxDeadRuns) { $0.bind(1, now) }
     }
 
     /// See ``TaskStore/recoverWorker(_:now:maxDeadRuns:)``.
     public func recoverWorker(_ worker: String, now: Double, maxDeadRuns: Int) async throws -> [TaskRecord] {
-        try await recover(filter: "status = 5 AND worker = ?", now: now, maxDeadRuns: maxDeadRuns) {
+        try await recover(filter: "status = \(Self.started) AND worker = ?", now: now, maxDeadRuns: maxDeadRuns) {
             $0.bind(1, worker)
         }
     }
@@ -653,9 +596,9 @@ public final class SQLiteTaskStore: TaskStore {
             // ever kept: one query over status IN (4, 5, 6) scans the whole table.
             let s = try db.statement(
                 """
-                SELECT queue, status, eta > ?1, count(*) FROM tasks WHERE status IN (4, 6) \
+                SELECT queue, status, eta > ?1, count(*) FROM tasks WHERE status IN \(Self.waiting) \
                 GROUP BY queue, status, eta > ?1 \
-                UNION ALL SELECT queue, 5, 0, count(*) FROM tasks WHERE status = 5 GROUP BY queue
+                UNION ALL SELECT queue, \(Self.started), 0, count(*) FROM tasks WHERE status = \(Self.started) GROUP BY queue
                 """)
             defer { s.reset() }
             s.bind(1, now)
@@ -680,7 +623,7 @@ public final class SQLiteTaskStore: TaskStore {
     public func nextDue(queues: Set<String>?, jobs: Set<String>?) async throws -> Double? {
         try await reader.perform { db in
             let s = try db.statement(
-                "SELECT eta, queue, name FROM tasks WHERE status IN (4, 6) ORDER BY eta, time_queued, seq")
+                "SELECT eta, queue, name FROM tasks WHERE status IN \(Self.waiting) ORDER BY eta, time_queued, seq")
             defer { s.reset() }
             while try s.step() {
                 if let queues, !queues.contains(s.string(1) ?? "") { continue }
@@ -694,7 +637,7 @@ public final class SQLiteTaskStore: TaskStore {
     /// See ``TaskStore/purge(finishedBefore:)``.
     public func purge(finishedBefore: Double) async throws -> Int {
         try await writer.perform { db in
-            let s = try db.statement("DELETE FROM tasks WHERE time_ended < ? AND status IN (1, 2, 3)")
+            let s = try db.statement("DELETE FROM tasks WHERE time_ended < ? AND status IN \(Self.ready)")
             s.bind(1, finishedBefore)
             try s.run()
             return db.changes
