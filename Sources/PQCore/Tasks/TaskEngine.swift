@@ -1,8 +1,6 @@
 /// The rules every store applies to records, as pure functions on values, so that the memory and
 /// SQLite stores behave the same and the rules are tested without I/O.
 package enum TaskEngine {
-    static let expiredMessage = "expired before it started"
-
     /// Checks what a store is asked to queue.
     package static func validate(_ task: NewTask) throws(TaskStoreError) {
         guard !task.name.isEmpty else {
@@ -108,12 +106,11 @@ package enum TaskEngine {
         record.leaseExpires = nil
         if record.cancelRequested {
             record.status = try record.status.moving(to: .revoked, taskID: record.id)
-            record.exception = "revoked; its host died while running it (\(worker))"
+            record.exception = revokedAfterHostDied(worker: worker)
             record.timeEnded = now
         } else if record.deadRuns >= maxDeadRuns {
             record.status = try record.status.moving(to: .failure, taskID: record.id)
-            record.exception =
-                "run cut short \(record.deadRuns) times by a host that died (last: \(worker)); not retried"
+            record.exception = failedAfterHostsDied(runs: String(record.deadRuns), worker: worker)
             record.timeEnded = now
         } else {
             record.status = try record.status.moving(to: .queued, taskID: record.id)
@@ -125,8 +122,24 @@ package enum TaskEngine {
 
     static func revoke(_ record: inout TaskRecord, now: Double) throws(TaskStoreError) {
         record.status = try record.status.moving(to: .revoked, taskID: record.id)
-        record.exception = "revoked"
+        record.exception = revokedMessage
         record.timeEnded = now
+    }
+
+    // The exceptions the engine writes, also sent to stores that apply the rules elsewhere (the
+    // Redis functions get them as arguments, with `{worker}` and `{runs}` to fill in).
+
+    /// A task revoked while it waited.
+    package static let revokedMessage = "revoked"
+    /// A task whose expiry passed before a host took it.
+    package static let expiredMessage = "expired before it started"
+    /// A task whose revoke was pending when its host died.
+    package static func revokedAfterHostDied(worker: String) -> String {
+        "revoked; its host died while running it (\(worker))"
+    }
+    /// A task whose runs were cut short by dead hosts `runs` times.
+    package static func failedAfterHostsDied(runs: String, worker: String) -> String {
+        "run cut short \(runs) times by a host that died (last: \(worker)); not retried"
     }
 }
 

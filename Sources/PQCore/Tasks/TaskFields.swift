@@ -190,22 +190,6 @@ extension TaskField {
         return field
     }
 
-    /// The members of ``TaskRecord/fixedJSONMembers``, in order (`kwargs` last).
-    package static let fixedJSON: [TaskField] = {
-        let fixed = all.filter { if case .none = $0.encoding { false } else { $0.part == .fixed } }
-        return fixed.filter { $0.name != "kwargs" } + fixed.filter { $0.name == "kwargs" }
-    }()
-
-    /// The changing members of the task JSON, in order (`status` first; `status_string`
-    /// follows it).
-    package static let changingJSON: [TaskField] = all.filter {
-        if case .none = $0.encoding { false } else { $0.part == .changing }
-    }
-
-    /// `"name":` of each of ``fixedJSON`` (the first without its comma) and of ``changingJSON``.
-    static let fixedJSONKeys: [[UInt8]] = fixedJSON.enumerated().map { i, f in Array(((i == 0 ? "" : ",") + "\"\(f.name)\":").utf8) }
-    static let changingJSONKeys: [[UInt8]] = changingJSON.map { Array(",\"\($0.name)\":".utf8) }
-
     /// The fields the Redis store keeps outside its stored JSON members, by their Redis names.
     package static let byRedisName: [String: TaskField] = Dictionary(
         uniqueKeysWithValues: all.compactMap { field in field.redis.map { ($0, field) } })

@@ -1,33 +1,34 @@
 /// The task object split as the Redis store keeps it: the members that never change once a task
-/// is queued (written once, by the host that queues it), and those a run changes.
+/// is queued (written once, by the host that queues it) and those a run changes.
 ///
-/// ``TaskRecord/json()`` is the two joined, so a store that keeps the first part as stored text
-/// (the Redis store's `j` field) renders the same object by adding the second, in a script or on
-/// a host, without re-encoding `kwargs`.
+/// The task JSON has its keys in the order of ``TaskField/all`` (DESIGN.md section 5), so the
+/// fixed members come in runs between changing ones: ``TaskRecord/fixedJSONMembers`` is those
+/// runs, separated by a NUL byte (never in JSON text, where control characters are escaped).
+/// ``TaskField/luaRenderer`` renders the whole object from them and the changing fields, exactly
+/// as ``TaskRecord/json()`` does.
 extension TaskRecord {
-    /// The members that never change once the task is queued, as JSON object members without the
-    /// braces: `"id":…,"name":…,"queue":…,"time_queued":…,"delay":…,"timeout":…,"expiry":…,
-    /// "max_retries":…,"from_task":…,"kwargs":…` (`kwargs` last, so ``Members/init(parsing:)``
-    /// takes it as the rest).
+    /// The runs of fixed members of the task JSON, separated by NUL: `"id":…,"name":…` NUL
+    /// `,"queue":…,"kwargs":…` NUL `,"time_queued":…` NUL `,"delay":…,"timeout":…,"expiry":…` NUL
+    /// `,"max_retries":…,"from_task":…`.
     public var fixedJSONMembers: String {
         var out = JSONWriter(capacity: 256 + kwargs.utf8.count)
-        writeFixedMembers(&out)
+        var started = false
+        for (index, field) in TaskField.json.enumerated() where field.part == .fixed {
+            if TaskField.startsRun[index] && started { out.bytes([0]) }
+            out.bytes(TaskField.jsonKeys[index])
+            write(field, &out)
+            started = true
+        }
         return out.finish()
     }
 
-    func writeFixedMembers(_ out: inout JSONWriter) {
-        for (index, field) in TaskField.fixedJSON.enumerated() {
-            out.bytes(TaskField.fixedJSONKeys[index])
-            write(field, &out)
-        }
-    }
-
-    func writeChangingMembers(_ out: inout JSONWriter) {
-        for (index, field) in TaskField.changingJSON.enumerated() {
-            out.bytes(TaskField.changingJSONKeys[index])
+    /// Writes the members of the task JSON in order (without the braces).
+    func writeMembers(_ out: inout JSONWriter) {
+        for (index, field) in TaskField.json.enumerated() {
+            out.bytes(TaskField.jsonKeys[index])
             write(field, &out)
             // The status's name follows its number.
-            if index == 0 {
+            if index == TaskField.statusIndex {
                 out.raw(",\"status_string\":")
                 out.string(status.name)
             }
@@ -44,121 +45,144 @@ extension TaskRecord {
         }
     }
 
-    /// What ``TaskRecord/fixedJSONMembers`` holds, read back.
-    public struct FixedMembers: Sendable, Equatable {
-        public var id: String
-        public var name: String
-        public var queue: String
-        public var timeQueued: Double
-        public var delay: Double?
-        public var timeout: Double?
-        public var expiry: Double?
-        public var maxRetries: Int
-        public var fromTask: String?
-        public var kwargs: String
-
-        /// Reads the text ``TaskRecord/fixedJSONMembers`` wrote.
-        /// - Parameter text: the members.
-        /// - Throws: ``JSONParseError`` when the text is not in that shape.
-        public init(parsing text: String) throws(JSONParseError) {
-            var text = text
-            let parsed = text.withUTF8 { utf8 -> Result<FixedMembers, JSONParseError> in
-                var reader = FixedMembersReader(parser: JSONParser(bytes: utf8))
-                do throws(JSONParseError) {
-                    return .success(try reader.read())
-                } catch {
-                    return .failure(error)
-                }
+    /// A record with the fixed fields read from ``TaskRecord/fixedJSONMembers``, the others at
+    /// their defaults.
+    /// - Parameter text: the fixed members.
+    /// - Throws: ``JSONParseError`` when the text is not in that shape.
+    public init(fixedJSONMembers text: String) throws(JSONParseError) {
+        var text = text
+        let parsed = text.withUTF8 { utf8 -> Result<TaskRecord, JSONParseError> in
+            var reader = FixedMembersReader(parser: JSONParser(bytes: utf8))
+            do throws(JSONParseError) {
+                return .success(try reader.read())
+            } catch {
+                return .failure(error)
             }
-            self = try parsed.get()
         }
-
-        init(
-            id: String, name: String, queue: String, timeQueued: Double, delay: Double?, timeout: Double?,
-            expiry: Double?, maxRetries: Int, fromTask: String?, kwargs: String
-        ) {
-            self.id = id
-            self.name = name
-            self.queue = queue
-            self.timeQueued = timeQueued
-            self.delay = delay
-            self.timeout = timeout
-            self.expiry = expiry
-            self.maxRetries = maxRetries
-            self.fromTask = fromTask
-            self.kwargs = kwargs
-        }
+        self = try parsed.get()
     }
 }
 
-/// Reads the fixed members in the order ``TaskRecord/fixedJSONMembers`` writes them.
+extension TaskField {
+    /// The fields of the task JSON, in its order.
+    package static let json: [TaskField] = all.filter { if case .none = $0.encoding { false } else { true } }
+
+    /// `"name":` of each of ``json`` (with its comma, but for the first).
+    static let jsonKeys: [[UInt8]] = json.enumerated().map { i, f in Array(((i == 0 ? "" : ",") + "\"\(f.name)\":").utf8) }
+
+    /// Whether each of ``json`` is a fixed field that starts a run of fixed fields.
+    static let startsRun: [Bool] = json.indices.map { i in
+        json[i].part == .fixed && (i == 0 || json[i - 1].part != .fixed)
+    }
+
+    static let statusIndex = json.firstIndex { $0.name == "status" }!
+
+    /// A Lua function `render(t)` that writes the task JSON from a task hash read into a table
+    /// by field name (the Redis store's fields): the runs of ``TaskRecord/fixedJSONMembers`` from
+    /// `t.j`, the changing fields from their own fields, in the order of ``json``.
+    package static var luaRenderer: String {
+        var parts = ["'{'"]
+        var run = 0
+        for (index, field) in json.enumerated() {
+            if field.part == .fixed {
+                if startsRun[index] {
+                    run += 1
+                    parts.append("g[\(run)]")
+                }
+                continue
+            }
+            let key = "'\(index == 0 ? "" : ",")\"\(field.name)\":'"
+            let name = field.redis!
+            let value: String
+            switch (field.kind, field.encoding, field.required) {
+            case (.text, .json(let empty), _): value = "jraw(t.\(name), '\(empty)')"
+            case (.text, _, _): value = "jstr(t.\(name))"
+            case (_, _, true): value = "t.\(name)"
+            default: value = "jnum(t.\(name))"
+            }
+            parts.append(key)
+            parts.append(value)
+            if index == statusIndex { parts.append("',\"status_string\":\"' .. NAMES[t.s] .. '\"'") }
+        }
+        parts.append("'}'")
+        return """
+            local function render(t)
+              local g = segments(t.j)
+              return \(parts.joined(separator: " .. "))
+            end
+
+            """
+    }
+}
+
+/// Reads ``TaskRecord/fixedJSONMembers``: the fixed fields in the order of ``TaskField/json``,
+/// each run of them ending at a NUL or at the end; embedded JSON (`kwargs`) is the rest of its run.
 private struct FixedMembersReader {
     var parser: JSONParser
 
-    mutating func key(_ name: StaticString, first: Bool = false) throws(JSONParseError) {
-        var expected: [UInt8] = first ? [] : [UInt8(ascii: ",")]
-        expected.append(UInt8(ascii: "\""))
-        name.withUTF8Buffer { expected.append(contentsOf: $0) }
-        expected += [UInt8(ascii: "\""), UInt8(ascii: ":")]
-        let bytes = parser.bytes
-        guard parser.index + expected.count <= bytes.count,
-            bytes[parser.index..<parser.index + expected.count].elementsEqual(expected)
-        else { throw parser.error("expected the task member \(name)") }
-        parser.index += expected.count
+    mutating func key(_ bytes: [UInt8]) throws(JSONParseError) {
+        let text = parser.bytes
+        guard parser.index + bytes.count <= text.count,
+            text[parser.index..<parser.index + bytes.count].elementsEqual(bytes)
+        else { throw parser.error("expected the task member \(String(decoding: bytes, as: UTF8.self))") }
+        parser.index += bytes.count
     }
 
-    mutating func string() throws(JSONParseError) -> String {
-        guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "\"") else {
-            throw parser.error("expected a string")
-        }
-        return try parser.parseString()
-    }
-
-    mutating func optionalString() throws(JSONParseError) -> String? {
-        if try null() { return nil }
-        return try string()
+    /// The end of the current run: the next NUL, or the end of the text.
+    func runEnd() -> Int {
+        var end = parser.index
+        while end < parser.bytes.count, parser.bytes[end] != 0 { end += 1 }
+        return end
     }
 
     mutating func null() throws(JSONParseError) -> Bool {
-        let bytes = parser.bytes
-        guard parser.index + 4 <= bytes.count, bytes[parser.index] == UInt8(ascii: "n") else { return false }
+        guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "n") else { return false }
         try parser.literal("null")
         return true
     }
 
-    mutating func number() throws(JSONParseError) -> Double? {
-        if try null() { return nil }
-        let start = parser.index
-        let bytes = parser.bytes
-        while parser.index < bytes.count, bytes[parser.index] != UInt8(ascii: ",") { parser.index += 1 }
-        guard let value = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<parser.index]), as: UTF8.self))
-        else { throw parser.error("expected a number") }
-        return value
+    mutating func value(_ field: TaskField) throws(JSONParseError) -> TaskField.Value {
+        if case .json = field.encoding {
+            let end = runEnd()
+            defer { parser.index = end }
+            return .text(String(decoding: UnsafeBufferPointer(rebasing: parser.bytes[parser.index..<end]), as: UTF8.self))
+        }
+        if try null() { return .null }
+        switch field.kind {
+        case .text:
+            guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "\"") else {
+                throw parser.error("expected a string")
+            }
+            return .text(try parser.parseString())
+        case .integer, .flag, .real:
+            let start = parser.index
+            while parser.index < parser.bytes.count, parser.bytes[parser.index] != UInt8(ascii: ","),
+                parser.bytes[parser.index] != 0
+            {
+                parser.index += 1
+            }
+            let text = String(decoding: UnsafeBufferPointer(rebasing: parser.bytes[start..<parser.index]), as: UTF8.self)
+            guard let number = Double(text) else { throw parser.error("expected a number") }
+            return field.kind == .real ? .real(number) : .integer(Int(number))
+        }
     }
 
-    mutating func read() throws(JSONParseError) -> TaskRecord.FixedMembers {
-        try key("id", first: true)
-        let id = try string()
-        try key("name")
-        let name = try string()
-        try key("queue")
-        let queue = try string()
-        try key("time_queued")
-        guard let timeQueued = try number() else { throw parser.error("time_queued is null") }
-        try key("delay")
-        let delay = try number()
-        try key("timeout")
-        let timeout = try number()
-        try key("expiry")
-        let expiry = try number()
-        try key("max_retries")
-        guard let maxRetries = try number() else { throw parser.error("max_retries is null") }
-        try key("from_task")
-        let fromTask = try optionalString()
-        try key("kwargs")
-        let kwargs = String(decoding: UnsafeBufferPointer(rebasing: parser.bytes[parser.index...]), as: UTF8.self)
-        return TaskRecord.FixedMembers(
-            id: id, name: name, queue: queue, timeQueued: timeQueued, delay: delay, timeout: timeout, expiry: expiry,
-            maxRetries: Int(maxRetries), fromTask: fromTask, kwargs: kwargs)
+    mutating func read() throws(JSONParseError) -> TaskRecord {
+        var record = TaskRecord(id: "", name: "", timeQueued: 0)
+        var started = false
+        for (index, field) in TaskField.json.enumerated() where field.part == .fixed {
+            if TaskField.startsRun[index] && started {
+                guard parser.index < parser.bytes.count, parser.bytes[parser.index] == 0 else {
+                    throw parser.error("expected the end of a run of task members")
+                }
+                parser.index += 1
+            }
+            started = true
+            try key(TaskField.jsonKeys[index])
+            field.set(&record, try value(field))
+        }
+        guard parser.index == parser.bytes.count else { throw parser.error("unexpected text after the task members") }
+        record.eta = record.timeQueued + (record.delay ?? 0)
+        return record
     }
 }

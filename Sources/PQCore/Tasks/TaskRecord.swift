@@ -123,8 +123,7 @@ public struct TaskRecord: Sendable, Equatable {
     public func json() -> String {
         var out = JSONWriter(capacity: 512 + kwargs.utf8.count + (result?.utf8.count ?? 0))
         out.raw("{")
-        writeFixedMembers(&out)
-        writeChangingMembers(&out)
+        writeMembers(&out)
         out.raw("}")
         return out.finish()
     }

@@ -80,14 +80,21 @@ enum RedisFunctions {
           return trimmed
         end
         local function jnum(s) if not s then return 'null' end return s end
-        -- The task JSON: the stored fixed members, then the changing ones (TaskRecord.json()).
-        local function render(t)
-          return '{' .. t.j .. ',"status":' .. t.s .. ',"status_string":"' .. NAMES[t.s] .. '","result":'
-            .. jraw(t.x, 'null') .. ',"exception":' .. jstr(t.f) .. ',"time_started":' .. jnum(t.ts)
-            .. ',"time_ended":' .. jnum(t.te) .. ',"retry":' .. t.r .. ',"node":' .. jstr(t.n) .. ',"worker":'
-            .. jstr(t.w) .. ',"plugin":' .. jstr(t.p) .. ',"plugin_version":' .. jstr(t.v) .. '}'
+        -- The runs of fixed members in `j` (TaskRecord.fixedJSONMembers), split at NUL.
+        local function segments(j)
+          local out, start = {}, 1
+          while true do
+            local z = string.find(j, NUL, start, true)
+            if not z then
+              out[#out + 1] = string.sub(j, start)
+              return out
+            end
+            out[#out + 1] = string.sub(j, start, z - 1)
+            start = z + 1
+          end
         end
-        local function publish(kind, json)
+        -- The task JSON, as TaskRecord.json() writes it (made from the field table, TaskField).
+        \#(TaskField.luaRenderer)        local function publish(kind, json)
           redis.call('PUBLISH', CH .. 'task_' .. kind, '{"event":"' .. kind .. '","task":' .. json .. '}')
         end
         local function changed() redis.call('PUBLISH', CH .. 'changed', '') end
@@ -212,7 +219,8 @@ enum RedisFunctions {
           return out
         end
 
-        -- a: P, CH, now, lease end, worker, node, limit, queues (set), jobs (set), result TTL.
+        -- a: P, CH, now, lease end, worker, node, limit, queues (set), jobs (set), result TTL, the
+        -- exception of an expired task.
         -- Returns the claimed tasks' fields as they were before the claim (the host applies it).
         local function claim(keys, a)
           setup(a)
@@ -222,7 +230,7 @@ enum RedisFunctions {
           local queues, i = readset(a, 8)
           local jobs
           jobs, i = readset(a, i)
-          local ttl = a[i]
+          local ttl, expiredText = a[i], a[i + 1]
           local wkeys = waitkeys(queues, jobs)
           local claimed, running, full = {}, {}, {}
           local anyexpired = false
@@ -251,7 +259,7 @@ enum RedisFunctions {
                 if not t or not WAITING[t.s] then
                   redis.call('ZREM', c[3], c[1])
                 elseif t.ex and tonumber(t.ex) < nnow then
-                  update(t, {s=REVOKED, f='expired before it started', te=now}, nil, ttl)
+                  update(t, {s=REVOKED, f=expiredText, te=now}, nil, ttl)
                   expired = expired + 1
                 else
                   local ok, name = true, nil
@@ -425,11 +433,17 @@ enum RedisFunctions {
           return cancel
         end
 
-        -- a: P, CH, mode ('expired' or 'worker'), now, max dead runs, worker, result TTL.
+        -- a: P, CH, mode ('expired' or 'worker'), now, max dead runs, worker, result TTL, then the
+        -- exceptions of TaskEngine.recover (`{worker}` and `{runs}` to fill in): revoked, failed.
         -- Returns the changed tasks' fields.
         local function recover(keys, a)
           setup(a)
           local mode, now, maxdead, who, ttl = a[3], a[4], tonumber(a[5]), a[6], a[7]
+          local function fill(template, w, runs)
+            local text = string.gsub(template, '{worker}', function() return w end)
+            text = string.gsub(text, '{runs}', function() return tostring(runs) end)
+            return text
+          end
           local ids
           if mode == 'expired' then
             ids = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', '(' .. now, 'LIMIT', 0, 10000)
@@ -451,11 +465,9 @@ enum RedisFunctions {
             local w = t.w or '?'
             local dead = tonumber(t.k or '0') + 1
             if t.c == SUCCESS then
-              update(t, {s=REVOKED, f='revoked; its host died while running it (' .. w .. ')', te=now, k=tostring(dead), c='0'},
-                nil, ttl)
+              update(t, {s=REVOKED, f=fill(a[8], w, dead), te=now, k=tostring(dead), c='0'}, nil, ttl)
             elseif dead >= maxdead then
-              update(t, {s=FAILURE, f='run cut short ' .. dead .. ' times by a host that died (last: ' .. w
-                .. '); not retried', te=now, k=tostring(dead), c='0'}, nil, ttl)
+              update(t, {s=FAILURE, f=fill(a[9], w, dead), te=now, k=tostring(dead), c='0'}, nil, ttl)
             else
               local neweta = t.e
               if tonumber(now) < tonumber(t.e) then neweta = now end
@@ -469,14 +481,14 @@ enum RedisFunctions {
           return out
         end
 
-        -- a: P, CH, id, now, result TTL. Returns {'notfound'}, {'cancel'}, {'already', status} or
+        -- a: P, CH, id, now, result TTL, the exception of a revoked task. Returns {'notfound'}, {'cancel'}, {'already', status} or
         -- {'revoked', fields}.
         local function revoke(keys, a)
           setup(a)
           local t = load(a[3])
           if not t then return {'notfound'} end
           if WAITING[t.s] then
-            update(t, {s=REVOKED, f='revoked', te=a[4]}, nil, a[5])
+            update(t, {s=REVOKED, f=a[6], te=a[4]}, nil, a[5])
             changed()
             return {'revoked', flatten(t)}
           elseif t.s == STARTED then

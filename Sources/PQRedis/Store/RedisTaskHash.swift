@@ -85,16 +85,13 @@ enum RedisTaskHash {
         guard let fixed, hasStatus else {
             throw RedisError(.unexpectedReply, "a task hash in Redis lacks its fields j or s (\(items.count / 2) fields)")
         }
-        let members: TaskRecord.FixedMembers
+        var record: TaskRecord
         do {
-            members = try TaskRecord.FixedMembers(parsing: fixed)
+            record = try TaskRecord(fixedJSONMembers: fixed)
         } catch {
             throw RedisError(.unexpectedReply, "a task hash in Redis holds unreadable fixed members (\(error))")
         }
-        var record = TaskRecord(
-            id: members.id, name: members.name, queue: members.queue, kwargs: members.kwargs,
-            timeQueued: members.timeQueued, delay: members.delay, timeout: members.timeout, expiry: members.expiry,
-            maxRetries: members.maxRetries, fromTask: members.fromTask, canOverlap: overlaps)
+        record.canOverlap = overlaps
         for (field, text) in others {
             let value: TaskField.Value =
                 switch field.kind {

@@ -200,7 +200,7 @@ public final class RedisTaskStore: TaskStore {
                 .string(RedisTaskHash.text(request.now)),
                 .string(RedisTaskHash.text(request.now + request.leaseSeconds)),
                 .string(request.worker), .string(request.node), .string(String(request.limit)),
-            ] + Self.set(request.queues) + Self.set(request.jobs) + [ttl]
+            ] + Self.set(request.queues) + Self.set(request.jobs) + [ttl, .string(TaskEngine.expiredMessage)]
         let reply = try await call(RedisFunctions.claim, arguments)
         // The fields as they were before the claim; the claim itself is applied here, as the
         // function applied it (the same texts of now and of the lease end).
@@ -404,7 +404,11 @@ public final class RedisTaskStore: TaskStore {
     private func recover(mode: String, worker: String, now: Double, maxDeadRuns: Int) async throws -> [TaskRecord] {
         let reply = try await call(
             RedisFunctions.recover,
-            [.string(mode), .string(RedisTaskHash.text(now)), .string(String(maxDeadRuns)), .string(worker), ttl])
+            [
+                .string(mode), .string(RedisTaskHash.text(now)), .string(String(maxDeadRuns)), .string(worker), ttl,
+                .string(TaskEngine.revokedAfterHostDied(worker: "{worker}")),
+                .string(TaskEngine.failedAfterHostsDied(runs: "{runs}", worker: "{worker}")),
+            ])
         let records = try (reply.array ?? []).map(RedisTaskHash.record)
         if !records.isEmpty { wrote() }
         return records
@@ -498,7 +502,8 @@ public final class RedisTaskStore: TaskStore {
 
     /// See ``TaskStore/revoke(id:now:)``.
     public func revoke(id: String, now: Double) async throws -> RevokeOutcome {
-        let reply = try await call(RedisFunctions.revoke, [.string(id), .string(RedisTaskHash.text(now)), ttl])
+        let reply = try await call(
+            RedisFunctions.revoke, [.string(id), .string(RedisTaskHash.text(now)), ttl, .string(TaskEngine.revokedMessage)])
         let items = try reply.array ?? []
         guard let first = try items.first?.string else {
             throw TaskStoreError(.database, "Redis: unexpected reply to a revoke: \(reply)")

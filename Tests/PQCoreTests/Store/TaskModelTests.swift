@@ -91,6 +91,27 @@ struct TaskModelTests {
         #expect(text.hasPrefix(#"{"id":"0123456789abcdef0123456789abcdef","name":"add","status":1,"#))
     }
 
+    /// The fixed members the Redis store keeps read back to the same fields, and the task JSON is
+    /// those runs with the changing members between them, in the designed key order.
+    @Test func fixedJSONMembersRoundTrip() throws {
+        let record = TaskRecord(
+            id: "id-\"quoted\"", name: "add", status: .retry, queue: "q\\slow", kwargs: #"{"a": [1, {"b": "x\u0000y,\"z"}], "é": null}"#,
+            exception: "boom", timeQueued: 1_700_000_000.125, delay: 2.5, timeout: 10, expiry: 1_800_000_000,
+            retry: 2, maxRetries: 5, fromTask: "parent\n1")
+        let members = record.fixedJSONMembers
+        #expect(members.split(separator: "\u{0}", omittingEmptySubsequences: false).count == 5)
+        let back = try TaskRecord(fixedJSONMembers: members)
+        #expect(back.id == record.id && back.name == record.name && back.queue == record.queue)
+        #expect(back.kwargs == record.kwargs)
+        #expect(back.timeQueued == record.timeQueued && back.delay == 2.5 && back.timeout == 10 && back.expiry == 1_800_000_000)
+        #expect(back.maxRetries == 5 && back.fromTask == "parent\n1")
+        #expect(back.eta == record.timeQueued + 2.5)
+        #expect(throws: JSONParseError.self) { _ = try TaskRecord(fixedJSONMembers: "\"id\":\"x\"") }
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(record.json().utf8)) as? [String: Any])
+        #expect(object["queue"] as? String == "q\\slow")
+        #expect(object["status_string"] as? String == "RETRY")
+    }
+
     @Test func jsonEscapesStrings() throws {
         var record = TaskRecord(id: TaskID.make(), name: "a", timeQueued: 1)
         record.exception = "line1\nline2\t\"quoted\" \\ \u{1} é"
