@@ -88,100 +88,74 @@ extension TaskField.Value {
 }
 
 extension TaskField {
-    private static func text(
-        _ name: String, _ redis: String?, required: Bool = false, _ part: Part, encoding: Encoding = .plain,
-        _ key: any WritableKeyPath<TaskRecord, String> & Sendable
+    private static func field(
+        _ name: String, _ redis: String?, _ kind: Kind, required: Bool = false, _ part: Part, encoding: Encoding = .plain,
+        get: @escaping @Sendable (TaskRecord) -> Value, set: @escaping @Sendable (inout TaskRecord, Value) -> Void
     ) -> TaskField {
-        TaskField(
-            name: name, redis: redis, kind: .text, required: required, part: part, encoding: encoding,
-            get: { .text($0[keyPath: key]) }, set: { r, v in if let s = v.text { r[keyPath: key] = s } })
+        TaskField(name: name, redis: redis, kind: kind, required: required, part: part, encoding: encoding, get: get, set: set)
     }
 
-    private static func optionalText(
-        _ name: String, _ redis: String?, _ part: Part, encoding: Encoding = .plain,
-        _ key: any WritableKeyPath<TaskRecord, String?> & Sendable
-    ) -> TaskField {
-        TaskField(
-            name: name, redis: redis, kind: .text, required: false, part: part, encoding: encoding,
-            get: { Value($0[keyPath: key]) }, set: { r, v in r[keyPath: key] = v.text })
-    }
-
-    private static func real(
-        _ name: String, _ redis: String?, _ part: Part, encoding: Encoding = .plain,
-        _ key: any WritableKeyPath<TaskRecord, Double?> & Sendable
-    ) -> TaskField {
-        TaskField(
-            name: name, redis: redis, kind: .real, required: false, part: part, encoding: encoding,
-            get: { Value($0[keyPath: key]) }, set: { r, v in r[keyPath: key] = v.real })
-    }
-
-    private static func requiredReal(
-        _ name: String, _ redis: String?, _ part: Part, encoding: Encoding = .plain,
-        _ key: any WritableKeyPath<TaskRecord, Double> & Sendable
-    ) -> TaskField {
-        TaskField(
-            name: name, redis: redis, kind: .real, required: true, part: part, encoding: encoding,
-            get: { .real($0[keyPath: key]) }, set: { r, v in if let d = v.real { r[keyPath: key] = d } })
-    }
-
-    private static func integer(
-        _ name: String, _ redis: String?, _ part: Part, encoding: Encoding = .plain,
-        _ key: any WritableKeyPath<TaskRecord, Int> & Sendable
-    ) -> TaskField {
-        TaskField(
-            name: name, redis: redis, kind: .integer, required: true, part: part, encoding: encoding,
-            get: { .integer($0[keyPath: key]) }, set: { r, v in r[keyPath: key] = v.integer ?? 0 })
-    }
-
-    private static func flag(
-        _ name: String, _ redis: String?, _ part: Part, _ key: any WritableKeyPath<TaskRecord, Bool> & Sendable
-    ) -> TaskField {
-        TaskField(
-            name: name, redis: redis, kind: .flag, required: true, part: part, encoding: .none,
-            get: { Value($0[keyPath: key]) }, set: { r, v in r[keyPath: key] = v.flag })
-    }
-
-    /// Every stored field, in the order of the SQLite columns.
+    /// Every stored field, in the order of the SQLite columns and of the task JSON (DESIGN.md
+    /// section 5). Plain closures, not key paths: a key path is projected through the runtime.
     package static let all: [TaskField] = [
-        text("id", nil, required: true, .fixed, \.id),
-        text("name", nil, required: true, .fixed, \.name),
-        TaskField(
-            name: "status", redis: "s", kind: .integer, required: true, part: .changing, encoding: .plain,
-            get: { .integer($0.status.rawValue) },
-            set: { r, v in r.status = v.integer.flatMap(TaskStatus.init(rawValue:)) ?? .queued }),
-        text("queue", nil, required: true, .fixed, \.queue),
-        text("kwargs", nil, required: true, .fixed, encoding: .json(empty: "{}"), \.kwargs),
-        optionalText("result", "x", .changing, encoding: .json(empty: "null"), \.result),
-        optionalText("exception", "f", .changing, \.exception),
-        requiredReal("time_queued", nil, .fixed, \.timeQueued),
-        real("time_started", "ts", .changing, \.timeStarted),
-        real("time_ended", "te", .changing, \.timeEnded),
-        real("delay", nil, .fixed, \.delay),
-        real("timeout", nil, .fixed, \.timeout),
+        field("id", nil, .text, required: true, .fixed, get: { .text($0.id) }, set: { $0.id = $1.text ?? "" }),
+        field("name", nil, .text, required: true, .fixed, get: { .text($0.name) }, set: { $0.name = $1.text ?? "" }),
+        field(
+            "status", "s", .integer, required: true, .changing, get: { .integer($0.status.rawValue) },
+            set: { $0.status = $1.integer.flatMap(TaskStatus.init(rawValue:)) ?? .queued }),
+        field("queue", nil, .text, required: true, .fixed, get: { .text($0.queue) }, set: { $0.queue = $1.text ?? "default" }),
+        field(
+            "kwargs", nil, .text, required: true, .fixed, encoding: .json(empty: "{}"), get: { .text($0.kwargs) },
+            set: { $0.kwargs = $1.text ?? "{}" }),
+        field(
+            "result", "x", .text, .changing, encoding: .json(empty: "null"), get: { Value($0.result) },
+            set: { $0.result = $1.text }),
+        field("exception", "f", .text, .changing, get: { Value($0.exception) }, set: { $0.exception = $1.text }),
+        field(
+            "time_queued", nil, .real, required: true, .fixed, get: { .real($0.timeQueued) },
+            set: { $0.timeQueued = $1.real ?? 0 }),
+        field("time_started", "ts", .real, .changing, get: { Value($0.timeStarted) }, set: { $0.timeStarted = $1.real }),
+        field("time_ended", "te", .real, .changing, get: { Value($0.timeEnded) }, set: { $0.timeEnded = $1.real }),
+        field("delay", nil, .real, .fixed, get: { Value($0.delay) }, set: { $0.delay = $1.real }),
+        field("timeout", nil, .real, .fixed, get: { Value($0.timeout) }, set: { $0.timeout = $1.real }),
         // Also a Redis field of its own: the claim function reads it without parsing the JSON.
-        real("expiry", "ex", .fixed, \.expiry),
-        integer("retry", "r", .changing, \.retry),
-        integer("max_retries", nil, .fixed, \.maxRetries),
-        optionalText("from_task", nil, .fixed, \.fromTask),
-        optionalText("node", "n", .changing, \.node),
-        optionalText("worker", "w", .changing, \.worker),
-        optionalText("plugin", "p", .changing, \.plugin),
-        optionalText("plugin_version", "v", .changing, \.pluginVersion),
-        requiredReal("eta", "e", .changing, encoding: .none, \.eta),
-        TaskField(
-            name: "retry_delay", redis: "rd", kind: .real, required: true, part: .fixed, encoding: .none,
-            get: { .real($0.retryDelay) }, set: { r, v in r.retryDelay = v.real ?? 0 }),
-        flag("retry_backoff", "rb", .fixed, \.retryBackoff),
-        flag("retry_jitter", "rj", .fixed, \.retryJitter),
-        TaskField(
-            name: "max_concurrency", redis: "mc", kind: .integer, required: false, part: .fixed, encoding: .none,
-            get: { Value($0.maxConcurrency) }, set: { r, v in r.maxConcurrency = v.integer }),
-        flag("can_overlap", nil, .fixed, \.canOverlap),
-        real("lease_expires", "l", .changing, encoding: .none, \.leaseExpires),
-        TaskField(
-            name: "dead_runs", redis: "k", kind: .integer, required: true, part: .changing, encoding: .none,
-            get: { .integer($0.deadRuns) }, set: { r, v in r.deadRuns = v.integer ?? 0 }),
-        flag("cancel_requested", "c", .changing, \.cancelRequested),
+        field("expiry", "ex", .real, .fixed, get: { Value($0.expiry) }, set: { $0.expiry = $1.real }),
+        field("retry", "r", .integer, required: true, .changing, get: { .integer($0.retry) }, set: { $0.retry = $1.integer ?? 0 }),
+        field(
+            "max_retries", nil, .integer, required: true, .fixed, get: { .integer($0.maxRetries) },
+            set: { $0.maxRetries = $1.integer ?? 0 }),
+        field("from_task", nil, .text, .fixed, get: { Value($0.fromTask) }, set: { $0.fromTask = $1.text }),
+        field("node", "n", .text, .changing, get: { Value($0.node) }, set: { $0.node = $1.text }),
+        field("worker", "w", .text, .changing, get: { Value($0.worker) }, set: { $0.worker = $1.text }),
+        field("plugin", "p", .text, .changing, get: { Value($0.plugin) }, set: { $0.plugin = $1.text }),
+        field("plugin_version", "v", .text, .changing, get: { Value($0.pluginVersion) }, set: { $0.pluginVersion = $1.text }),
+        field(
+            "eta", "e", .real, required: true, .changing, encoding: .none, get: { .real($0.eta) },
+            set: { $0.eta = $1.real ?? $0.timeQueued }),
+        field(
+            "retry_delay", "rd", .real, required: true, .fixed, encoding: .none, get: { .real($0.retryDelay) },
+            set: { $0.retryDelay = $1.real ?? 0 }),
+        field(
+            "retry_backoff", "rb", .flag, required: true, .fixed, encoding: .none, get: { Value($0.retryBackoff) },
+            set: { $0.retryBackoff = $1.flag }),
+        field(
+            "retry_jitter", "rj", .flag, required: true, .fixed, encoding: .none, get: { Value($0.retryJitter) },
+            set: { $0.retryJitter = $1.flag }),
+        field(
+            "max_concurrency", "mc", .integer, .fixed, encoding: .none, get: { Value($0.maxConcurrency) },
+            set: { $0.maxConcurrency = $1.integer }),
+        field(
+            "can_overlap", nil, .flag, required: true, .fixed, encoding: .none, get: { Value($0.canOverlap) },
+            set: { $0.canOverlap = $1.flag }),
+        field(
+            "lease_expires", "l", .real, .changing, encoding: .none, get: { Value($0.leaseExpires) },
+            set: { $0.leaseExpires = $1.real }),
+        field(
+            "dead_runs", "k", .integer, required: true, .changing, encoding: .none, get: { .integer($0.deadRuns) },
+            set: { $0.deadRuns = $1.integer ?? 0 }),
+        field(
+            "cancel_requested", "c", .flag, required: true, .changing, encoding: .none, get: { Value($0.cancelRequested) },
+            set: { $0.cancelRequested = $1.flag }),
     ]
 
     /// The field named `name`.
