@@ -14,16 +14,19 @@ import PQCore
 ///   that never change (``PQCore/TaskRecord/fixedJSONMembers``, written by the host that queues
 ///   it), and the few fields a run changes. A finished task's hash expires after the result TTL.
 /// - `w:<queue>\0<job>`: the waiting (QUEUED, RETRY) tasks of one queue and job by eta; members
-///   are the task's 12-digit order and its id, so equal etas keep queue order. `waitkeys` is the
+///   are the task's order (``RedisTaskHash/order(time:index:)``) and its id, so equal etas keep
+///   queue order. `waitkeys` is the
 ///   set of those `<queue>\0<job>` names.
 /// - `leases`: running tasks by lease end. `run:<job>` the same for a job with
 ///   `max_concurrency` only; `ov:<job>\0<kwargs>` the active task of a `can_overlap = false` job
 ///   only; `retrying`: RETRY tasks by eta (for `pq queues`).
-/// - `order`: the last order given. No event history: events are pub/sub messages only.
+/// - `order`: a counter of queued tasks (a cheap sign of change for hosts that lost their
+///   subscription). No event history: events are pub/sub messages only.
 enum RedisFunctions {
     static let body = #"""
         local P, CH = '', ''
         local NUL = '\0'
+        local ORDERLEN = \#(RedisTaskHash.orderLength)
         -- Status numbers and names, from TaskStatus.
         local SUCCESS, FAILURE, REVOKED = '\#(TaskStatus.success.rawValue)', '\#(TaskStatus.failure.rawValue)', '\#(TaskStatus.revoked.rawValue)'
         local RETRY, STARTED, QUEUED = '\#(TaskStatus.retry.rawValue)', '\#(TaskStatus.started.rawValue)', '\#(TaskStatus.queued.rawValue)'
@@ -159,28 +162,31 @@ enum RedisFunctions {
           return keys
         end
 
+        -- The tasks whose id was given or whose job may not overlap (the host queues the others
+        -- with plain commands in MULTI/EXEC: RedisTaskStore.enqueue).
         -- a: P, CH, n, then per task: id, check ('1': the id was given, look for a task holding it),
-        -- eta, wait name, overlap name ('' unless can_overlap = false), fixed members, retry, m,
-        -- then m more field-value pairs. Returns per task 0 (queued) or the twin's fields.
+        -- eta, wait name, overlap name ('' unless can_overlap = false), fixed members, retry, order
+        -- (the host's: RedisTaskStore.order), m, then m more field-value pairs. Returns per task 0
+        -- (queued) or the twin's fields.
         local function enqueue(keys, a)
           setup(a)
           local n = tonumber(a[3])
           local i = 4
           local tasks, seen = {}, {}
           for x = 1, n do
-            local t = {id = a[i], e = a[i + 2], wk = a[i + 3], ov = a[i + 4], j = a[i + 5], r = a[i + 6], s = QUEUED}
-            local m = tonumber(a[i + 7])
-            t.first = i + 8; t.m = m
-            if a[i + 1] == SUCCESS then
+            local t = {id = a[i], e = a[i + 2], wk = a[i + 3], ov = a[i + 4], j = a[i + 5], r = a[i + 6], s = QUEUED, o = a[i + 7]}
+            local m = tonumber(a[i + 8])
+            t.first = i + 9; t.m = m
+            if a[i + 1] == '1' then
               if seen[t.id] or redis.call('EXISTS', tkey(t.id)) == 1 then
                 return redis.error_reply('PQDUPLICATE ' .. t.id)
               end
               seen[t.id] = true
             end
-            i = i + 8 + 2 * m
+            i = i + 9 + 2 * m
             tasks[x] = t
           end
-          local order = redis.call('INCRBY', P .. 'order', n) - n
+          redis.call('INCRBY', P .. 'order', n)
           local out, adds = {}, {}
           for x, t in ipairs(tasks) do
             local twin, okey = nil, nil
@@ -195,8 +201,7 @@ enum RedisFunctions {
             if twin then
               out[x] = flatten(twin)
             else
-              order = order + 1
-              local o = string.format('%012d', order)
+              local o = t.o
               local fields = {'j', t.j, 's', QUEUED, 'e', t.e, 'o', o, 'wk', t.wk, 'r', t.r}
               if okey then
                 redis.call('SET', okey, t.id)
@@ -254,7 +259,7 @@ enum RedisFunctions {
             for _, c in ipairs(cands) do
               if #claimed >= limit then break end
               if not full[c[3]] then
-                local id = string.sub(c[1], 13)
+                local id = string.sub(c[1], ORDERLEN + 1)
                 local t, flat = load(id)
                 if not t or not WAITING[t.s] then
                   redis.call('ZREM', c[3], c[1])
@@ -423,7 +428,7 @@ enum RedisFunctions {
                 if not r then r = {}; runs[name] = r end
                 r[#r + 1] = lease; r[#r + 1] = id
               end
-              if f[3] == SUCCESS then cancel[#cancel + 1] = id end
+              if f[3] == '1' then cancel[#cancel + 1] = id end
             else
               cancel[#cancel + 1] = id
             end
@@ -464,7 +469,7 @@ enum RedisFunctions {
           for _, t in ipairs(victims) do
             local w = t.w or '?'
             local dead = tonumber(t.k or '0') + 1
-            if t.c == SUCCESS then
+            if t.c == '1' then
               update(t, {s=REVOKED, f=fill(a[8], w, dead), te=now, k=tostring(dead), c='0'}, nil, ttl)
             elseif dead >= maxdead then
               update(t, {s=FAILURE, f=fill(a[9], w, dead), te=now, k=tostring(dead), c='0'}, nil, ttl)

@@ -45,6 +45,19 @@ enum RedisTaskHash {
     private static let fixedCode = code(Array("j".utf8)[...])
     private static let overlapCode = code(Array("ov".utf8)[...])
 
+    /// The length of an order: 16 digits of microseconds and 6 of position in its batch.
+    static let orderLength = 22
+
+    /// A task's order: the time it was queued in microseconds, then its position in its batch,
+    /// fixed-width, so that text order is queue order (ties between hosts queueing in the same
+    /// microsecond fall to the ids).
+    static func order(time: Double, index: Int) -> String {
+        let micros = String(Int64((time * 1_000_000).rounded()))
+        let position = String(index % 1_000_000)
+        return String(repeating: "0", count: max(0, 16 - micros.utf8.count)) + micros
+            + String(repeating: "0", count: 6 - position.utf8.count) + position
+    }
+
     /// `queue\0job`: the name of a task's wait set.
     static func waitName(_ record: TaskRecord) -> String { record.queue + "\u{0}" + record.name }
 
