@@ -241,28 +241,37 @@ enum RedisFunctions {
           local anyexpired = false
           local unwaited, leased, runs, unretry = {}, {}, {}, {}
           for pass = 1, 8 do
-            local cands = {}
-            for _, k in ipairs(wkeys) do
-              if not full[k] then
+            -- Candidates in parallel lists (members, wait keys; scores only to merge several
+            -- wait sets in eta order), so that no table is made per candidate.
+            local cm, ck = {}, {}
+            local open = {}
+            for _, k in ipairs(wkeys) do if not full[k] then open[#open + 1] = k end end
+            if #open == 1 then
+              local k = open[1]
+              local r = redis.call('ZRANGEBYSCORE', k, '-inf', now, 'LIMIT', 0, limit - #claimed)
+              for x = 1, #r do cm[x] = r[x]; ck[x] = k end
+            elseif #open > 1 then
+              local cands = {}
+              for _, k in ipairs(open) do
                 local r = redis.call('ZRANGEBYSCORE', k, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit - #claimed)
                 for x = 1, #r, 2 do cands[#cands + 1] = {r[x], tonumber(r[x + 1]), k} end
               end
-            end
-            if #cands == 0 then break end
-            if #wkeys > 1 then
               table.sort(cands, function(p, q)
                 if p[2] ~= q[2] then return p[2] < q[2] end
                 return p[1] < q[1]
               end)
+              for x, c in ipairs(cands) do cm[x] = c[1]; ck[x] = c[3] end
             end
+            if #cm == 0 then break end
             local expired = 0
-            for _, c in ipairs(cands) do
+            for x = 1, #cm do
               if #claimed >= limit then break end
-              if not full[c[3]] then
-                local id = string.sub(c[1], ORDERLEN + 1)
+              local member, wk = cm[x], ck[x]
+              if not full[wk] then
+                local id = string.sub(member, ORDERLEN + 1)
                 local t, flat = load(id)
                 if not t or not WAITING[t.s] then
-                  redis.call('ZREM', c[3], c[1])
+                  redis.call('ZREM', wk, member)
                 elseif t.ex and tonumber(t.ex) < nnow then
                   update(t, {s=REVOKED, f=expiredText, te=now}, nil, ttl)
                   expired = expired + 1
@@ -274,7 +283,7 @@ enum RedisFunctions {
                     if count == nil then count = redis.call('ZCOUNT', P .. 'run:' .. name, now, '+inf') end
                     if count >= tonumber(t.mc) then
                       ok = false
-                      full[c[3]] = true
+                      full[wk] = true
                     else
                       running[name] = count + 1
                     end
@@ -295,9 +304,9 @@ enum RedisFunctions {
                       t.te = nil
                       redis.call('HDEL', key, 'te')
                     end
-                    local gone = unwaited[c[3]]
-                    if not gone then gone = {}; unwaited[c[3]] = gone end
-                    gone[#gone + 1] = c[1]
+                    local gone = unwaited[wk]
+                    if not gone then gone = {}; unwaited[wk] = gone end
+                    gone[#gone + 1] = member
                     leased[#leased + 1] = lease; leased[#leased + 1] = id
                     if name then
                       local jr = runs[name]
