@@ -15,7 +15,6 @@ struct PendingReplies<Promise> {
     struct Entry {
         var promise: Promise
         var expected: Int
-        var received: [RESPValue]
         var deadline: NIODeadline
     }
 
@@ -30,6 +29,10 @@ struct PendingReplies<Promise> {
 
     private(set) var entries = CircularBuffer<Entry>()
     private(set) var closed = false
+    /// The replies received so far for the oldest request. Kept out of `entries`: appending
+    /// through `CircularBuffer`'s subscript (get, then set) copied the array on every reply,
+    /// which made a pipeline of n commands cost n² copies.
+    private var received: [RESPValue] = []
 
     var isEmpty: Bool { entries.isEmpty }
     var firstDeadline: NIODeadline? { entries.first?.deadline }
@@ -37,17 +40,18 @@ struct PendingReplies<Promise> {
     /// Adds a request; `false` when the connection is closed already.
     mutating func append(_ promise: Promise, expected: Int, deadline: NIODeadline) -> Bool {
         guard !closed else { return false }
-        entries.append(Entry(promise: promise, expected: expected, received: [], deadline: deadline))
+        entries.append(Entry(promise: promise, expected: expected, deadline: deadline))
         return true
     }
 
     mutating func receive(_ value: RESPValue) -> ReceiveAction {
-        guard !entries.isEmpty else { return .unexpected }
-        entries[entries.startIndex].received.append(value)
-        let head = entries[entries.startIndex]
-        guard head.received.count >= head.expected else { return .wait }
+        guard let head = entries.first else { return .unexpected }
+        if received.isEmpty { received.reserveCapacity(head.expected) }
+        received.append(value)
+        guard received.count >= head.expected else { return .wait }
         _ = entries.removeFirst()
-        return .complete(head.promise, head.received)
+        defer { received = [] }
+        return .complete(head.promise, received)
     }
 
     /// Whether the oldest request is past its deadline.
@@ -59,6 +63,7 @@ struct PendingReplies<Promise> {
     /// Closes: every waiting request is returned to be failed, later appends are refused.
     mutating func close() -> [Promise] {
         closed = true
+        received = []
         defer { entries.removeAll() }
         return entries.map(\.promise)
     }

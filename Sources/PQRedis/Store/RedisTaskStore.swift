@@ -471,18 +471,34 @@ public final class RedisTaskStore: TaskStore {
         try await tasks(ids: [id])[id]
     }
 
-    /// See ``TaskStore/tasks(ids:)``: pipelines of 1,000 reads, one round trip each.
+    /// See ``TaskStore/tasks(ids:)``: pipelines of 1,000 reads, two at a time (one is decoded
+    /// while the server answers the other).
     public func tasks(ids: [String]) async throws -> [String: TaskRecord] {
         guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
+        let chunks = stride(from: 0, to: ids.count, by: 1_000).map { Array(ids[$0..<min(ids.count, $0 + 1_000)]) }
         var found: [String: TaskRecord] = [:]
         found.reserveCapacity(ids.count)
-        var start = 0
-        while start < ids.count {
-            let chunk = ids[start..<min(ids.count, start + 1_000)]
-            start = chunk.endIndex
-            for (id, reply) in zip(chunk, try await pipeline(chunk.map { ["HGETALL", key("t:" + $0)] })) {
-                guard let items = try reply.array, !items.isEmpty else { continue }
-                found[id] = try RedisTaskHash.record(reply)
+        try await withThrowingTaskGroup(of: [(String, TaskRecord)].self) { group in
+            var next = 0
+            func start() {
+                guard next < chunks.count else { return }
+                let chunk = chunks[next]
+                next += 1
+                group.addTask { [self] in
+                    var out: [(String, TaskRecord)] = []
+                    out.reserveCapacity(chunk.count)
+                    for (id, reply) in zip(chunk, try await pipeline(chunk.map { ["HGETALL", key("t:" + $0)] })) {
+                        guard let items = try reply.array, !items.isEmpty else { continue }
+                        out.append((id, try RedisTaskHash.record(reply)))
+                    }
+                    return out
+                }
+            }
+            start()
+            start()
+            while let batch = try await group.next() {
+                for (id, record) in batch { found[id] = record }
+                start()
             }
         }
         return found
