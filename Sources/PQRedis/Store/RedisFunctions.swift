@@ -207,7 +207,10 @@ enum RedisFunctions {
                 redis.call('SET', okey, t.id)
                 fields[#fields + 1] = 'ov'; fields[#fields + 1] = t.ov
               end
-              for y = t.first, t.first + 2 * t.m - 1 do fields[#fields + 1] = a[y] end
+              for y = t.first, t.first + 2 * t.m - 2, 2 do
+                fields[#fields + 1] = a[y]; fields[#fields + 1] = a[y + 1]
+                t[a[y]] = a[y + 1]  -- the queued event shows them too (plugin, version)
+              end
               redis.call('HSET', tkey(t.id), unpack(fields))
               local list = adds[t.wk]
               if not list then list = {}; adds[t.wk] = list end
