@@ -201,38 +201,6 @@ public final class RedisClient: Sendable {
         return try await connection.send(commands)
     }
 
-    /// Runs a Lua script by SHA, loading it first if it was not yet, and again when the server
-    /// answers NOSCRIPT (it was restarted or flushed).
-    /// - Parameters:
-    ///   - script: the script.
-    ///   - arguments: its ARGV (it takes no KEYS).
-    /// - Returns: the script's reply; an error reply is thrown.
-    public func evalScript(_ script: RedisScript, arguments: [RESPArgument]) async throws -> RESPValue {
-        for attempt in 0..<2 {
-            let sha: String
-            if let known = script.sha.withLock({ $0 }) {
-                sha = known
-            } else {
-                guard let loaded = try await send(["SCRIPT", "LOAD", .string(script.source)]).string else {
-                    throw RedisError(.unexpectedReply, "SCRIPT LOAD returned nothing")
-                }
-                script.sha.withLock { $0 = loaded }
-                sha = loaded
-            }
-            var command: [RESPArgument] = ["EVALSHA", .string(sha), "0"]
-            command.reserveCapacity(3 + arguments.count)
-            command.append(contentsOf: arguments)
-            let reply = try await send(command)
-            if case .error(let buffer) = reply, attempt == 0, buffer.readableBytesView.starts(with: "NOSCRIPT".utf8) {
-                script.sha.withLock { $0 = nil }
-                continue
-            }
-            try reply.check()
-            return reply
-        }
-        throw RedisError(.server, "NOSCRIPT after SCRIPT LOAD")
-    }
-
     /// Calls a Redis function (`FCALL`), loading its library first if this client did not yet,
     /// and again when the server answers that the function is unknown (it was restarted or
     /// flushed).
@@ -362,16 +330,4 @@ public final class RedisFunctionLibrary: Sendable {
     /// - Parameter name: the short name.
     /// - Returns: the name to call.
     public func function(_ name: String) -> String { self.name + "_" + name }
-}
-
-/// A Lua script, run by SHA: the SHA is learnt with SCRIPT LOAD on first use and kept here, so a
-/// call neither sends nor hashes the script's text.
-public final class RedisScript: Sendable {
-    /// The Lua source.
-    public let source: String
-    let sha = Mutex<String?>(nil)
-
-    /// Creates a script.
-    /// - Parameter source: the Lua source.
-    public init(_ source: String) { self.source = source }
 }

@@ -158,16 +158,6 @@ extension TaskField {
             set: { $0.cancelRequested = $1.flag }),
     ]
 
-    /// The field named `name`.
-    package static func named(_ name: String) -> TaskField {
-        guard let field = all.first(where: { $0.name == name }) else { preconditionFailure("no task field \(name)") }
-        return field
-    }
-
-    /// The fields the Redis store keeps outside its stored JSON members, by their Redis names.
-    package static let byRedisName: [String: TaskField] = Dictionary(
-        uniqueKeysWithValues: all.compactMap { field in field.redis.map { ($0, field) } })
-
     /// A new record with every field read through `value` (absent: `.null`).
     package static func record(_ value: (TaskField, Int) -> Value) -> TaskRecord {
         var record = TaskRecord(id: "", name: "", timeQueued: 0)

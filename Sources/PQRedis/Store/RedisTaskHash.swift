@@ -8,9 +8,6 @@ import PQCore
 /// `Double`), so records round-trip exactly and the functions copy times without reformatting.
 /// Absent optional values are absent fields.
 enum RedisTaskHash {
-    /// The members of the task JSON that never change (``PQCore/TaskRecord/fixedJSONMembers``).
-    static let fixed = "j"
-
     /// The fields a new task is stored with besides `j`, `s`, `e`, `o`, `wk`, `ov` and `r` (which the
     /// enqueue function writes from its own arguments): the fields of ``PQCore/TaskField/all``
     /// with a Redis name that have a value other than none, zero or false.
