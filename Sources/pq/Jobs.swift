@@ -75,18 +75,7 @@ enum JobListing {
         return .object(pairs)
     }
 
-    static func object(_ job: JobInfo) -> JSONValue {
-        var pairs: [(String, JSONValue)] = [
-            ("name", .string(job.name)),
-            ("type", .string(job.periodic ? "periodic" : "regular")),
-            ("plugin", .string(job.plugin)),
-            ("plugin_version", .string(job.pluginVersion)),
-            ("doc", .string(job.doc ?? "")),
-        ]
-        if let signature = job.signature { pairs.append(("signature", .string(signature))) }
-        if let options = job.options, let value = try? JSONValue.parse(options) { pairs.append(("options", value)) }
-        return .object(pairs)
-    }
+    static func object(_ job: JobInfo) -> JSONValue { job.listingJSON }
 
     static func json(_ jobs: [JobDefinition]) -> String {
         JSONValue.array(jobs.map(object)).jsonText

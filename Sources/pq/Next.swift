@@ -36,16 +36,9 @@ extension PQ {
                     jobs = published.filter(\.periodic).compactMap { job in job.jobOptions.schedule.map { (job.name, $0) } }
                 }
                 let now = TaskClock.now()
-                let rows = jobs.map { job in (job.name, job.schedule, job.schedule.nextRun(after: now)) }
+                let rows = ScheduleListing.rows(jobs, now: now)
                 if json {
-                    let array = rows.map { name, schedule, next -> JSONValue in
-                        .object([
-                            ("name", .string(name)), ("schedule", .string(schedule.description)),
-                            ("next_run", next.map(Self.number) ?? .null),
-                            ("in_seconds", next.map { .double((($0 - now) * 1000).rounded() / 1000) } ?? .null),
-                        ])
-                    }
-                    emit(JSONValue.array(array).jsonText)
+                    emit(ScheduleListing.json(rows, now: now).jsonText)
                     return
                 }
                 if rows.isEmpty {
@@ -55,18 +48,13 @@ extension PQ {
                 emit(
                     renderTable(
                         ["NAME", "SCHEDULE", "NEXT RUN (UTC)", "IN"],
-                        rows.map { name, schedule, next in
+                        rows.map { row in
                             [
-                                name, schedule.description, next.map(formatTime) ?? "never",
-                                next.map { String(format: "%.1fs", $0 - now) } ?? "-",
+                                row.name, row.schedule.description, row.next.map(formatTime) ?? "never",
+                                row.next.map { String(format: "%.1fs", $0 - now) } ?? "-",
                             ]
                         }))
             }
         }
-
-        private static func number(_ d: Double) -> JSONValue {
-            d == d.rounded() && abs(d) < 1e15 ? .int(Int64(d)) : .double(d)
-        }
-
     }
 }

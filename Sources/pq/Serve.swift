@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import PQCore
+import PQHTTP
 import ServiceLifecycle
 import UnixSignals
 
@@ -12,6 +13,7 @@ extension PQ {
             abstract: "Run the host: load the plugins and run their tasks until SIGINT/SIGTERM, then drain.")
 
         @OptionGroup var common: CommonOptions
+        @OptionGroup var http: HTTPFlags
 
         @Option(name: .customLong("concurrent-tasks"), help: "Tasks run at once (default 5).")
         var concurrentTasks: Int?
@@ -101,6 +103,10 @@ extension PQ {
                 let settings = try common.resolve()
                 var logger = Logger(label: "pq")
                 logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+                let httpOptions = try http.resolve(settings)
+                // The host's counters go to a Prometheus registry for /metrics (bootstrapped
+                // before the pool makes its handles).
+                let metricsRegistry = httpOptions == nil ? nil : HostMetricsExport.registry
                 let registry = JobRegistry()
                 let mode = try isolationMode(settings)
                 let workers = try workerCount(settings)
@@ -125,6 +131,7 @@ extension PQ {
                 // plugin (and only theirs) is loaded here too.
                 let threadJobs = mode == .process ? JobRegistry() : registry
                 if mode == .process { mirrorThreadJobs(initial, into: threadJobs, logger: logger) }
+                HostMetrics.plugins(loaded: initial.loaded.count, failed: initial.failures.count)
                 for failure in initial.failures { logger.error("plugin not loaded: \(failure)") }
                 for warning in initial.warnings { logger.warning("\(warning)") }
                 logger.info(
@@ -156,6 +163,7 @@ extension PQ {
                     var watchOptions = PluginWatcher.Options()
                     watchOptions.automatic = reload && settings.file.reload != false
                     let watcher = PluginWatcher(catalog: catalog, options: watchOptions, logger: logger) { [logger] changes in
+                        HostMetrics.plugins(loaded: changes.loaded.count, failed: changes.failures.count)
                         for plugin in changes.loaded {
                             logger.info(
                                 "plugin loaded",
@@ -187,6 +195,11 @@ extension PQ {
                         throw CLIError("the store \(settings.store) cannot schedule periodic jobs yet; drop --schedule-periodic or use a sqlite: store")
                     }
                     services.append(.init(service: PeriodicScheduler(store: periodicStore, registry: registry, logger: logger)))
+                }
+                if let httpOptions {
+                    services.append(.init(service: HTTPServer(store: store, options: httpOptions, registry: metricsRegistry, logger: logger) { url in
+                        announceHTTP(url, token: httpOptions.token != nil)
+                    }))
                 }
                 let group = ServiceGroup(
                     configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

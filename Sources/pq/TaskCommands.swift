@@ -171,12 +171,7 @@ extension PQ {
                 let store = try await common.resolve().openStore()
                 let sizes = try await store.queueSizes()
                 if json {
-                    emit(JSONValue.array(sizes.map { s in
-                        .object([
-                            ("queue", .string(s.queue)), ("queued", .int(Int64(s.queued))), ("delayed", .int(Int64(s.delayed))),
-                            ("retry", .int(Int64(s.retry))), ("started", .int(Int64(s.started))),
-                        ])
-                    }).jsonText)
+                    emit(JSONValue.array(sizes.map(\.listingJSON)).jsonText)
                 } else if sizes.isEmpty {
                     emit("no queued or running tasks")
                 } else {

@@ -34,6 +34,10 @@ public struct ConfigFile: Sendable, Equatable {
     public var isolation: String?
     /// Worker processes in process isolation.
     public var workers: Int?
+    /// `HOST:PORT` the HTTP API listens on (DESIGN.md section 11).
+    public var http: String?
+    /// The bearer token the HTTP API asks for.
+    public var httpToken: String?
 
     /// An empty configuration.
     public init() {}
@@ -41,7 +45,7 @@ public struct ConfigFile: Sendable, Equatable {
     /// The keys a pq.toml may hold.
     public static let knownKeys: Set<String> = [
         "task_paths", "plugins_dir", "store", "concurrent_tasks", "schedule_periodic", "queues",
-        "trust_all_plugins", "reload", "result_ttl", "isolation", "workers",
+        "trust_all_plugins", "reload", "result_ttl", "isolation", "workers", "http", "http_token",
     ]
 
     /// Reads a file.
@@ -104,6 +108,9 @@ public struct ConfigFile: Sendable, Equatable {
             case "workers":
                 guard case .int(let n) = value, n > 0, n <= 1_000 else { throw bad("a whole number from 1 to 1000") }
                 config.workers = Int(n)
+            case "http", "http_token":
+                guard case .string(let s) = value, !s.isEmpty else { throw bad("a non-empty string") }
+                if key == "http" { config.http = s } else { config.httpToken = s }
             case "result_ttl":
                 guard let d = value.doubleValue, d >= 0 else { throw bad("a number of seconds") }
                 config.resultTTL = d

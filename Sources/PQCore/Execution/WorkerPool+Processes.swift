@@ -39,6 +39,7 @@ extension WorkerPool {
                 }
             },
             workerLost: { [self] json in
+                metrics.workerLost()
                 lostWorkers.withLock { $0.append(json) }
                 lostWakeup.signal()
             })

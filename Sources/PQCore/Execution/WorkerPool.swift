@@ -177,6 +177,8 @@ public final class WorkerPool: Service, Sendable {
     /// `worker_lost` events waiting to be recorded.
     let lostWorkers = Mutex<[String]>([])
     let lostWakeup = Wakeup()
+    /// What the pool counts for the metrics backend (no-ops unless one is bootstrapped).
+    let metrics = HostMetrics()
 
     /// Creates a pool.
     /// - Parameters:
@@ -349,9 +351,16 @@ public final class WorkerPool: Service, Sendable {
         let executions = records.map { r in
             Execution(record: r, inWorker: processes != nil && (overrides[r.name].map { $0 == .process } ?? byDefault))
         }
-        state.withLock { s in
+        let running = state.withLock { s in
             s.reserved -= reserved
             for e in executions { s.running[e.record.id] = e }
+            return s.running.count
+        }
+        if !records.isEmpty {
+            metrics.running(running)
+            for r in records {
+                if let started = r.timeStarted { metrics.waited(queue: r.queue, seconds: started - r.eta) }
+            }
         }
         guard let processes else {
             threads.run(executions)
@@ -385,9 +394,11 @@ public final class WorkerPool: Service, Sendable {
     /// `record`: the dispatcher is woken here, once per batch, to claim for slots the batch's
     /// own claim did not fill (the queue ran dry, or holds only later tasks) and to see a drain end.
     func stored(_ batch: [TaskOutcome]) {
-        state.withLock { s in
+        let running = state.withLock { s in
             for outcome in batch where s.running.removeValue(forKey: outcome.id) != nil { s.processed += 1 }
+            return s.running.count
         }
+        metrics.running(running)
         wakeup.signal()
     }
 
@@ -448,6 +459,8 @@ public final class WorkerPool: Service, Sendable {
             return !s.decided
         }
         guard first else { return }
+        let began = Double(bitPattern: execution.began.load(ordering: .acquiring))
+        metrics.ended(job: execution.record.name, kind, seconds: began > 0 ? TaskClock.now() - began : nil)
         let id = execution.record.id
         var outcome = TaskOutcome(id: id, worker: worker, kind)
         outcome.storeSlot = execution.record.storeSlot

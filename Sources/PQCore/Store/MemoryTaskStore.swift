@@ -354,14 +354,15 @@ public final class MemoryTaskStore: TaskStore {
         try read { state in state.index[id].flatMap { state.slots[$0] } }
     }
 
-    /// See ``TaskStore/tasks(status:job:limit:)``.
-    public func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord] {
+    /// See ``TaskStore/tasks(status:job:queue:limit:)``.
+    public func tasks(status: TaskStatus?, job: String?, queue: String?, limit: Int) async throws -> [TaskRecord] {
         try read { state in
             var out: [TaskRecord] = []
             if status == .started {
                 // The index of started tasks, not a walk over every task ever queued.
                 let found = state.started.sorted(by: >).compactMap { position -> TaskRecord? in
                     guard let record = state.slots[position], job == nil || record.name == job else { return nil }
+                    if let queue, record.queue != queue { return nil }
                     return record
                 }
                 return Array(found.prefix(limit))
@@ -371,6 +372,7 @@ public final class MemoryTaskStore: TaskStore {
                 guard let record = slot else { continue }
                 if let status, record.status != status { continue }
                 if let job, record.name != job { continue }
+                if let queue, record.queue != queue { continue }
                 out.append(record)
             }
             return out

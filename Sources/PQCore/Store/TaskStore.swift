@@ -89,9 +89,10 @@ public protocol TaskStore: Sendable {
     /// - Parameters:
     ///   - status: only tasks in this state, or all.
     ///   - job: only tasks of this job, or all.
+    ///   - queue: only tasks of this queue, or all.
     ///   - limit: at most this many.
     /// - Returns: the records.
-    func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord]
+    func tasks(status: TaskStatus?, job: String?, queue: String?, limit: Int) async throws -> [TaskRecord]
 
     /// Revokes a waiting task, or asks a running one to stop (its worker learns it at ``renew(ids:worker:leaseUntil:)``).
     /// - Parameters:
@@ -191,6 +192,11 @@ public protocol TaskStore: Sendable {
 extension TaskStore {
     /// See ``TaskStore/tasks(ids:)``: one ``task(id:)`` after another, for stores whose reads
     /// cost no round trip.
+    /// Recent tasks of any queue, newest first (``tasks(status:job:queue:limit:)``).
+    public func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord] {
+        try await tasks(status: status, job: job, queue: nil, limit: limit)
+    }
+
     public func tasks(ids: [String]) async throws -> [String: TaskRecord] {
         var found: [String: TaskRecord] = [:]
         found.reserveCapacity(ids.count)

@@ -518,7 +518,7 @@ public final class RedisTaskStore: TaskStore {
     /// Redis keeps no list of every task (section 6): running tasks come from the lease set,
     /// others from a `SCAN` of the namespace's task keys, newest first by queue order. A listing
     /// costs Redis work in proportion to the tasks it holds; it is for people, not for hosts.
-    public func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord] {
+    public func tasks(status: TaskStatus?, job: String?, queue: String?, limit: Int) async throws -> [TaskRecord] {
         guard limit > 0 else { return [] }
         var ids: [String] = []
         if status == .started {
@@ -545,6 +545,7 @@ public final class RedisTaskStore: TaskStore {
                 guard let items = try reply.array, !items.isEmpty else { continue }
                 let record = try RedisTaskHash.record(reply)
                 guard status == nil || record.status == status, job == nil || record.name == job else { continue }
+                if let queue, record.queue != queue { continue }
                 var order = ""
                 var index = 0
                 while index + 1 < items.count {

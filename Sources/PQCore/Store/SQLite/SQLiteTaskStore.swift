@@ -549,18 +549,19 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/tasks(status:job:limit:)``.
-    public func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord] {
+    /// See ``TaskStore/tasks(status:job:queue:limit:)``.
+    public func tasks(status: TaskStatus?, job: String?, queue: String?, limit: Int) async throws -> [TaskRecord] {
         try await reader.perform { db in
             let s = try db.statement(
                 """
                 SELECT \(Self.columns) FROM tasks WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR name = ?2) \
-                ORDER BY seq DESC LIMIT ?3
+                AND (?4 IS NULL OR queue = ?4) ORDER BY seq DESC LIMIT ?3
                 """)
             defer { s.reset() }
             s.bind(1, status?.rawValue)
             s.bind(2, job)
             s.bind(3, limit)
+            s.bind(4, queue)
             var out: [TaskRecord] = []
             while try s.step() { out.append(Self.readRecord(s)) }
             return out

@@ -1,0 +1,125 @@
+import Logging
+import NIOCore
+import PQCore
+import ServiceLifecycle
+import Synchronization
+
+/// Fans the store's event stream out to the `GET /api/events` subscribers.
+///
+/// One reader of the store however many browsers watch, and none while nobody does: on Redis a
+/// subscriber makes every host publish its events (``TaskStore/eventStream(after:batch:)``), so
+/// the hub subscribes only while it has subscribers. Each event is rendered once as an SSE
+/// message and the same buffer goes to every subscriber. A subscriber that falls more than
+/// ``bufferLimit`` messages behind is closed rather than slowing the others: its browser
+/// reconnects and reloads the lists.
+final class EventHub: Service, Sendable {
+    /// Messages a subscriber may fall behind before it is closed.
+    static let bufferLimit = 4_096
+
+    private struct State {
+        var next: UInt64 = 0
+        var subscribers: [UInt64: AsyncStream<ByteBuffer>.Continuation] = [:]
+        var closed = false
+    }
+
+    private let store: any TaskStore
+    private let keepAlive: Double
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let demand = Wakeup()
+
+    init(store: any TaskStore, keepAlive: Double, logger: Logger) {
+        self.store = store
+        self.keepAlive = keepAlive
+        self.logger = logger
+    }
+
+    /// Subscribers now.
+    var count: Int { state.withLock { $0.subscribers.count } }
+
+    /// A new subscriber's messages; nil once the hub has shut down.
+    func subscribe() -> (id: UInt64, messages: AsyncStream<ByteBuffer>)? {
+        let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .bufferingOldest(Self.bufferLimit))
+        let id: UInt64? = state.withLock { s in
+            guard !s.closed else { return nil }
+            s.next += 1
+            s.subscribers[s.next] = continuation
+            return s.next
+        }
+        guard let id else { return nil }
+        continuation.onTermination = { [weak self] _ in self?.unsubscribe(id) }
+        demand.signal()
+        return (id, stream)
+    }
+
+    func unsubscribe(_ id: UInt64) {
+        let left = state.withLock { s -> Int in
+            s.subscribers.removeValue(forKey: id)?.finish()
+            return s.subscribers.count
+        }
+        if left == 0 { demand.signal() }
+    }
+
+    /// Sends `buffer` to every subscriber; closes those that cannot take it.
+    private func broadcast(_ buffer: ByteBuffer) {
+        state.withLock { s in
+            for (id, continuation) in s.subscribers {
+                if case .dropped = continuation.yield(buffer) {
+                    continuation.finish()
+                    s.subscribers.removeValue(forKey: id)
+                }
+            }
+        }
+    }
+
+    static func message(_ event: TaskEvent) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeString("event: ")
+        buffer.writeString(event.kind.rawValue)
+        buffer.writeString("\ndata: ")
+        buffer.writeString(event.json())
+        buffer.writeString("\n\n")
+        return buffer
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                if self.count == 0 {
+                    await self.demand.wait(timeout: 3_600)
+                    continue
+                }
+                await self.follow()
+            }
+        }
+        state.withLock { s in
+            s.closed = true
+            for continuation in s.subscribers.values { continuation.finish() }
+            s.subscribers.removeAll()
+        }
+    }
+
+    /// Reads the store's events while anyone subscribes, with keep-alive comments between them.
+    private func follow() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    for try await event in self.store.eventStream() { self.broadcast(Self.message(event)) }
+                } catch {
+                    self.logger.warning("the event stream of the store failed: \(error); reconnecting in 1 s")
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+            group.addTask {
+                var comment = ByteBuffer()
+                comment.writeString(": keep-alive\n\n")
+                while !Task.isCancelled, self.count > 0 {
+                    await self.demand.wait(timeout: self.keepAlive)
+                    if self.count > 0 { self.broadcast(comment) }
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+}
