@@ -52,24 +52,28 @@ final class EventHub: Service, Sendable {
         return (id, stream)
     }
 
+    // A continuation is finished outside the lock: finishing runs its `onTermination`, which
+    // unsubscribes, which takes the lock.
+
     func unsubscribe(_ id: UInt64) {
-        let left = state.withLock { s -> Int in
-            s.subscribers.removeValue(forKey: id)?.finish()
-            return s.subscribers.count
-        }
+        let (removed, left) = state.withLock { s in (s.subscribers.removeValue(forKey: id), s.subscribers.count) }
+        removed?.finish()
         if left == 0 { demand.signal() }
     }
 
     /// Sends `buffer` to every subscriber; closes those that cannot take it.
     private func broadcast(_ buffer: ByteBuffer) {
-        state.withLock { s in
+        let behind = state.withLock { s -> [AsyncStream<ByteBuffer>.Continuation] in
+            var behind: [AsyncStream<ByteBuffer>.Continuation] = []
             for (id, continuation) in s.subscribers {
                 if case .dropped = continuation.yield(buffer) {
-                    continuation.finish()
+                    behind.append(continuation)
                     s.subscribers.removeValue(forKey: id)
                 }
             }
+            return behind
         }
+        for continuation in behind { continuation.finish() }
     }
 
     static func message(_ event: TaskEvent) -> ByteBuffer {
@@ -92,11 +96,12 @@ final class EventHub: Service, Sendable {
                 await self.follow()
             }
         }
-        state.withLock { s in
+        let open = state.withLock { s in
             s.closed = true
-            for continuation in s.subscribers.values { continuation.finish() }
-            s.subscribers.removeAll()
+            defer { s.subscribers.removeAll() }
+            return Array(s.subscribers.values)
         }
+        for continuation in open { continuation.finish() }
     }
 
     /// Reads the store's events while anyone subscribes, with keep-alive comments between them.

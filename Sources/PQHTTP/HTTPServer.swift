@@ -50,9 +50,12 @@ public struct HTTPServer: Service {
         return router
     }
 
-    /// The services the application runs beside its listener (the event fan-out).
-    public var services: [any Service] { [hub] }
-
+    /// Runs the listener and the event fan-out until graceful shutdown.
+    ///
+    /// The fan-out runs beside the application, not among its services: a service group shuts
+    /// its services down one after another, and the listener waits for open responses, so open
+    /// event streams would hold it until their clients left. Here both see the shutdown at once:
+    /// the fan-out ends every stream and the listener's wait is short.
     public func run() async throws {
         let host = options.host
         let onListening = self.onListening
@@ -60,7 +63,6 @@ public struct HTTPServer: Service {
         let app = Application(
             router: makeRouter(),
             configuration: .init(address: .hostname(host, port: options.port), serverName: nil),
-            services: services,
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 let shown = host.contains(":") ? "[\(host)]" : host
@@ -69,7 +71,15 @@ public struct HTTPServer: Service {
                 onListening(url)
             },
             logger: logger)
-        try await app.run()
+        let hub = self.hub
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await hub.run() }
+            group.addTask { try await app.run() }
+            // Either ending ends both (the listener failing to bind, or a shutdown).
+            defer { group.cancelAll() }
+            try await group.next()
+            try await group.next()
+        }
     }
 }
 

@@ -196,7 +196,7 @@ import Testing
             store: store, arguments: ["--workers", "1"], directory: dir, taskPaths: "crashy", pluginsDir: root,
             extraEnvironment: ["PQ_CTOR_CRASH_MARKER": marker])
         _ = try pidOfANewTask()
-        FileManager.default.createFile(atPath: marker, contents: nil)
+        _ = FileManager.default.createFile(atPath: marker, contents: nil)
         for child in ProcTree.children(of: host.pid) { kill(child, SIGKILL) }
         let id = try submit(["crashy.pid"])
         // The task is not held forever by a host whose workers cannot start.
