@@ -198,7 +198,8 @@ import Testing
         stream.arguments = ["-s", "-N", "--max-time", "30", "-D", outPath + ".headers", base + "api/events"]
         stream.standardOutput = FileHandle(forWritingAtPath: outPath)
         try stream.run()
-        defer { if stream.isRunning { stream.terminate() } }
+        // SIGKILL: the test process's own signal set-up may leave a child deaf to SIGTERM.
+        defer { if stream.isRunning { kill(stream.processIdentifier, SIGKILL) } }
         // Subscribed once the server counts the client.
         var deadline = Date().addingTimeInterval(10)
         while Date() < deadline, try Self.metrics(base)["pq_http_event_subscribers"] != 1 { usleep(50_000) }
@@ -223,7 +224,7 @@ import Testing
         #expect(task["id"] as? String == id)
         #expect(task["result"] as? Int == 42)
         #expect(messages.contains { $0.hasPrefix("event: queued\n") && $0.contains(id) })
-        stream.terminate()
+        kill(stream.processIdentifier, SIGKILL)
         stream.waitUntilExit()
         #expect(host.stop() == 0)
     }
