@@ -18,3 +18,14 @@ if [ "$#" -eq 0 ] || [ "${2:-}" = "redis-peers" ]; then
         python3 scripts/bench/redis_peers.py "${port%%/*}" "$PWD/bin/pq" "$PWD/.pq/plugins" 10000 3
     fi
 fi
+# The HTTP face: wrk against /api/queues and /metrics, and a host's throughput with 50 event-stream
+# subscribers against none (needs wrk: apt-get install wrk).
+if [ "$#" -eq 0 ] || [ "${2:-}" = "http" ]; then
+    echo
+    echo "== http"
+    if ! command -v wrk >/dev/null; then
+        echo "skipped: wrk is not installed (apt-get install wrk)"
+    else
+        python3 scripts/bench/http_bench.py "$PWD/bin/pq" "$PWD/.pq/plugins" 20000 3
+    fi
+fi

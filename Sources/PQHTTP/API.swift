@@ -9,6 +9,8 @@ struct API: Sendable {
     let options: HTTPOptions
     let hub: EventHub
     let metrics: MetricsText
+    /// The aggregate reads, shared by concurrent requests (see ``Coalesced``).
+    let reads: SharedReads
 
     /// Headers of the dashboard page: nothing from elsewhere may load, run or frame it.
     static let pageHeaders: HTTPFields = [
@@ -39,18 +41,17 @@ struct API: Sendable {
                 body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         router.get("/api/jobs") { _, _ in
-            Self.json(JSONValue.array(try await store.publishedJobs().map(\.listingJSON)).jsonText)
+            Self.json(JSONValue.array(try await reads.jobs.get().map(\.listingJSON)).jsonText)
         }
         router.get("/api/queues") { _, _ in
-            Self.json(JSONValue.array(try await store.queueSizes().map(\.listingJSON)).jsonText)
+            Self.json(JSONValue.array(try await reads.queues.get().map(\.listingJSON)).jsonText)
         }
-        router.get("/api/hosts") { request, _ in
-            let within = request.uri.queryParameters["within"].flatMap { Double(String($0)) } ?? 60
-            return Self.json("[" + (try await store.hostStatuses(since: TaskClock.now() - within)).joined(separator: ",") + "]")
+        router.get("/api/hosts") { _, _ in
+            Self.json("[" + (try await reads.hosts.get()).joined(separator: ",") + "]")
         }
         router.get("/api/schedule") { _, _ in
             let now = TaskClock.now()
-            return Self.json(ScheduleListing.json(ScheduleListing.rows(published: try await store.publishedJobs(), now: now), now: now).jsonText)
+            return Self.json(ScheduleListing.json(ScheduleListing.rows(published: try await reads.jobs.get(), now: now), now: now).jsonText)
         }
         router.get("/api/tasks") { request, _ in try await listTasks(request) }
         router.post("/api/tasks") { request, _ in try await submit(request) }
@@ -71,6 +72,22 @@ struct API: Sendable {
                     return response
                 }
             }
+        }
+    }
+
+    /// Aggregates every viewer asks for: one store read per quarter second however many ask.
+    struct SharedReads: Sendable {
+        let queues: Coalesced<[QueueSize]>
+        let hosts: Coalesced<[String]>
+        let jobs: Coalesced<[JobInfo]>
+
+        /// Seconds a host status counts as alive (as `pq hosts`).
+        static let hostWindow = 60.0
+
+        init(store: any TaskStore, maxAge: Double = 0.25) {
+            queues = Coalesced(maxAge: maxAge) { try await store.queueSizes() }
+            hosts = Coalesced(maxAge: maxAge) { try await store.hostStatuses(since: TaskClock.now() - Self.hostWindow) }
+            jobs = Coalesced(maxAge: maxAge) { try await store.publishedJobs() }
         }
     }
 
@@ -158,6 +175,7 @@ struct API: Sendable {
         do { kwargs = try TaskArguments.validate(kwargs) } catch {
             throw APIError(.badRequest, "\(error); nothing was queued")
         }
+        // Read afresh: a job a host published a moment ago must be known here.
         let published = try await store.publishedJobs()
         guard let info = published.first(where: { $0.name == job }) else {
             var message = "unknown job '\(job)': no running host has published it"

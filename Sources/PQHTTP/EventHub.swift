@@ -9,12 +9,16 @@ import Synchronization
 /// One reader of the store however many browsers watch, and none while nobody does: on Redis a
 /// subscriber makes every host publish its events (``TaskStore/eventStream(after:batch:)``), so
 /// the hub subscribes only while it has subscribers. Each event is rendered once as an SSE
-/// message and the same buffer goes to every subscriber. A subscriber that falls more than
-/// ``bufferLimit`` messages behind is closed rather than slowing the others: its browser
-/// reconnects and reloads the lists.
+/// message, and the messages of up to ``coalescing`` seconds go out together: one buffer,
+/// shared by every subscriber, one write on each connection (a host at 20,000 tasks/s makes
+/// 60,000 events/s; a write per event per subscriber would cost more than the tasks). A
+/// subscriber that falls more than ``bufferLimit`` writes behind is closed rather than slowing
+/// the others: its browser reconnects and reloads the lists.
 final class EventHub: Service, Sendable {
-    /// Messages a subscriber may fall behind before it is closed.
-    static let bufferLimit = 4_096
+    /// Writes a subscriber may fall behind before it is closed.
+    static let bufferLimit = 1_024
+    /// Seconds of events sent as one write.
+    static let coalescing = 0.05
 
     private struct State {
         var next: UInt64 = 0
@@ -27,6 +31,9 @@ final class EventHub: Service, Sendable {
     private let logger: Logger
     private let state = Mutex(State())
     private let demand = Wakeup()
+    /// Rendered messages not yet sent.
+    private let pending = Mutex(ByteBuffer())
+    private let flushWake = Wakeup()
 
     init(store: any TaskStore, keepAlive: Double, logger: Logger) {
         self.store = store
@@ -104,12 +111,25 @@ final class EventHub: Service, Sendable {
         for continuation in open { continuation.finish() }
     }
 
-    /// Reads the store's events while anyone subscribes, with keep-alive comments between them.
+    /// Reads the store's events while anyone subscribes, sending them in batches, with
+    /// keep-alive comments when nothing happens.
     private func follow() async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 do {
-                    for try await event in self.store.eventStream() { self.broadcast(Self.message(event)) }
+                    for try await event in self.store.eventStream() {
+                        let wasEmpty = self.pending.withLock { buffer -> Bool in
+                            let empty = buffer.readableBytes == 0
+                            buffer.writeString("event: ")
+                            buffer.writeString(event.kind.rawValue)
+                            buffer.writeString("\ndata: ")
+                            buffer.writeString(event.json())
+                            buffer.writeString("\n\n")
+                            return empty
+                        }
+                        // The first message of a window starts it.
+                        if wasEmpty { self.flushWake.signal() }
+                    }
                 } catch {
                     self.logger.warning("the event stream of the store failed: \(error); reconnecting in 1 s")
                     try? await Task.sleep(for: .seconds(1))
@@ -118,9 +138,27 @@ final class EventHub: Service, Sendable {
             group.addTask {
                 var comment = ByteBuffer()
                 comment.writeString(": keep-alive\n\n")
+                var quiet = 0.0
                 while !Task.isCancelled, self.count > 0 {
-                    await self.demand.wait(timeout: self.keepAlive)
-                    if self.count > 0 { self.broadcast(comment) }
+                    let began = ContinuousClock.now
+                    await self.flushWake.wait(timeout: min(self.keepAlive, 1))
+                    if self.pending.withLock({ $0.readableBytes }) > 0 {
+                        // Let the window fill, then send what came as one write.
+                        try? await Task.sleep(for: .seconds(Self.coalescing))
+                        let batch = self.pending.withLock { buffer -> ByteBuffer in
+                            defer { buffer = ByteBuffer() }
+                            return buffer
+                        }
+                        if batch.readableBytes > 0 { self.broadcast(batch) }
+                        quiet = 0
+                    } else {
+                        let waited = ContinuousClock.now - began
+                        quiet += Double(waited.components.seconds) + Double(waited.components.attoseconds) / 1e18
+                        if quiet >= self.keepAlive {
+                            self.broadcast(comment)
+                            quiet = 0
+                        }
+                    }
                 }
             }
             await group.next()

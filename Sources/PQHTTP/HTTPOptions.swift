@@ -10,6 +10,9 @@ public struct HTTPOptions: Sendable {
     public var bodyLimit = 1 << 20
     /// Seconds between keep-alive comments on an idle event stream.
     public var keepAlive: Double = 15
+    /// Seconds an aggregate read (queue sizes, host statuses, published jobs) is shared by the
+    /// requests that ask for it (0: every request reads the store).
+    public var aggregateMaxAge: Double = 0.25
 
     /// The default address of `pq web`.
     public static let defaultAddress = "127.0.0.1:5555"

@@ -42,7 +42,8 @@ public struct HTTPServer: Service {
 
     /// The routes, for ``run()`` and for in-process tests.
     public func makeRouter() -> Router<BasicRequestContext> {
-        let api = API(store: store, options: options, hub: hub, metrics: MetricsText(store: store, registry: registry))
+        let reads = API.SharedReads(store: store, maxAge: options.aggregateMaxAge)
+        let api = API(store: store, options: options, hub: hub, metrics: MetricsText(reads: reads, registry: registry), reads: reads)
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorMiddleware(logger: logger))
         router.add(middleware: AccessMiddleware(token: options.token))

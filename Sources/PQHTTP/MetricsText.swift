@@ -8,15 +8,13 @@ public import Prometheus
 /// `pq web` too); the host's own counters and histograms (``PQCore`` reports them through
 /// swift-metrics) come from the registry the process bootstrapped, when it runs a host.
 struct MetricsText {
-    let store: any TaskStore
+    let reads: API.SharedReads
     let registry: PrometheusCollectorRegistry?
-    /// Seconds a host status counts as alive (as `pq hosts`).
-    var hostWindow: Double = 60
 
     func render(subscribers: Int) async throws -> String {
-        let now = TaskClock.now()
-        let sizes = try await store.queueSizes(now: now)
-        let hosts = try await store.hostStatuses(since: now - hostWindow)
+        let hostWindow = API.SharedReads.hostWindow
+        let sizes = try await reads.queues.get()
+        let hosts = try await reads.hosts.get()
         var out = ""
         out += "# HELP pq_queue_tasks Tasks of a queue by state (queued: ready to run; delayed: waiting for their time; retry: waiting to run again; started: running).\n"
         out += "# TYPE pq_queue_tasks gauge\n"
