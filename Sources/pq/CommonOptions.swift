@@ -73,8 +73,10 @@ struct Settings {
         let url: StoreURL
         do { url = try StoreURL(parsing: store) } catch { throw CLIError("\(error)") }
         if storeIsDefault, case .sqlite(let path) = url {
+            // `.pq/` holds the store: made for the owner only.
             try? FileManager.default.createDirectory(
-                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         }
         if case .redis(let redis) = url {
             // PQCore does not know Redis; the CLI opens it, checking that it answers.

@@ -5,7 +5,7 @@ extension PQ {
     /// `pq jobs`: resolves task_paths, loads the plugins and lists their jobs.
     struct Jobs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List the jobs the task_paths resolve to (loads the plugins itself; no server needed).")
+            abstract: "List the jobs the task_paths resolve to (loads the plugins itself; no server needed); with no task_paths, the jobs the hosts on the store registered.")
 
         @OptionGroup var common: CommonOptions
 
@@ -18,18 +18,23 @@ extension PQ {
         func run() async throws {
             try await reportingErrors {
                 let settings = try common.resolve()
-                if fromStore {
+                if fromStore || settings.taskPaths.isEmpty {
                     let store = try await settings.openStore()
                     let jobs = try await store.publishedJobs()
                     await store.close()
                     if json {
                         print(JSONValue.array(jobs.map(JobListing.object)).jsonText)
                     } else if jobs.isEmpty {
-                        print("no jobs published to \(settings.store)")
+                        print("no task_paths given, and no host on \(settings.store) has registered jobs (start one with pq serve, or pass --task-paths)")
                     } else {
                         print(renderTable(
-                            ["NAME", "TYPE", "PLUGIN", "VERSION", "SIGNATURE", "DOC"],
-                            jobs.map { [$0.name, $0.periodic ? "periodic" : "regular", $0.plugin, $0.pluginVersion, $0.signature ?? "", $0.doc ?? ""] }))
+                            ["NAME", "TYPE", "PLUGIN", "VERSION", "FILE", "SIGNATURE/SCHEDULE", "DOC"],
+                            jobs.map {
+                                [
+                                    $0.name, $0.periodic ? "periodic" : "regular", $0.plugin, $0.pluginVersion, $0.path ?? "",
+                                    $0.signature ?? $0.jobOptions.schedule?.description ?? "", $0.doc ?? "",
+                                ]
+                            }))
                     }
                     return
                 }

@@ -264,7 +264,7 @@ extension JobInfo {
         self.init(
             name: job.name, plugin: job.plugin.name, pluginVersion: job.plugin.version, signature: job.signature,
             periodic: job.options.isPeriodic, doc: job.doc,
-            options: job.optionsJSON)
+            options: job.optionsJSON, path: job.plugin.path)
     }
 }
 

@@ -8,6 +8,7 @@ extension JobInfo {
             ("type", .string(periodic ? "periodic" : "regular")),
             ("plugin", .string(plugin)),
             ("plugin_version", .string(pluginVersion)),
+            ("path", .string(path ?? "")),
             ("doc", .string(doc ?? "")),
         ]
         if let signature { pairs.append(("signature", .string(signature))) }

@@ -442,13 +442,16 @@ public struct JobInfo: Sendable, Equatable {
     public var doc: String?
     /// Its options as a JSON object (`options_json`), so clients queue its tasks with them.
     public var options: String?
+    /// The plugin file on the publishing host's machine (nil from hosts that did not say).
+    public var path: String?
 
     /// Creates a job description.
     public init(
         name: String, plugin: String, pluginVersion: String, signature: String? = nil, periodic: Bool = false,
-        doc: String? = nil, options: String? = nil
+        doc: String? = nil, options: String? = nil, path: String? = nil
     ) {
         self.options = options
+        self.path = path
         self.name = name
         self.plugin = plugin
         self.pluginVersion = pluginVersion

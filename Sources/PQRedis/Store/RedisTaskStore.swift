@@ -626,6 +626,7 @@ public final class RedisTaskStore: TaskStore {
             var periodic: Bool
             var doc: String?
             var options: String?
+            var path: String?
         }
         var time: Double
         var jobs: [Job]
@@ -638,7 +639,7 @@ public final class RedisTaskStore: TaskStore {
             jobs: jobs.map {
                 .init(
                     name: $0.name, plugin: $0.plugin, pluginVersion: $0.pluginVersion, signature: $0.signature,
-                    periodic: $0.periodic, doc: $0.doc, options: $0.options)
+                    periodic: $0.periodic, doc: $0.doc, options: $0.options, path: $0.path)
             })
         let json = String(decoding: try JSONEncoder().encode(set), as: UTF8.self)
         try await command(["HSET", key("jobs"), .string(host), .string(json)]).check()
@@ -659,7 +660,7 @@ public final class RedisTaskStore: TaskStore {
                     set.time,
                     JobInfo(
                         name: job.name, plugin: job.plugin, pluginVersion: job.pluginVersion, signature: job.signature,
-                        periodic: job.periodic, doc: job.doc, options: job.options)
+                        periodic: job.periodic, doc: job.doc, options: job.options, path: job.path)
                 )
             }
         }

@@ -37,6 +37,27 @@ import Testing
         #expect(addition["path"] as? String == Fixtures.swiftExamplePlugin)
     }
 
+    /// With no task_paths, `pq jobs` lists what the hosts on the store registered (section 9).
+    @Test func withoutTaskPathsItListsTheJobsHostsRegistered() async throws {
+        let dir = Fixtures.temporaryDirectory("pqjobsstore")
+        let store = "sqlite:\(dir)/pq.sqlite"
+        let empty = try PQCommand.run(["jobs", "--store", store])
+        #expect(empty.status == 0)
+        #expect(empty.stdout.contains("no task_paths given, and no host"))
+        let host = try HostProcess(store: store, directory: dir)
+        let r = try PQCommand.run(["jobs", "--json", "--store", store])
+        #expect(r.status == 0, "\(r.stderr)")
+        let array = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+        let mul = try #require(array.first { $0["name"] as? String == "c.mul" })
+        #expect(mul["plugin"] as? String == "examples-c")
+        #expect(mul["path"] as? String == Fixtures.cExamplePlugin)
+        #expect(mul["signature"] as? String == "(a:i64,b:i64)->i64")
+        #expect(array.first { $0["name"] as? String == "c.tick" }?["type"] as? String == "periodic")
+        let table = try PQCommand.run(["jobs", "--store", store])
+        #expect(table.stdout.split(separator: "\n").contains { $0.hasPrefix("addition ") && $0.contains(Fixtures.swiftExamplePlugin) })
+        #expect(host.stop() == 0)
+    }
+
     @Test func brokenPluginIsNamedOnStderrAndTheOthersAreListed() throws {
         let pluginsRoot = Fixtures.temporaryDirectory()
         let dir = pluginsRoot + "/mixed"

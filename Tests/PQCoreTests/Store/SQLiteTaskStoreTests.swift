@@ -17,6 +17,37 @@ struct SQLiteTaskStoreTests {
         }
     }
 
+    /// Task arguments and results often hold secrets: the store's files are the owner's alone.
+    @Test func storeFilesAreReadableByTheirOwnerOnly() async throws {
+        let dir = Fixtures.temporaryDirectory("pqmode")
+        let path = dir + "/pq.sqlite"
+        let store = try SQLiteTaskStore(path: path)
+        _ = try await store.enqueue([NewTask(name: "secret", kwargs: #"{"password":"hunter2"}"#)])
+        for file in [path, path + "-wal", path + "-shm"] {
+            let mode = try #require(try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int, "\(file)")
+            #expect(mode & 0o777 == 0o600, "\(file) has mode \(String(mode, radix: 8))")
+        }
+        await store.close()
+    }
+
+    /// A store of schema version 1 (published jobs without their plugin file) is upgraded in place.
+    @Test func aVersionOneStoreIsUpgraded() async throws {
+        let path = Fixtures.temporaryDirectory("pqschema") + "/pq.sqlite"
+        let old = try SQLiteTaskStore(path: path)
+        let id = try await old.enqueue([NewTask(name: "kept")])[0].id
+        await old.close()
+        // Make it what pq wrote before version 2.
+        let downgrade = try Fixtures.run(
+            "/usr/bin/env",
+            ["python3", "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('ALTER TABLE published_jobs DROP COLUMN path'); c.execute('PRAGMA user_version=1'); c.commit()", path])
+        try #require(downgrade.status == 0, "\(downgrade.stderr)")
+        let store = try SQLiteTaskStore(path: path)
+        #expect(try await store.task(id: id)?.name == "kept")
+        try await store.publishJobs(host: "h", jobs: [JobInfo(name: "j", plugin: "p", pluginVersion: "1", path: "/plugins/p.so")])
+        #expect(try await store.publishedJobs().first?.path == "/plugins/p.so")
+        await store.close()
+    }
+
     @Test func unwritableFolderIsExplained() throws {
         guard getuid() != 0 else { return }  // root writes anywhere
         let folder = try makeTempFolder()

@@ -11,6 +11,12 @@ final class SQLiteConnection {
     private var cache: [String: SQLiteStatement] = [:]
 
     init(path: String, create: Bool) throws(TaskStoreError) {
+        // Task arguments and results often hold secrets: a new store file is the owner's alone
+        // (SQLite gives its -wal and -shm files the mode of the database file).
+        if create, access(path, F_OK) != 0 {
+            let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if fd >= 0 { close(fd) }
+        }
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)

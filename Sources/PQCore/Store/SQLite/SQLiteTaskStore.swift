@@ -47,7 +47,7 @@ public final class SQLiteTaskStore: TaskStore {
     }
 
     /// The schema version this code writes (`PRAGMA user_version`).
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     /// The absolute path of the database file.
     public let path: String
@@ -168,9 +168,16 @@ public final class SQLiteTaskStore: TaskStore {
         try db.exec("BEGIN IMMEDIATE")
         do {
             // Another process may have created it while we waited for the lock.
-            if try db.intPragma("user_version") == 0 {
+            switch try db.intPragma("user_version") {
+            case 0:
                 try db.exec(schemaSQL)
                 try db.exec("PRAGMA user_version = \(schemaVersion)")
+            case 1:
+                // Version 2: published jobs name their plugin file.
+                try db.exec("ALTER TABLE published_jobs ADD COLUMN path TEXT")
+                try db.exec("PRAGMA user_version = \(schemaVersion)")
+            default:
+                break
             }
             try db.exec("COMMIT")
         } catch {
@@ -219,6 +226,7 @@ public final class SQLiteTaskStore: TaskStore {
             doc TEXT,
             options TEXT,
             published_at REAL NOT NULL,
+            path TEXT,
             PRIMARY KEY (host, name)
         );
         CREATE TABLE IF NOT EXISTS periodic_runs (
@@ -655,7 +663,7 @@ public final class SQLiteTaskStore: TaskStore {
             let add = try db.statement(
                 """
                 INSERT OR REPLACE INTO published_jobs \
-                (host, name, plugin, plugin_version, signature, periodic, doc, published_at, options) VALUES (?,?,?,?,?,?,?,?,?)
+                (host, name, plugin, plugin_version, signature, periodic, doc, published_at, options, path) VALUES (?,?,?,?,?,?,?,?,?,?)
                 """)
             for job in jobs {
                 add.reset()
@@ -668,6 +676,7 @@ public final class SQLiteTaskStore: TaskStore {
                 add.bind(7, job.doc)
                 add.bind(8, now)
                 add.bind(9, job.options)
+                add.bind(10, job.path)
                 try add.run()
             }
         }
@@ -678,7 +687,7 @@ public final class SQLiteTaskStore: TaskStore {
         try await reader.perform { db in
             let s = try db.statement(
                 """
-                SELECT name, plugin, plugin_version, signature, periodic, doc, options FROM published_jobs \
+                SELECT name, plugin, plugin_version, signature, periodic, doc, options, path FROM published_jobs \
                 ORDER BY name, published_at DESC, rowid DESC
                 """)
             defer { s.reset() }
@@ -689,7 +698,8 @@ public final class SQLiteTaskStore: TaskStore {
                 out.append(
                     JobInfo(
                         name: name, plugin: s.string(1) ?? "", pluginVersion: s.string(2) ?? "",
-                        signature: s.string(3), periodic: s.bool(4), doc: s.string(5), options: s.string(6)))
+                        signature: s.string(3), periodic: s.bool(4), doc: s.string(5), options: s.string(6),
+                        path: s.string(7)))
             }
             return out
         }
