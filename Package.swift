@@ -138,6 +138,7 @@ let package = Package(
                 "PQHTTP",
                 "PQCore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),

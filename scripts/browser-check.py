@@ -21,6 +21,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,12 @@ class Browser:
         def place_fds():
             os.dup2(child_in, 3)
             os.dup2(child_out, 4)
+            # Chromium goes when this script goes, however it ends (PR_SET_PDEATHSIG).
+            try:
+                import ctypes
+                ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+            except OSError:
+                pass
 
         self.process = subprocess.Popen(
             [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -134,6 +141,7 @@ TASK_ROW = """(() => {
     text: row.textContent,
     cells: [...row.children].map(c => c.textContent),
     titles: [...row.querySelectorAll('[title]')].map(e => e.getAttribute('title')),
+    in_events: !!document.querySelector('#events [data-id="%s"]'),
     markup_from_data: document.querySelectorAll('#tasks script, #tasks img, #events script, #events img').length,
     title: document.title,
     live: document.getElementById('live').textContent,
@@ -164,7 +172,8 @@ def main():
         for line in sys.stdin:
             command, _, rest = line.strip().partition(" ")
             if command == "task":
-                row = browser.wait_for(TASK_ROW % rest.replace('"', ''), 15)
+                task_id = rest.replace('"', '')
+                row = browser.wait_for(TASK_ROW % (task_id, task_id), 15)
                 print(json.dumps(row or {"found": False}), flush=True)
             elif command == "screenshot":
                 shot = browser.call("Page.captureScreenshot", {"format": "png"})

@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import PQCore
+import Synchronization
 
 /// The routes of section 11, answered from the store.
 struct API: Sendable {
@@ -61,11 +62,10 @@ struct API: Sendable {
             return Self.json(task.json())
         }
         router.post("/api/tasks/{id}/revoke") { _, context in try await revoke(try context.parameters.require("id")) }
-        router.get("/api/events") { _, _ in events() }
+        router.get("/api/events") { request, _ in events(request) }
         for route in Self.routes {
             let allowed = route.methods.map(\.rawValue).joined(separator: ", ")
             for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .options, .head] where !route.methods.contains(method) {
-                if method == .head && route.methods.contains(.get) { continue }
                 router.on(RouterPath(route.path), method: method) { request, _ in
                     var response = APIError(.methodNotAllowed, "\(request.method) is not allowed on \(route.path); use \(allowed)").response
                     response.headers[.allow] = allowed
@@ -76,15 +76,32 @@ struct API: Sendable {
     }
 
     /// Aggregates every viewer asks for: one store read per quarter second however many ask.
-    struct SharedReads: Sendable {
+    final class SharedReads: Sendable {
         let queues: Coalesced<[QueueSize]>
         let hosts: Coalesced<[String]>
         let jobs: Coalesced<[JobInfo]>
+        /// Task listings by their query (each open dashboard asks for its own).
+        let listings: Mutex<[String: Coalesced<String>]> = Mutex([:])
+        let maxAge: Double
+
+        /// The listing of `key`, read by `fetch` unless a fresh one is shared.
+        func tasks(_ key: String, _ fetch: @escaping @Sendable () async throws -> String) async throws -> String {
+            let maxAge = self.maxAge
+            let shared = listings.withLock { all -> Coalesced<String> in
+                if let c = all[key] { return c }
+                if all.count >= 256 { all.removeAll() }  // bounded: queries are few in practice
+                let c = Coalesced(maxAge: maxAge, fetch)
+                all[key] = c
+                return c
+            }
+            return try await shared.get()
+        }
 
         /// Seconds a host status counts as alive (as `pq hosts`).
         static let hostWindow = 60.0
 
         init(store: any TaskStore, maxAge: Double = 0.25) {
+            self.maxAge = maxAge
             queues = Coalesced(maxAge: maxAge) { try await store.queueSizes() }
             hosts = Coalesced(maxAge: maxAge) { try await store.hostStatuses(since: TaskClock.now() - Self.hostWindow) }
             jobs = Coalesced(maxAge: maxAge) { try await store.publishedJobs() }
@@ -93,7 +110,7 @@ struct API: Sendable {
 
     static func json(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
         Response(
-            status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            status: status, headers: [.contentType: "application/json", .cacheControl: "no-store", .xContentTypeOptions: "nosniff"],
             body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
@@ -118,8 +135,13 @@ struct API: Sendable {
             }
             limit = n
         }
-        let tasks = try await store.tasks(status: status, job: value("job"), queue: value("queue"), limit: limit)
-        return Self.json("[" + tasks.map { $0.json() }.joined(separator: ",") + "]")
+        let (job, queue) = (value("job"), value("queue"))
+        let key = "\(status?.rawValue ?? 0)|\(limit)|\(job ?? "")\u{1F}\(queue ?? "")"
+        let text = try await reads.tasks(key) { [store, status, limit] in
+            let tasks = try await store.tasks(status: status, job: job, queue: queue, limit: limit)
+            return "[" + tasks.map { $0.json() }.joined(separator: ",") + "]"
+        }
+        return Self.json(text)
     }
 
     /// `POST /api/tasks`: `{"job", "kwargs", "delay", "timeout", "expiry", "queue"}`; 201 and the task.
@@ -204,7 +226,7 @@ struct API: Sendable {
     func revoke(_ id: String) async throws -> Response {
         switch try await store.revoke(id: id) {
         case .revoked(let task):
-            return Self.json(#"{"id":"\#(task.id)","outcome":"revoked","task":\#(task.json())}"#)
+            return Self.json(#"{"id":\#(JSONValue.string(task.id).jsonText),"outcome":"revoked","task":\#(task.json())}"#)
         case .cancelRequested:
             return Self.json(
                 JSONValue.object([("id", .string(id)), ("outcome", .string("cancel_requested"))]).jsonText, status: .accepted)
@@ -216,18 +238,32 @@ struct API: Sendable {
     }
 
     /// `GET /api/events`: Server-Sent Events, `event: <kind>` and `data: <pq watch line>`.
-    func events() -> Response {
-        guard let (id, messages) = hub.subscribe() else {
-            return APIError(.serviceUnavailable, "the server is shutting down").response
-        }
+    ///
+    /// The subscription is made once the response head is out (so a client gone before it
+    /// leaves nothing behind) and ends the moment the client closes its side; the stream's first
+    /// comment is written once the hub follows the store, so what happens after it arrives.
+    func events(_ request: Request) -> Response {
+        if hub.isClosed { return APIError(.serviceUnavailable, "the server is shutting down").response }
         let hub = self.hub
         return Response(
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-store", .init("X-Accel-Buffering")!: "no"],
             body: ResponseBody { writer in
+                guard let (id, messages) = hub.subscribe() else {
+                    try await writer.finish(nil)
+                    return
+                }
                 defer { hub.unsubscribe(id) }
-                try await writer.write(ByteBuffer(string: ": pq events\nretry: 2000\n\n"))
-                for await message in messages { try await writer.write(message) }
+                await hub.waitUntilFollowing()
+                try await request.body.consumeWithInboundCloseHandler { _ in
+                    try await writer.write(ByteBuffer(string: ": pq events\nretry: 2000\n\n"))
+                    for await message in messages {
+                        try await writer.write(message)
+                        hub.written(id, bytes: message.readableBytes)
+                    }
+                } onInboundClosed: {
+                    hub.unsubscribe(id)
+                }
                 try await writer.finish(nil)
             })
     }

@@ -1,4 +1,3 @@
-import PQCore
 import Synchronization
 
 /// A store read shared by concurrent requests and reused for a moment.
@@ -9,7 +8,7 @@ import Synchronization
 final class Coalesced<Value: Sendable>: Sendable {
     private struct State {
         var value: Value?
-        var time = 0.0
+        var time = ContinuousClock.now
         var fetching = false
         var waiters: [CheckedContinuation<Value?, any Error>] = []
     }
@@ -21,17 +20,17 @@ final class Coalesced<Value: Sendable>: Sendable {
     }
 
     private let state = Mutex(State())
-    private let maxAge: Double
+    private let maxAge: Duration
     private let fetch: @Sendable () async throws -> Value
 
     init(maxAge: Double, _ fetch: @escaping @Sendable () async throws -> Value) {
-        self.maxAge = maxAge
+        self.maxAge = .nanoseconds(Int64(max(0, maxAge) * 1e9))
         self.fetch = fetch
     }
 
     func get() async throws -> Value {
         while true {
-            let now = TaskClock.now()
+            let now = ContinuousClock.now
             let step = state.withLock { s -> Step in
                 if let v = s.value, now - s.time < maxAge { return .cached(v) }
                 if s.fetching { return .wait }
@@ -59,12 +58,17 @@ final class Coalesced<Value: Sendable>: Sendable {
                     s.fetching = false
                     if case .success(let v) = result {
                         s.value = v
-                        s.time = TaskClock.now()
+                        s.time = ContinuousClock.now
                     }
                     defer { s.waiters.removeAll() }
                     return s.waiters
                 }
-                for w in waiters { w.resume(with: result.map { Optional($0) }) }
+                // The reader was cancelled (its client left): the others read again themselves.
+                if case .failure(let error) = result, error is CancellationError {
+                    for w in waiters { w.resume(returning: nil) }
+                } else {
+                    for w in waiters { w.resume(with: result.map { Optional($0) }) }
+                }
                 return try result.get()
             }
         }

@@ -385,10 +385,10 @@ function taskRow(t) {
 async function loadTasks() {
   const seq = ++tasksSeq;
   lastTasksLoad = Date.now();
-  const qs = new URLSearchParams();
-  for (const [k, v] of Object.entries(filters())) if (v) qs.set(k, v);
+  // encodeURIComponent, not URLSearchParams: the server reads '+' as a plus, not a space.
+  const qs = Object.entries(filters()).filter(([, v]) => v).map(([k, v]) => encodeURIComponent(k) + '=' + encodeURIComponent(v)).join('&');
   try {
-    const data = await api('GET', '/api/tasks' + (qs.toString() ? '?' + qs : ''));
+    const data = await api('GET', '/api/tasks' + (qs ? '?' + qs : ''));
     if (seq !== tasksSeq) return;
     const list = Array.isArray(data) ? data : [];
     $('tasks').tBodies[0].replaceChildren(...(list.length ? list.map(taskRow) : [emptyRow(7, 'no tasks')]));
@@ -404,6 +404,15 @@ function scheduleTasksRefresh() {
 function matchesFilters(t) {
   const f = filters();
   return (!f.status || f.status === statusName(t)) && (!f.job || f.job === str(t.name)) && (!f.queue || f.queue === str(t.queue));
+}
+// A task event carries the whole task: its row is redrawn from it, with no reload (a reload
+// lists tasks, which on Redis scans the store; lists are reloaded on a filter change, after a
+// reconnect, and every 15 s).
+function updateRow(t) {
+  const tb = $('tasks').tBodies[0], id = str(t.id);
+  const row = [...tb.rows].find((r) => r.dataset.id === id);
+  if (!row) return;
+  if (matchesFilters(t)) row.replaceWith(taskRow(t)); else row.remove();
 }
 function insertQueued(t) {
   const tb = $('tasks').tBodies[0], id = str(t.id);
@@ -602,7 +611,6 @@ $('submit-form').addEventListener('submit', async (ev) => {
     const t = await api('POST', '/api/tasks', body);
     say('submit-msg', ['queued ', taskLink(t && t.id, true)]);
     if (t && t.id) insertQueued(t);
-    scheduleTasksRefresh();
   } catch (e) {
     say('submit-msg', e.message, true);
   } finally {
@@ -658,8 +666,7 @@ function handleEvent(kind, data) {
   if (TASK_EVENTS.has(kind) && data.task && typeof data.task === 'object') {
     const t = data.task;
     if (kind === 'done') { countDone(); renderThroughput(); }
-    if (kind === 'queued') insertQueued(t);
-    scheduleTasksRefresh();
+    if (kind === 'queued') insertQueued(t); else updateRow(t);
     if (detailId && str(t.id) === detailId && kind !== 'queued') loadDetail(t);
   } else if (kind.startsWith('plugin_')) {
     scheduleJobsRefresh();

@@ -12,18 +12,29 @@ import Synchronization
 /// message, and the messages of up to ``coalescing`` seconds go out together: one buffer,
 /// shared by every subscriber, one write on each connection (a host at 20,000 tasks/s makes
 /// 60,000 events/s; a write per event per subscriber would cost more than the tasks). A
-/// subscriber that falls more than ``bufferLimit`` writes behind is closed rather than slowing
-/// the others: its browser reconnects and reloads the lists.
-final class EventHub: Service, Sendable {
-    /// Writes a subscriber may fall behind before it is closed.
-    static let bufferLimit = 1_024
+/// subscriber more than ``byteLimit`` bytes behind is closed rather than held in memory: its
+/// browser reconnects and reloads its lists.
+final class EventHub: Sendable {
+    /// Bytes a subscriber may fall behind before it is closed.
+    static let byteLimit = 8 << 20
     /// Seconds of events sent as one write.
     static let coalescing = 0.05
 
+    private struct Subscriber {
+        let continuation: AsyncStream<ByteBuffer>.Continuation
+        /// Bytes handed to it and not yet written to its connection.
+        var bytes = 0
+    }
+
     private struct State {
         var next: UInt64 = 0
-        var subscribers: [UInt64: AsyncStream<ByteBuffer>.Continuation] = [:]
+        var subscribers: [UInt64: Subscriber] = [:]
         var closed = false
+        /// Whether the store's stream is followed from a known position.
+        var following = false
+        var followWaiters: [CheckedContinuation<Void, Never>] = []
+        /// The last event seen, to resume after a failed stream without a gap.
+        var lastSeq: Int64 = 0
     }
 
     private let store: any TaskStore
@@ -44,13 +55,16 @@ final class EventHub: Service, Sendable {
     /// Subscribers now.
     var count: Int { state.withLock { $0.subscribers.count } }
 
+    /// Whether the hub has shut down (new subscribers are refused).
+    var isClosed: Bool { state.withLock { $0.closed } }
+
     /// A new subscriber's messages; nil once the hub has shut down.
     func subscribe() -> (id: UInt64, messages: AsyncStream<ByteBuffer>)? {
-        let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .bufferingOldest(Self.bufferLimit))
+        let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .unbounded)
         let id: UInt64? = state.withLock { s in
             guard !s.closed else { return nil }
             s.next += 1
-            s.subscribers[s.next] = continuation
+            s.subscribers[s.next] = Subscriber(continuation: continuation)
             return s.next
         }
         guard let id else { return nil }
@@ -64,36 +78,62 @@ final class EventHub: Service, Sendable {
 
     func unsubscribe(_ id: UInt64) {
         let (removed, left) = state.withLock { s in (s.subscribers.removeValue(forKey: id), s.subscribers.count) }
-        removed?.finish()
+        removed?.continuation.finish()
         if left == 0 { demand.signal() }
     }
 
-    /// Sends `buffer` to every subscriber; closes those that cannot take it.
+    /// `bytes` of a subscriber's messages reached its connection.
+    func written(_ id: UInt64, bytes: Int) {
+        state.withLock { s in s.subscribers[id]?.bytes -= bytes }
+    }
+
+    /// Returns once the hub follows the store from a known position (events after this moment
+    /// reach the subscribers), or it has shut down. It follows as soon as it has a subscriber.
+    func waitUntilFollowing() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.following || s.closed { return true }
+                s.followWaiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    private func setFollowing(_ on: Bool) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.following = on
+            guard on || s.closed else { return [] }
+            defer { s.followWaiters.removeAll() }
+            return s.followWaiters
+        }
+        for w in waiters { w.resume() }
+    }
+
+    /// Sends `buffer` to every subscriber; closes those too far behind.
     private func broadcast(_ buffer: ByteBuffer) {
+        let size = buffer.readableBytes
         let behind = state.withLock { s -> [AsyncStream<ByteBuffer>.Continuation] in
             var behind: [AsyncStream<ByteBuffer>.Continuation] = []
-            for (id, continuation) in s.subscribers {
-                if case .dropped = continuation.yield(buffer) {
-                    behind.append(continuation)
+            for (id, subscriber) in s.subscribers {
+                if subscriber.bytes + size > Self.byteLimit {
+                    behind.append(subscriber.continuation)
                     s.subscribers.removeValue(forKey: id)
+                    continue
                 }
+                s.subscribers[id]?.bytes += size
+                subscriber.continuation.yield(buffer)
             }
             return behind
         }
-        for continuation in behind { continuation.finish() }
+        for continuation in behind {
+            logger.notice("an event stream client fell \(Self.byteLimit >> 20) MiB behind and was closed")
+            continuation.finish()
+        }
     }
 
-    static func message(_ event: TaskEvent) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.writeString("event: ")
-        buffer.writeString(event.kind.rawValue)
-        buffer.writeString("\ndata: ")
-        buffer.writeString(event.json())
-        buffer.writeString("\n\n")
-        return buffer
-    }
-
-    func run() async throws {
+    /// Runs until the task is cancelled or the surrounding service group shuts down.
+    func run() async {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 if self.count == 0 {
@@ -103,66 +143,82 @@ final class EventHub: Service, Sendable {
                 await self.follow()
             }
         }
-        let open = state.withLock { s in
+        let (open, waiters) = state.withLock { s in
             s.closed = true
-            defer { s.subscribers.removeAll() }
-            return Array(s.subscribers.values)
+            defer {
+                s.subscribers.removeAll()
+                s.followWaiters.removeAll()
+            }
+            return (s.subscribers.values.map(\.continuation), s.followWaiters)
         }
         for continuation in open { continuation.finish() }
+        for w in waiters { w.resume() }
     }
 
     /// Reads the store's events while anyone subscribes, sending them in batches, with
     /// keep-alive comments when nothing happens.
     private func follow() async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                do {
-                    for try await event in self.store.eventStream() {
-                        let wasEmpty = self.pending.withLock { buffer -> Bool in
-                            let empty = buffer.readableBytes == 0
-                            buffer.writeString("event: ")
-                            buffer.writeString(event.kind.rawValue)
-                            buffer.writeString("\ndata: ")
-                            buffer.writeString(event.json())
-                            buffer.writeString("\n\n")
-                            return empty
-                        }
-                        // The first message of a window starts it.
-                        if wasEmpty { self.flushWake.signal() }
-                    }
-                } catch {
-                    self.logger.warning("the event stream of the store failed: \(error); reconnecting in 1 s")
-                    try? await Task.sleep(for: .seconds(1))
-                }
-            }
-            group.addTask {
-                var comment = ByteBuffer()
-                comment.writeString(": keep-alive\n\n")
-                var quiet = 0.0
-                while !Task.isCancelled, self.count > 0 {
-                    let began = ContinuousClock.now
-                    await self.flushWake.wait(timeout: min(self.keepAlive, 1))
-                    if self.pending.withLock({ $0.readableBytes }) > 0 {
-                        // Let the window fill, then send what came as one write.
-                        try? await Task.sleep(for: .seconds(Self.coalescing))
-                        let batch = self.pending.withLock { buffer -> ByteBuffer in
-                            defer { buffer = ByteBuffer() }
-                            return buffer
-                        }
-                        if batch.readableBytes > 0 { self.broadcast(batch) }
-                        quiet = 0
-                    } else {
-                        let waited = ContinuousClock.now - began
-                        quiet += Double(waited.components.seconds) + Double(waited.components.attoseconds) / 1e18
-                        if quiet >= self.keepAlive {
-                            self.broadcast(comment)
-                            quiet = 0
-                        }
-                    }
-                }
-            }
+            group.addTask { await self.readStore() }
+            group.addTask { await self.flushBatches() }
             await group.next()
             group.cancelAll()
+        }
+        setFollowing(false)
+    }
+
+    private func readStore() async {
+        do {
+            let resume = state.withLock { $0.lastSeq }
+            let cursor = resume > 0 ? resume : try await store.lastEventCursor()
+            let events = store.eventStream(after: cursor)
+            setFollowing(true)
+            for try await event in events {
+                let wasEmpty = pending.withLock { buffer -> Bool in
+                    let empty = buffer.readableBytes == 0
+                    buffer.writeString("event: ")
+                    buffer.writeString(event.kind.rawValue)
+                    buffer.writeString("\ndata: ")
+                    buffer.writeString(event.json())
+                    buffer.writeString("\n\n")
+                    return empty
+                }
+                if event.seq > 0 { state.withLock { $0.lastSeq = event.seq } }
+                // The first message of a window starts it.
+                if wasEmpty { flushWake.signal() }
+            }
+            if !Task.isCancelled { logger.warning("the event stream of the store ended; following it again in 1 s") }
+        } catch {
+            if !Task.isCancelled { logger.warning("the event stream of the store failed: \(error); following it again in 1 s") }
+        }
+        // Back off before the next follow, whatever ended this one.
+        try? await Task.sleep(for: .seconds(1))
+    }
+
+    private func flushBatches() async {
+        var comment = ByteBuffer()
+        comment.writeString(": keep-alive\n\n")
+        var quiet = 0.0
+        while !Task.isCancelled, count > 0 {
+            let began = ContinuousClock.now
+            await flushWake.wait(timeout: min(keepAlive, 1))
+            if pending.withLock({ $0.readableBytes }) > 0 {
+                // Let the window fill, then send what came as one write.
+                try? await Task.sleep(for: .seconds(Self.coalescing))
+                let batch = pending.withLock { buffer -> ByteBuffer in
+                    defer { buffer = ByteBuffer() }
+                    return buffer
+                }
+                if batch.readableBytes > 0 { broadcast(batch) }
+                quiet = 0
+            } else {
+                let waited = ContinuousClock.now - began
+                quiet += Double(waited.components.seconds) + Double(waited.components.attoseconds) / 1e18
+                if quiet >= keepAlive {
+                    broadcast(comment)
+                    quiet = 0
+                }
+            }
         }
     }
 }

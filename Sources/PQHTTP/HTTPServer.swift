@@ -74,7 +74,7 @@ public struct HTTPServer: Service {
             logger: logger)
         let hub = self.hub
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await hub.run() }
+            group.addTask { await hub.run() }
             group.addTask { try await app.run() }
             // Either ending ends both (the listener failing to bind, or a shutdown).
             defer { group.cancelAll() }
@@ -103,8 +103,9 @@ struct ErrorMiddleware: RouterMiddleware {
             }
             return APIError(error.status, error.body ?? error.status.reasonPhrase).response
         } catch {
+            // The details (store addresses, paths) go to the log, not to whoever asked.
             logger.error("\(request.method) \(request.uri.path) failed: \(error)")
-            return APIError(.internalServerError, "\(error)").response
+            return APIError(.internalServerError, "the store could not answer; the server log has the details").response
         }
     }
 }
@@ -126,8 +127,7 @@ struct AccessMiddleware: RouterMiddleware {
         let path = request.uri.path
         if path == "/healthz" { return try await next(request, context) }
         if let token {
-            let given = request.headers[.authorization] ?? ""
-            guard Self.constantTimeEqual(given, "Bearer " + token) else {
+            guard Self.bearerMatches(request.headers[.authorization] ?? "", token) else {
                 if request.method == .get && path == "/" {
                     return Response(
                         status: .unauthorized, headers: API.pageHeaders,
@@ -145,19 +145,24 @@ struct AccessMiddleware: RouterMiddleware {
                     "Host '\(host)' is not a loopback name: without --http-token pq answers only requests addressed to 127.0.0.1, ::1 or localhost")
             }
         }
+        // A browser says where a request comes from: only the page itself (or the user, typing
+        // the address) may use the API; another site's page, even on another port of this
+        // machine, may only navigate to the dashboard.
+        if let site = request.headers[.secFetchSite], site != "same-origin", site != "none" {
+            let navigation = request.method == .get && path == "/" && request.headers[.secFetchMode] == "navigate"
+            guard navigation else { throw APIError(.forbidden, "cross-site request refused (Sec-Fetch-Site: \(site))") }
+        }
         if request.method == .post {
-            if let site = request.headers[.secFetchSite], site != "same-origin", site != "none" {
-                throw APIError(.forbidden, "cross-site request refused (Sec-Fetch-Site: \(site))")
-            }
             if let origin = request.headers[.origin] {
-                let host = request.head.authority ?? ""
-                guard origin.hasSuffix("://" + host), !host.isEmpty else {
+                guard Self.sameOrigin(origin, authority: request.head.authority ?? "") else {
                     throw APIError(.forbidden, "cross-origin request refused (Origin: \(origin))")
                 }
             }
             let type = request.headers[.contentType]?.lowercased() ?? ""
             guard type.hasPrefix("application/json") else {
-                throw APIError(.unsupportedMediaType, "send the body as JSON with Content-Type: application/json")
+                throw APIError(
+                    .unsupportedMediaType,
+                    "send the body as JSON with Content-Type: application/json (also for revoke: an empty {}); another site's page cannot")
             }
         }
         return try await next(request, context)
@@ -170,6 +175,25 @@ struct AccessMiddleware: RouterMiddleware {
         }
         if let colon = header.lastIndex(of: ":"), !header[..<colon].contains(":") { return String(header[..<colon]) }
         return header
+    }
+
+    /// Whether `Origin` names this server as the request addressed it: `http://` and the same
+    /// host and port, compared exactly (case aside).
+    static func sameOrigin(_ origin: String, authority: String) -> Bool {
+        let o = origin.lowercased()
+        guard o.hasPrefix("http://"), !authority.isEmpty else { return false }
+        func normal(_ hostPort: Substring) -> Substring { hostPort.hasSuffix(":80") ? hostPort.dropLast(3) : hostPort }
+        return normal(o.dropFirst(7)) == normal(Substring(authority.lowercased()))
+    }
+
+    /// `Authorization: Bearer <token>`, the scheme in any case (RFC 7235), the token compared in
+    /// constant time.
+    static func bearerMatches(_ header: String, _ token: String) -> Bool {
+        guard header.count > 7, header.prefix(7).lowercased() == "bearer " else {
+            _ = constantTimeEqual(header, token)
+            return false
+        }
+        return constantTimeEqual(String(header.dropFirst(7)), token)
     }
 
     /// Compares without leaking where the first difference is.
@@ -201,4 +225,5 @@ struct APIError: Error {
 
 extension HTTPField.Name {
     static let secFetchSite = Self("Sec-Fetch-Site")!
+    static let secFetchMode = Self("Sec-Fetch-Mode")!
 }

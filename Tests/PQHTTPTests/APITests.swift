@@ -8,6 +8,8 @@ import PQCore
 import ServiceLifecycle
 import Testing
 
+import Prometheus
+
 @testable import PQHTTP
 
 /// The routes of DESIGN.md section 11, in process (HummingbirdTesting's router client) on a
@@ -185,6 +187,9 @@ import Testing
             try await client.execute(uri: "/api/tasks/abc", method: .put) { response in
                 #expect(response.status == .methodNotAllowed)
             }
+            try await client.execute(uri: "/api/tasks", method: .head) { response in
+                #expect(response.status == .methodNotAllowed)
+            }
             try await client.execute(uri: "/api/nothing", method: .get) { response in
                 #expect(response.status == .notFound)
                 let message = try Self.error(response)
@@ -255,6 +260,24 @@ import Testing
                 #expect(response.status == .methodNotAllowed)
                 #expect(response.headers[HTTPField.Name("Access-Control-Allow-Origin")!] == nil)
             }
+            // Another port of this machine is another origin (and "same-site" to a browser).
+            var otherPort = Self.jsonHeaders
+            otherPort[.origin] = "http://localhost:8080"
+            try await client.execute(uri: "/api/tasks", method: .post, headers: otherPort, body: body) { response in
+                #expect(response.status == .forbidden)
+            }
+            for site in ["same-site", "cross-site"] {
+                try await client.execute(uri: "/api/tasks", method: .get, headers: [HTTPField.Name("Sec-Fetch-Site")!: site]) { response in
+                    #expect(response.status == .forbidden, "\(site)")
+                }
+            }
+            // Navigating to the dashboard from a link elsewhere is fine; its data is fetched same-origin.
+            try await client.execute(
+                uri: "/", method: .get,
+                headers: [HTTPField.Name("Sec-Fetch-Site")!: "cross-site", HTTPField.Name("Sec-Fetch-Mode")!: "navigate"]
+            ) { response in
+                #expect(response.status == .ok)
+            }
             var sameOrigin = Self.jsonHeaders
             sameOrigin[.origin] = "http://localhost"
             try await client.execute(uri: "/api/tasks", method: .post, headers: sameOrigin, body: body) { response in
@@ -279,6 +302,24 @@ import Testing
         }
     }
 
+    /// The store's gauges and a host's registry come out as one valid exposition.
+    @Test func hostRegistryIsMergedIntoMetrics() async throws {
+        let store = try await Self.makeStore()
+        let registry = PrometheusCollectorRegistry()
+        registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "pq_tasks", unitName: "total", helpText: "runs"), labels: [("job", "a \"quoted\"\njob"), ("status", "SUCCESS")]).increment(by: Int64(3))
+        registry.makeDurationHistogram(
+            descriptor: MetricNameDescriptor(metricName: "pq_task_duration", unitName: "seconds", helpText: "durations"), labels: [("job", "echo")],
+            buckets: [.milliseconds(10), .seconds(1)])
+            .recordNanoseconds(5_000_000)
+        let text = try await MetricsText(reads: API.SharedReads(store: store), registry: registry).render(subscribers: 2)
+        let samples = try PrometheusText.parse(text)
+        #expect(samples[#"pq_tasks_total{job="a \"quoted\"\njob",status="SUCCESS"}"#] == 3)
+        #expect(samples[#"pq_task_duration_seconds_bucket{job="echo",le="0.01"}"#] == 1)
+        #expect(samples[#"pq_task_duration_seconds_count{job="echo"}"#] == 1)
+        #expect(samples["pq_http_event_subscribers"] == 2)
+        #expect(samples["pq_hosts"] == 0)
+    }
+
     @Test func addressesAndTheLoopbackRule() throws {
         #expect(throws: HTTPOptionsError.self) { try HTTPOptions(address: "0.0.0.0:5555", token: nil) }
         #expect(throws: HTTPOptionsError.self) { try HTTPOptions(address: "10.1.2.3:5555", token: "") }
@@ -288,11 +329,9 @@ import Testing
         #expect(v6.host == "::1" && v6.port == 8080)
         let open = try HTTPOptions(address: "0.0.0.0:5555", token: "t")
         #expect(open.token == "t")
-        do {
-            _ = try HTTPOptions(address: "0.0.0.0:5555", token: nil)
-        } catch {
-            #expect(error.description.contains("--http-token"))
-        }
+        let refused = #expect(throws: HTTPOptionsError.self) { try HTTPOptions(address: "0.0.0.0:5555", token: nil) }
+        #expect(refused?.description.contains("--http-token") == true)
+        #expect(throws: HTTPOptionsError.self) { try HTTPOptions(address: "pq.localhost:5555", token: nil) }
         #expect(AccessMiddleware.hostName("127.0.0.1:5555") == "127.0.0.1")
         #expect(AccessMiddleware.hostName("[::1]:5555") == "::1")
         #expect(!HTTPOptions.isLoopback("127.0.0.1.evil.example"))
@@ -303,7 +342,7 @@ import Testing
         let store = try await Self.makeStore()
         let hub = EventHub(store: store, keepAlive: 0.2, logger: Self.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await hub.run() }
+            group.addTask { await hub.run() }
             let a = try #require(hub.subscribe())
             let b = try #require(hub.subscribe())
             #expect(hub.count == 2)
@@ -322,10 +361,12 @@ import Testing
             #expect(text.contains("event: queued\ndata: {\"event\":\"queued\",\"task\":"))
             var other = b.messages.makeAsyncIterator()
             var seenByB = ""
-            while let m = await other.next() {
+            // Bounded by the hub's keep-alive comments (every 0.2 s here) and the deadline.
+            while Date() < deadline, let m = await other.next() {
                 seenByB += String(buffer: m)
                 if queued.contains(where: { seenByB.contains($0) }) { break }
             }
+            #expect(queued.contains { seenByB.contains($0) })
             hub.unsubscribe(a.id)
             hub.unsubscribe(b.id)
             #expect(hub.count == 0)
@@ -352,7 +393,8 @@ enum PrometheusText {
             if line.hasPrefix("# TYPE ") {
                 let parts = line.split(separator: " ")
                 guard parts.count == 4, ["counter", "gauge", "histogram", "summary", "untyped"].contains(parts[3]) else { throw Malformed(line: line) }
-                types[String(parts[2])] = String(parts[3])
+                // One family, one TYPE line.
+                guard types.updateValue(String(parts[3]), forKey: String(parts[2])) == nil else { throw Malformed(line: line) }
                 continue
             }
             if line.hasPrefix("#") { continue }

@@ -72,13 +72,12 @@ public final class Wakeup: @unchecked Sendable {
                     }
                     s.waiter = continuation
                     s.deadline = deadline
+                    // Armed under the lock: armed after it, a late arming by a wait that a signal
+                    // already ended could replace the next wait's deadline with its own, earlier one.
+                    timer.schedule(deadline: deadline, leeway: .microseconds(100))
                     return false
                 }
-                if resumeNow {
-                    continuation.resume()
-                } else {
-                    timer.schedule(deadline: deadline, leeway: .microseconds(100))
-                }
+                if resumeNow { continuation.resume() }
             }
         } onCancel: {
             let waiter = self.state.withLock { s -> CheckedContinuation<Void, Never>? in

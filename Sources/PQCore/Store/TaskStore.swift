@@ -190,13 +190,13 @@ public protocol TaskStore: Sendable {
 }
 
 extension TaskStore {
-    /// See ``TaskStore/tasks(ids:)``: one ``task(id:)`` after another, for stores whose reads
-    /// cost no round trip.
     /// Recent tasks of any queue, newest first (``tasks(status:job:queue:limit:)``).
     public func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord] {
         try await tasks(status: status, job: job, queue: nil, limit: limit)
     }
 
+    /// See ``TaskStore/tasks(ids:)``: one ``task(id:)`` after another, for stores whose reads
+    /// cost no round trip.
     public func tasks(ids: [String]) async throws -> [String: TaskRecord] {
         var found: [String: TaskRecord] = [:]
         found.reserveCapacity(ids.count)

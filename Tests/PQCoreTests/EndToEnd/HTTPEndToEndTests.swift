@@ -200,9 +200,12 @@ import Testing
         try stream.run()
         // SIGKILL: the test process's own signal set-up may leave a child deaf to SIGTERM.
         defer { if stream.isRunning { kill(stream.processIdentifier, SIGKILL) } }
-        // Subscribed once the server counts the client.
+        // The stream's first comment comes once the server follows the store: events after it
+        // reach the client.
         var deadline = Date().addingTimeInterval(10)
-        while Date() < deadline, try Self.metrics(base)["pq_http_event_subscribers"] != 1 { usleep(50_000) }
+        while Date() < deadline, !((try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "").contains(": pq events") {
+            usleep(20_000)
+        }
         #expect(try Self.metrics(base)["pq_http_event_subscribers"] == 1)
         let id = try #require(try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":20,"b":22}}"#).object["id"] as? String)
         var text = ""
@@ -346,6 +349,8 @@ import Testing
         let answer = try #require(waitLine(after: 1), "browser: \(output())")
         let row = try #require(try JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any], "\(answer)")
         #expect(row["found"] as? Bool == true, "the task did not appear without a reload: \(answer)")
+        // It came through the event stream (the page also reloads its list every 15 s).
+        #expect(row["in_events"] as? Bool == true, "\(answer)")
         let cells = row["cells"] as? [String] ?? []
         #expect(cells.contains { $0.contains("<script>document.title='pwned'</script>") }, "\(cells)")
         #expect((row["titles"] as? [String] ?? []).contains { $0.contains(#"onerror=\"document.title='pwned'\""#) })
