@@ -8,7 +8,7 @@ swift build -c release --product pq-bench
 # `apt-get install ruby-sidekiq`; runs on the private redis-server of scripts/with-redis.sh.
 if [ "$#" -eq 0 ] || [ "${2:-}" = "redis-peers" ]; then
     echo
-    echo "== redis against Sidekiq (issue 15), one Redis, runs alternating"
+    echo "== redis against Sidekiq, one Redis, runs alternating"
     if [ -z "${PQ_TEST_REDIS_URL:-}" ]; then
         echo "skipped: PQ_TEST_REDIS_URL is not set (make bench starts a redis-server through scripts/with-redis.sh)"
     elif ! command -v sidekiq >/dev/null; then

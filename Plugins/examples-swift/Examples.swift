@@ -63,7 +63,7 @@ struct Addition: Job {
         var b: Int
     }
 
-    static let doc: String? = "Adds two integers."
+    static let doc = "Adds two integers."
 
     func run(_ arguments: Arguments, context: JobContext) async throws -> Int {
         let (sum, overflow) = arguments.a.addingReportingOverflow(arguments.b)
@@ -74,7 +74,7 @@ struct Addition: Job {
 
 /// `asynchronous`: waits `lag` seconds without blocking a thread.
 struct Asynchronous: Job {
-    static let doc: String? = "Sleeps lag seconds (default 1), then returns lag."
+    static let doc = "Sleeps lag seconds (default 1), then returns lag."
 
     func run(_ arguments: Lag, context: JobContext) async throws -> Double {
         try await arguments.sleep()
@@ -84,7 +84,7 @@ struct Asynchronous: Job {
 
 /// `failing`: for testing failures.
 struct Failing: Job {
-    static let doc: String? = "Always fails."
+    static let doc = "Always fails."
 
     func run(_ arguments: NoArguments, context: JobContext) async throws -> String {
         throw JobFailure("this job always fails")
@@ -98,7 +98,7 @@ struct Flaky: Job {
         private enum CodingKeys: String, CodingKey { case failTimes = "fail_times" }
     }
 
-    static let doc: String? = "Fails on its first fail_times runs, then returns the attempt number."
+    static let doc = "Fails on its first fail_times runs, then returns the attempt number."
     static let maxRetries: Int? = 3
     static let retryDelay: Double? = 0.1
 
@@ -112,7 +112,7 @@ struct Flaky: Job {
 
 /// `slowtask`: for testing timeouts.
 struct SlowTask: Job {
-    static let doc: String? = "Sleeps 10 seconds; its 1 second timeout revokes it first."
+    static let doc = "Sleeps 10 seconds; its 1 second timeout revokes it first."
     static let timeout: Double? = 1
 
     func run(_ arguments: NoArguments, context: JobContext) async throws -> String {
@@ -123,7 +123,7 @@ struct SlowTask: Job {
 
 /// `notoverlap`: for testing `can_overlap`.
 struct NotOverlap: Job {
-    static let doc: String? = "Sleeps lag seconds; no two tasks with the same kwargs queued at once."
+    static let doc = "Sleeps lag seconds; no two tasks with the same kwargs queued at once."
     static let canOverlap: Bool? = false
 
     func run(_ arguments: Lag, context: JobContext) async throws -> Double {
@@ -134,7 +134,7 @@ struct NotOverlap: Job {
 
 /// `limited`: for testing `max_concurrency`.
 struct Limited: Job {
-    static let doc: String? = "Sleeps lag seconds; at most one runs at a time."
+    static let doc = "Sleeps lag seconds; at most one runs at a time."
     static let maxConcurrency: Int? = 1
 
     func run(_ arguments: Lag, context: JobContext) async throws -> Double {
@@ -145,7 +145,7 @@ struct Limited: Job {
 
 /// `childtask`: for testing child tasks.
 struct ChildTask: Job {
-    static let doc: String? = "Submits an addition child task (a=1, b=2) and returns its id."
+    static let doc = "Submits an addition child task (a=1, b=2) and returns its id."
 
     func run(_ arguments: NoArguments, context: JobContext) async throws -> String {
         let child = try context.submit(job: Addition.name, arguments: ["a": 1, "b": 2])
@@ -156,7 +156,7 @@ struct ChildTask: Job {
 
 /// `testperiodicjob`: for testing the scheduler.
 struct TestPeriodicJob: PeriodicJob {
-    static let doc: String? = "Runs every second and returns \"periodic\"."
+    static let doc = "Runs every second and returns \"periodic\"."
     static let runEvery: Double? = 1
 
     func run(_ arguments: NoArguments, context: JobContext) async throws -> String {

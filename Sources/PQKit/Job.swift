@@ -8,7 +8,7 @@
 /// ```swift
 /// struct Addition: Job {
 ///     struct Arguments: Decodable, Sendable { var a: Int; var b: Int }
-///     static let doc: String? = "Adds two numbers."
+///     static let doc = "Adds two numbers."
 ///     func run(_ arguments: Arguments, context: JobContext) async throws -> Int {
 ///         arguments.a + arguments.b
 ///     }
@@ -36,8 +36,12 @@ public protocol Job: Sendable {
     /// The job's name, a slug (`[a-z0-9][a-z0-9._-]*`). Default: derived from the type name with
     /// ``jobName(fromTypeName:)`` (`SlowTask` → `slowtask`, `Test_Local` → `test.local`).
     static var name: String { get }
-    /// One line describing the job (shown by `pq jobs`).
-    static var doc: String? { get }
+    /// One line describing the job (shown by `pq jobs`); empty: none.
+    ///
+    /// A `String`, not a `String?`: `static let doc = "…"` declares a `String`, and with an
+    /// optional requirement that declaration would not be the witness (the default would win and
+    /// the doc would be lost without a word).
+    static var doc: String { get }
     /// Seconds a run may take, counted from its start, before the task is revoked.
     static var timeout: Double? { get }
     /// Runs after the first one when a run fails.
@@ -56,7 +60,7 @@ extension Job {
     /// The type name turned into a slug by ``jobName(fromTypeName:)``.
     public static var name: String { jobName(fromTypeName: String(describing: Self.self)) }
     /// No description.
-    public static var doc: String? { nil }
+    public static var doc: String { "" }
     /// Unset: the host's default.
     public static var timeout: Double? { nil }
     /// Unset: the host's default.

@@ -232,7 +232,7 @@ struct JobRunner: Sendable {
     init<J: Job>(_ job: J.Type, plugin: String) {
         let name = J.name
         self.name = name
-        doc = J.doc
+        doc = J.doc.isEmpty ? nil : J.doc
         options = JobOptions(of: job)
         let periodicArguments = Self.periodicArguments(of: job)
         prepare = { json in

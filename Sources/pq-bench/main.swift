@@ -90,7 +90,7 @@ func section(_ title: String) { print("\n== \(title)") }
 // MARK: plugin loading
 
 if wanted("plugins") {
-section("plugin loading (issue 1)")
+section("plugin loading")
 do {
     let loader = PluginLoader()
     for (label, path) in [("C plugin", pluginsRoot + "/examples/c/libexamples_c.so"), ("Swift plugin", pluginsRoot + "/examples/swift/libpq_examples.so")] {
@@ -118,7 +118,7 @@ do {
 // MARK: typed calls through libffi
 
 if wanted("ffi") {
-section("typed jobs through libffi (issue 5): per-call overhead of (a:i64,b:i64)->i64, excluding queueing")
+section("typed jobs through libffi: per-call overhead of (a:i64,b:i64)->i64, excluding queueing")
 do {
     let plugin = try PluginLoader().load(path: pluginsRoot + "/examples/c/libexamples_c.so")
     guard let mul = plugin.jobs.first(where: { $0.name == "c.mul" }), let typed = mul.typedCall,
@@ -223,7 +223,7 @@ func runPool(
 }
 
 if wanted("memory") {
-section("engine on memory: (issue 2), c.noop, --concurrent-tasks 16, one process")
+section("engine on memory: c.noop, --concurrent-tasks 16, one process")
 do {
     let n = quick ? 20_000 : 200_000
     let store = MemoryTaskStore()
@@ -256,7 +256,7 @@ do {
 }
 }
 
-// MARK: Redis (issue 6), in-process host on the make-bench redis-server
+// MARK: Redis, in-process host on the make-bench redis-server
 
 /// From INFO commandstats: the commands the server ran (scripts' inner calls included), and the
 /// microseconds it spent running scripts (their inner calls included).
@@ -277,7 +277,7 @@ func redisCommandCount(_ client: RedisClient) async throws -> (commands: Int, sc
 }
 
 if wanted("redis") {
-section("redis store (issue 6), c.noop, --concurrent-tasks 16, one host in this process")
+section("redis store, c.noop, --concurrent-tasks 16, one host in this process")
 if let base = ProcessInfo.processInfo.environment["PQ_TEST_REDIS_URL"], case .redis(var url) = try StoreURL(parsing: base) {
     do {
         url.namespace = "bench\(getpid())"
@@ -382,7 +382,7 @@ if let base = ProcessInfo.processInfo.environment["PQ_TEST_REDIS_URL"], case .re
 // MARK: SQLite through bin/pq
 
 if wanted("sqlite") {
-section("engine on sqlite: (issue 2), durable (every acknowledged commit synced), c.noop")
+section("engine on sqlite: durable (every acknowledged commit synced), c.noop")
 let dir = NSTemporaryDirectory() + "pq-bench-\(getpid())"
 try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
 let storeURL = "sqlite:\(dir)/bench.sqlite"
@@ -484,7 +484,7 @@ func residentMiB(pid: Int32) -> Double {
 }
 
 if wanted("isolation") {
-section("isolation (issue 14): process and thread mode side by side, runs alternating")
+section("isolation: process and thread mode side by side, runs alternating")
 do {
     // Memory store, one process: the pool's own host with worker processes, or its threads.
     let n = quick ? 20_000 : 200_000
@@ -652,7 +652,7 @@ do {
 func residentMemory() -> Double { residentMiB(pid: getpid()) }
 
 if wanted("reload") {
-section("hot reload (issue 4)")
+section("hot reload")
 do {
     let work = NSTemporaryDirectory() + "pq-bench-reload-\(getpid())"
     let pkg = work + "/plugins/bench/a"
@@ -763,7 +763,7 @@ func schedulerOverhead(store: any PeriodicScheduleStore, seconds: Double) async 
 }
 
 if wanted("periodic") {
-section("periodic scheduler (issue 3): 1,000 jobs, run_every 1..60 s, nothing else running")
+section("periodic scheduler: 1,000 jobs, run_every 1..60 s, nothing else running")
 do {
     let seconds = quick ? 2.0 : 5.0
     let memory = try await schedulerOverhead(store: MemoryTaskStore(), seconds: seconds)

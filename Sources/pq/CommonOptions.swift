@@ -69,7 +69,7 @@ struct Settings {
     /// Opens the store named by the settings.
     /// - Parameter resultTTL: how long finished tasks are kept (`--result-ttl`; else pq.toml's
     ///   `result_ttl`, else a day): the Redis store gives a finished task's hash this TTL.
-    func openStore(resultTTL: Double? = nil) async throws -> any TaskStore {
+    func openStore(resultTTL: Double? = nil) async throws -> any PeriodicScheduleStore {
         let url: StoreURL
         do { url = try StoreURL(parsing: store) } catch { throw CLIError("\(error)") }
         if storeIsDefault, case .sqlite(let path) = url {

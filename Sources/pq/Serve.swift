@@ -191,10 +191,7 @@ extension PQ {
                     services.append(.init(service: ReloadOnHangup(watcher: watcher, logger: logger)))
                 }
                 if schedulePeriodic || settings.file.schedulePeriodic == true {
-                    guard let periodicStore = store as? any PeriodicScheduleStore else {
-                        throw CLIError("the store \(settings.store) cannot schedule periodic jobs yet; drop --schedule-periodic or use a sqlite: store")
-                    }
-                    services.append(.init(service: PeriodicScheduler(store: periodicStore, registry: registry, logger: logger)))
+                    services.append(.init(service: PeriodicScheduler(store: store, registry: registry, logger: logger)))
                 }
                 if let httpOptions {
                     services.append(.init(service: HTTPServer(store: store, options: httpOptions, registry: metricsRegistry, logger: logger) { url in

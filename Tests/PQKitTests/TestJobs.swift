@@ -11,7 +11,7 @@ struct Sum: Job {
         var b: Int
     }
 
-    static let doc: String? = "Adds a and b."
+    static let doc = "Adds a and b."
 
     func run(_ arguments: Arguments, context: JobContext) async throws -> Int { arguments.a + arguments.b }
 }
@@ -75,7 +75,7 @@ struct Test_Local: Job {
 
 struct Configured: Job {
     static let name = "configured-job"
-    static let doc: String? = "Has every option."
+    static let doc = "Has every option."
     static let timeout: Double? = 2.5
     static let maxRetries: Int? = 3
     static let retryDelay: Double? = 0.1

@@ -9,8 +9,8 @@ import Synchronization
 /// A call has two steps: ``bind(_:)`` converts the kwargs into C values (checking names, JSON
 /// types and ranges, so nothing reaches the function that does not fit its signature), then
 /// ``call(_:)`` calls the function through `ffi_call` on the calling thread and turns its return
-/// value into JSON. The worker pool binds on its own task and calls on a ``PluginThreadPool``
-/// thread, never on Swift's cooperative pool.
+/// value into JSON. Both run on the thread that runs the task (a ``PluginThreadPool`` thread of
+/// the host or of a worker process), one right after the other, never on Swift's cooperative pool.
 ///
 /// ```swift
 /// let typed = try #require(job.typedCall)

@@ -269,7 +269,7 @@ public struct RedisStoreURL: Sendable, Equatable, CustomStringConvertible {
 ///   target, not by PQCore), or the errors of ``SQLiteTaskStore/init(path:options:)``.
 public func makeStore(
     url: StoreURL, sqliteOptions: SQLiteTaskStore.Options = SQLiteTaskStore.Options()
-) throws -> any TaskStore {
+) throws -> any PeriodicScheduleStore {
     switch url {
     case .memory:
         return MemoryTaskStore()

@@ -46,41 +46,12 @@ import Testing
         throw CancellationError()
     }
 
-    /// `bin/pq web` in the background.
-    final class WebProcess: @unchecked Sendable {
-        let process = Process()
-        let logPath: String
-        var url = ""
-
-        init(store: String, arguments: [String] = ["--http", "127.0.0.1:0"], directory: String, environment: [String: String] = [:]) throws {
-            logPath = directory + "/web-\(UUID().uuidString.prefix(8)).log"
-            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-            process.executableURL = URL(fileURLWithPath: PQCommand.binary)
-            process.arguments = ["web"] + arguments
-            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PQ_") }
-            env["PQ_STORE"] = store
-            for (k, v) in environment { env[k] = v }
-            process.environment = env
-            process.currentDirectoryURL = URL(fileURLWithPath: directory)
-            process.standardOutput = FileHandle(forWritingAtPath: logPath)
-            process.standardError = FileHandle(forWritingAtPath: logPath)
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            url = try HTTPEndToEndTests.announcedURL({ self.log }, running: { self.process.isRunning })
-        }
-
-        var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-
-        func stop() {
-            guard process.isRunning else { return }
-            kill(process.processIdentifier, SIGTERM)
-            let deadline = Date().addingTimeInterval(15)
-            while process.isRunning && Date() < deadline { usleep(10_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-        }
-
-        deinit { stop() }
+    /// `bin/pq web` in the background, and its URL.
+    static func web(
+        store: String, arguments: [String] = ["--http", "127.0.0.1:0"], directory: String
+    ) throws -> (process: HostProcess, url: String) {
+        let web = try HostProcess(store: store, arguments: arguments, directory: directory, command: "web", ready: "dashboard and API on")
+        return (web, try announcedURL({ web.log }, running: { web.isRunning }))
     }
 
     /// Polls `GET /api/tasks/ID` until the task is ready (bounded).
@@ -236,8 +207,7 @@ import Testing
     func webServesAStoreWithoutAHost(kind: String) async throws {
         let store = kind == "redis" ? try TestRedis.urlText(namespace: TestRedis.uniqueNamespace()) : "sqlite:\(dir)/web.sqlite"
         let host = try HostProcess(store: store, directory: dir)
-        let web = try WebProcess(store: store, directory: dir)
-        let base = web.url
+        let (web, base) = try Self.web(store: store, directory: dir)
         // Jobs come from what the host published.
         var jobs: [[String: Any]] = []
         let deadline = Date().addingTimeInterval(10)
@@ -261,7 +231,7 @@ import Testing
         let samples = try Self.metrics(base)
         #expect(samples.keys.contains("pq_hosts"))
         #expect(!samples.keys.contains { $0.hasPrefix("pq_tasks_total") })
-        web.stop()
+        #expect(web.stop() == 0)
         #expect(host.stop() == 0)
     }
 
@@ -276,8 +246,8 @@ import Testing
         let configDir = Fixtures.temporaryDirectory("pqhttptoml")
         try "http = \"0.0.0.0:0\"\nhttp_token = \"s3cret\"\n".write(toFile: configDir + "/pq.toml", atomically: true, encoding: .utf8)
         let host = try HostProcess(store: store, directory: dir)
-        let web = try WebProcess(store: store, arguments: [], directory: configDir)
-        let base = web.url.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
+        let (web, announced) = try Self.web(store: store, arguments: [], directory: configDir)
+        let base = announced.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
         #expect(try Self.curl("GET", base + "healthz").status == 200)
         for route in ["api/queues", "api/jobs", "api/tasks", "metrics", "api/events", ""] {
             #expect(try Self.curl("GET", base + route).status == 401, "\(route)")
@@ -290,7 +260,7 @@ import Testing
         #expect(try Self.curl("GET", base + "api/queues", headers: auth).status == 200)
         let ok = try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":2}}"#, headers: auth)
         #expect(ok.status == 201)
-        web.stop()
+        #expect(web.stop() == 0)
         #expect(host.stop() == 0)
     }
 
@@ -302,9 +272,9 @@ import Testing
         let base = try Self.announcedURL({ host.log }, running: { host.isRunning })
         try checkInBrowser(base, token: nil)
         // The token flow: the page asks for it, then goes live with it.
-        let web = try WebProcess(store: store, arguments: ["--http", "127.0.0.1:0", "--http-token", "t0ken"], directory: dir)
-        try checkInBrowser(web.url, token: "t0ken")
-        web.stop()
+        let (web, url) = try Self.web(store: store, arguments: ["--http", "127.0.0.1:0", "--http-token", "t0ken"], directory: dir)
+        try checkInBrowser(url, token: "t0ken")
+        #expect(web.stop() == 0)
         #expect(host.stop() == 0)
     }
 

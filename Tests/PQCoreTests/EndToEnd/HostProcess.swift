@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-/// A `bin/pq serve` subprocess on a private SQLite store with the example plugins.
+/// A `bin/pq serve` subprocess on a private SQLite store with the example plugins (or another
+/// long-running command, such as `pq web`, ready once its log says `ready`).
 final class HostProcess: @unchecked Sendable {
     let process = Process()
     let logPath: String
@@ -16,7 +17,8 @@ final class HostProcess: @unchecked Sendable {
 
     init(
         store: String, arguments: [String] = [], directory: String, taskPaths: String = "examples.*",
-        pluginsDir: String = Fixtures.installedPluginsRoot, extraEnvironment: [String: String] = [:]
+        pluginsDir: String = Fixtures.installedPluginsRoot, extraEnvironment: [String: String] = [:],
+        command: String = "serve", ready: String = "worker pool started"
     ) throws {
         _ = try Fixtures.requireBuilt(Fixtures.swiftExamplePlugin)
         environment = Self.environment(store: store, taskPaths: taskPaths, pluginsDir: pluginsDir)
@@ -24,7 +26,7 @@ final class HostProcess: @unchecked Sendable {
         logPath = directory + "/serve-\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: PQCommand.binary)
-        process.arguments = ["serve"] + arguments
+        process.arguments = [command] + arguments
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PQ_") }
         for (k, v) in environment { env[k] = v }
         // `make test` runs the end-to-end suites a second time with hosts in thread mode.
@@ -39,8 +41,8 @@ final class HostProcess: @unchecked Sendable {
         try process.run()
         // Ready once the pool logs that it started (bounded).
         let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, !log.contains("worker pool started"), process.isRunning { usleep(20_000) }
-        try #require(log.contains("worker pool started"), "host did not start: \(log)")
+        while Date() < deadline, !log.contains(ready), process.isRunning { usleep(20_000) }
+        try #require(log.contains(ready), "pq \(command) did not start: \(log)")
     }
 
     var pid: Int32 { process.processIdentifier }
