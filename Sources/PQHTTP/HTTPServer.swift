@@ -116,9 +116,10 @@ struct ErrorMiddleware: RouterMiddleware {
 /// answers 401 too, with itself as the body: it holds no data and asks for the token). Without a
 /// token the listener is on loopback, and the `Host` header must name a loopback address too, so
 /// a page of another site cannot reach it by pointing its own name at 127.0.0.1. Whatever the
-/// token, nothing changes on a request a page of another site could forge: a POST must carry
-/// `Content-Type: application/json` (which another origin cannot send without a CORS preflight,
-/// and none is ever granted), and a browser's `Origin`/`Sec-Fetch-Site` must say same origin.
+/// token, nothing changes on a request a page of another site could forge: browsers say where a
+/// request comes from (`Sec-Fetch-Site`, and `Origin` on every POST), and anything but this
+/// origin is refused; no CORS header is ever sent. Clients that are not browsers send neither
+/// and may post JSON with any content type (`curl -d`, `urllib`).
 struct AccessMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let token: String?
@@ -157,12 +158,6 @@ struct AccessMiddleware: RouterMiddleware {
                 guard Self.sameOrigin(origin, authority: request.head.authority ?? "") else {
                     throw APIError(.forbidden, "cross-origin request refused (Origin: \(origin))")
                 }
-            }
-            let type = request.headers[.contentType]?.lowercased() ?? ""
-            guard type.hasPrefix("application/json") else {
-                throw APIError(
-                    .unsupportedMediaType,
-                    "send the body as JSON with Content-Type: application/json (also for revoke: an empty {}); another site's page cannot")
             }
         }
         return try await next(request, context)

@@ -166,10 +166,6 @@ import Prometheus
                 let message = try Self.error(response)
                 #expect(message.contains("over the limit"), "\(message)")
             }
-            try await client.execute(uri: "/api/tasks", method: .post, headers: [.contentType: "text/plain"], body: ByteBuffer(string: #"{"job":"echo"}"#)) {
-                response in
-                #expect(response.status == .unsupportedMediaType)
-            }
             try await client.execute(uri: "/api/tasks/0123456789abcdef0123456789abcdef", method: .get) { response in
                 #expect(response.status == .notFound)
                 let message = try Self.error(response)
@@ -241,9 +237,17 @@ import Prometheus
         let store = try await Self.makeStore()
         try await Self.app(store).test(.router) { client in
             let body = ByteBuffer(string: #"{"job":"echo"}"#)
-            // A form or a no-cors fetch from another page: no JSON content type.
-            try await client.execute(uri: "/api/tasks", method: .post, headers: [.contentType: "text/plain"], body: body) { response in
-                #expect(response.status == .unsupportedMediaType)
+            // A form or a no-cors fetch from another page: the browser names the page's origin.
+            try await client.execute(
+                uri: "/api/tasks", method: .post, headers: [.contentType: "text/plain", .origin: "http://evil.example"], body: body
+            ) { response in
+                #expect(response.status == .forbidden)
+            }
+            try await client.execute(
+                uri: "/api/tasks/0123456789abcdef0123456789abcdef/revoke", method: .post,
+                headers: [.contentType: "application/x-www-form-urlencoded", HTTPField.Name("Sec-Fetch-Site")!: "cross-site"]
+            ) { response in
+                #expect(response.status == .forbidden)
             }
             var fromElsewhere = Self.jsonHeaders
             fromElsewhere[.origin] = "http://evil.example"
@@ -285,6 +289,24 @@ import Prometheus
             }
         }
         #expect(try await store.tasks(status: nil, job: nil, limit: 10).count == 1)
+    }
+
+    /// Clients that are not browsers send no Origin: `curl -d` (form content type) and a revoke
+    /// without a body work.
+    @Test func plainClientsNeedNoJSONContentType() async throws {
+        let store = try await Self.makeStore()
+        try await Self.app(store).test(.router) { client in
+            let id = try await client.execute(
+                uri: "/api/tasks", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+                body: ByteBuffer(string: #"{"job":"echo","delay":60}"#)
+            ) { response -> String in
+                #expect(response.status == .created)
+                return try #require((try Self.json(response.body) as? [String: Any])?["id"] as? String)
+            }
+            try await client.execute(uri: "/api/tasks/\(id)/revoke", method: .post) { response in
+                #expect(response.status == .ok)
+            }
+        }
     }
 
     @Test func metricsAreValidPrometheusText() async throws {
