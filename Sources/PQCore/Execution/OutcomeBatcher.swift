@@ -11,7 +11,7 @@ final class OutcomeBatcher: @unchecked Sendable {
     // @unchecked: `buffer` and `closed` are guarded by `lock`, a pthread mutex: every plugin
     // thread appends here, and Synchronization.Mutex spins on contention, which with more threads
     // than cores burnt a fifth of a busy host's CPU while holders were preempted.
-    private let lock = NSLock()
+    private let lock = ConditionLock()
     private var buffer: [TaskOutcome] = []
     private var closed = false
     private let wakeup = Wakeup()

@@ -256,12 +256,6 @@ public final class PluginCall: @unchecked Sendable {
     }
 }
 
-/// Carries a value the compiler cannot prove Sendable across a thread hop where it is safe.
-struct UnsafeSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
 private func pqHostComplete(_ call: UnsafePointer<pq_call>?, _ ok: Int32, _ text: UnsafePointer<CChar>?) {
     guard let host = PluginCall.from(call) else { return }
     let message = text.map { String(cString: $0) }

@@ -10,10 +10,8 @@ import Glibc
 /// jobs are drained by the threads already awake before the next one gets up; long jobs spread
 /// over all threads in a cascade.
 public final class PluginThreadPool: @unchecked Sendable {
-    // @unchecked: all mutable state is guarded by `mutex`/`condition` (pthread primitives, which
-    // Synchronization.Mutex cannot wait on).
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    // @unchecked: all mutable state is guarded by `lock` (a ``ConditionLock``: threads sleep on it).
+    private let lock = ConditionLock()
     private var queue: [@Sendable () -> Void] = []
     private var head = 0
     private var stopping = false
@@ -29,8 +27,6 @@ public final class PluginThreadPool: @unchecked Sendable {
     /// - Parameter size: the number of threads (at least 1).
     public init(size: Int) {
         self.size = max(1, size)
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
         for _ in 0..<self.size {
             var thread = pthread_t()
             let box = Unmanaged.passRetained(self)
@@ -51,11 +47,11 @@ public final class PluginThreadPool: @unchecked Sendable {
     /// Runs `work` on one of the pool's threads, as soon as one is free.
     /// - Parameter work: the blocking work.
     public func execute(_ work: @escaping @Sendable () -> Void) {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         queue.append(work)
         let wake = takeWakeLocked()
-        pthread_mutex_unlock(&mutex)
-        if wake { pthread_cond_signal(&condition) }
+        lock.unlock()
+        if wake { lock.signal() }
     }
 
     /// Runs each of `works` on the pool's threads; threads wake one after another while work is
@@ -63,22 +59,22 @@ public final class PluginThreadPool: @unchecked Sendable {
     /// - Parameter works: blocking work items.
     public func execute(all works: [@Sendable () -> Void]) {
         guard !works.isEmpty else { return }
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         queue.append(contentsOf: works)
         let wake = takeWakeLocked()
-        pthread_mutex_unlock(&mutex)
-        if wake { pthread_cond_signal(&condition) }
+        lock.unlock()
+        if wake { lock.signal() }
     }
 
     /// Work items queued and not yet taken by a thread.
     public var backlog: Int {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return queue.count - head
     }
 
     /// Whether the caller should signal one thread: some sleep and none is already being woken.
-    /// Call with `mutex` held.
+    /// Call with `lock` held.
     private func takeWakeLocked() -> Bool {
         guard idle > 0, !waking else { return false }
         waking = true
@@ -87,12 +83,12 @@ public final class PluginThreadPool: @unchecked Sendable {
 
     /// Lets queued work finish, then stops the threads and waits for them.
     public func shutdown() {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         stopping = true
-        pthread_cond_broadcast(&condition)
+        lock.broadcast()
         let joinable = threads
         threads = []
-        pthread_mutex_unlock(&mutex)
+        lock.unlock()
         for thread in joinable where !pthread_equal(thread, pthread_self()).isTrue {
             pthread_join(thread, nil)
         }
@@ -100,15 +96,15 @@ public final class PluginThreadPool: @unchecked Sendable {
 
     private func workLoop() {
         while true {
-            pthread_mutex_lock(&mutex)
+            lock.lock()
             while head == queue.count && !stopping {
                 idle += 1
-                pthread_cond_wait(&condition, &mutex)
+                lock.wait()
                 idle -= 1
                 waking = false
             }
             if head == queue.count {
-                pthread_mutex_unlock(&mutex)
+                lock.unlock()
                 return
             }
             let work = queue[head]
@@ -119,8 +115,8 @@ public final class PluginThreadPool: @unchecked Sendable {
             }
             // More is waiting: get the next thread up while this one runs its job.
             let wake = head < queue.count && takeWakeLocked()
-            pthread_mutex_unlock(&mutex)
-            if wake { pthread_cond_signal(&condition) }
+            lock.unlock()
+            if wake { lock.signal() }
             work()
         }
     }

@@ -245,7 +245,7 @@ private final class Worker: @unchecked Sendable {
 private final class Outbox: @unchecked Sendable {
     // @unchecked: `frames` and `writing` are guarded by `lock`.
     private let fd: Int32
-    private let lock = NSLock()
+    private let lock = ConditionLock()
     private var frames = FrameEncoder()
     private var writing = false
 

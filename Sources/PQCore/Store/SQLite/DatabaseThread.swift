@@ -34,7 +34,7 @@ final class DatabaseThread: @unchecked Sendable {
         var result: Result<T, any Error>?
     }
 
-    private let condition = NSCondition()
+    private let condition = ConditionLock()
     private var pending: [Job] = []  // guarded by `condition`
     private var stopping = false  // guarded by `condition`
     private var stopped = false  // guarded by `condition`
@@ -230,7 +230,7 @@ final class DatabaseThread: @unchecked Sendable {
 /// of a host killed mid-run.
 final class LogSyncer: @unchecked Sendable {
     // @unchecked: all mutable state is guarded by `condition`; `descriptor` is used by the thread only.
-    private let condition = NSCondition()
+    private let condition = ConditionLock()
     private var requested: UInt64 = 0
     private var synced: UInt64 = 0
     private var waiters: [(ticket: UInt64, resume: @Sendable ((any Error)?) -> Void)] = []
