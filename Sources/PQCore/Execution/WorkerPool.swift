@@ -394,11 +394,21 @@ public final class WorkerPool: Service, Sendable {
     /// `record`: the dispatcher is woken here, once per batch, to claim for slots the batch's
     /// own claim did not fill (the queue ran dry, or holds only later tasks) and to see a drain end.
     func stored(_ batch: [TaskOutcome]) {
+        // The metrics of the batch are counted here, by the one task that stores outcomes, not by
+        // the plugin threads as runs end: many threads on one lock spin (HostMetrics' handles).
+        var ended: [(job: String, kind: TaskOutcome.Kind, seconds: Double?)] = []
+        ended.reserveCapacity(batch.count)
         let running = state.withLock { s in
-            for outcome in batch where s.running.removeValue(forKey: outcome.id) != nil { s.processed += 1 }
+            for outcome in batch {
+                guard let execution = s.running.removeValue(forKey: outcome.id) else { continue }
+                s.processed += 1
+                let began = Double(bitPattern: execution.began.load(ordering: .relaxed))
+                ended.append((execution.record.name, outcome.kind, began > 0 ? outcome.time - began : nil))
+            }
             return s.running.count
         }
         metrics.running(running)
+        for e in ended { metrics.ended(job: e.job, e.kind, seconds: e.seconds) }
         wakeup.signal()
     }
 
@@ -459,8 +469,6 @@ public final class WorkerPool: Service, Sendable {
             return !s.decided
         }
         guard first else { return }
-        let began = Double(bitPattern: execution.began.load(ordering: .acquiring))
-        metrics.ended(job: execution.record.name, kind, seconds: began > 0 ? TaskClock.now() - began : nil)
         let id = execution.record.id
         var outcome = TaskOutcome(id: id, worker: worker, kind)
         outcome.storeSlot = execution.record.storeSlot
