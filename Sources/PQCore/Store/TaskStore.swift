@@ -159,6 +159,10 @@ public protocol TaskStore: Sendable {
     /// - Returns: a stream that ends when the store closes, fails, or the consumer stops.
     func eventStream(after cursor: Int64?, batch: Int) -> AsyncThrowingStream<TaskEvent, any Error>
 
+    /// Whether ``events(after:limit:)`` reads a log of past events (false: the store keeps none,
+    /// as Redis, and only ``eventStream(after:batch:)`` delivers events). Default: true.
+    var keepsEventLog: Bool { get }
+
     /// Records an event that is not a task state change (plugin events of hosts), so `pq watch`
     /// shows it among the task events.
     /// - Parameters:
@@ -190,6 +194,9 @@ public protocol TaskStore: Sendable {
 }
 
 extension TaskStore {
+    /// See ``TaskStore/keepsEventLog``: stores keep one unless they say otherwise.
+    public var keepsEventLog: Bool { true }
+
     /// Recent tasks of any queue, newest first (``tasks(status:job:queue:limit:)``).
     public func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord] {
         try await tasks(status: status, job: job, queue: nil, limit: limit)

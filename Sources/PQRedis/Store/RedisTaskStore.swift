@@ -678,6 +678,9 @@ public final class RedisTaskStore: TaskStore {
     /// See ``TaskStore/lastEventCursor()``: always 0 (no history).
     public func lastEventCursor() async throws -> Int64 { 0 }
 
+    /// Redis keeps no event history (DESIGN.md section 6): events come only from pub/sub.
+    public var keepsEventLog: Bool { false }
+
     /// Follows the events published from now on (the pub/sub channels of DESIGN.md section 7):
     /// Redis keeps no history, so `cursor` is ignored. Each event's `seq` counts the messages
     /// this stream received.

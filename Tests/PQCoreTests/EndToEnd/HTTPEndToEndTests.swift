@@ -85,6 +85,33 @@ import Testing
         return samples
     }
 
+    /// `curl -N` on `/api/events`, writing to a file, once the stream's first comment came.
+    func followEvents(_ base: String) throws -> (process: Process, text: () -> String) {
+        let outPath = dir + "/sse-\(UUID().uuidString.prefix(6)).txt"
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        let stream = Process()
+        stream.executableURL = URL(fileURLWithPath: try Self.curlBinary())
+        stream.arguments = ["-s", "-N", "--max-time", "60", "-D", outPath + ".headers", base + "api/events"]
+        stream.standardOutput = FileHandle(forWritingAtPath: outPath)
+        try stream.run()
+        let text = { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, !text().contains(": pq events") { usleep(20_000) }
+        return (stream, text)
+    }
+
+    /// Waits (bounded) until the stream holds the done event of `id`.
+    static func waitForDone(_ text: () -> String, _ id: String) -> String {
+        let deadline = Date().addingTimeInterval(20)
+        var seen = ""
+        while Date() < deadline {
+            seen = text()
+            if seen.components(separatedBy: "\n\n").contains(where: { $0.hasPrefix("event: done\n") && $0.contains(id) }) { break }
+            usleep(50_000)
+        }
+        return seen
+    }
+
     static var isolation: String { ProcessInfo.processInfo.environment["PQ_TEST_ISOLATION"] ?? "process" }
 
     // MARK: tests
@@ -216,8 +243,13 @@ import Testing
             if jobs.isEmpty { usleep(100_000) }
         }
         #expect(jobs.contains { $0["name"] as? String == "c.mul" })
+        // Events on both stores: SQLite's log, Redis's pub/sub.
+        let (stream, text) = try followEvents(base)
+        defer { kill(stream.processIdentifier, SIGKILL) }
         let id = try #require(try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":2,"b":5}}"#).object["id"] as? String)
         #expect(try Self.waitReady(base, id)["result"] as? Int == 7)
+        let seen = Self.waitForDone(text, id)
+        #expect(seen.components(separatedBy: "\n\n").contains { $0.hasPrefix("event: done\n") && $0.contains(id) }, "\(seen)")
         // Revoke a delayed task through the API.
         let later = try #require(try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":1},"delay":600}"#).object["id"] as? String)
         let queued = try Self.curl("GET", base + "api/tasks?status=QUEUED&job=addition").array
