@@ -11,83 +11,43 @@ import Synchronization
 /// doorbell rather than the `-wal` file costs one event per commit instead of one per page
 /// written (a busy host's own writes woke its watcher dozens of times per transaction). If inotify
 /// is not available, or as a safety net, `data_version` is checked every `fallback`.
-final class SQLiteChangeWatcher: @unchecked Sendable {
-    private let stopWriteFD: Int32
-    private let stopped = Atomic<Bool>(false)
-    private let onChange: @Sendable () -> Void
+final class SQLiteChangeWatcher: Sendable {
+    private let thread: InotifyThread
 
     init(path: String, fallback: Duration, onChange: @escaping @Sendable () -> Void) throws(TaskStoreError) {
-        self.onChange = onChange
-        let connection = try SQLiteConnection(path: path, create: false)
-        var pipeFDs: [Int32] = [-1, -1]
-        guard pipe(&pipeFDs) == 0 else {
-            throw TaskStoreError(.cannotOpen, "cannot watch the task store \(path): no pipe (errno \(errno))", path: path)
-        }
-        stopWriteFD = pipeFDs[1]
-        for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        let doorbell = SQLiteDoorbell.path(for: path)
         let fallbackMs = Int32(max(1, fallback.components.seconds * 1000 + fallback.components.attoseconds / 1_000_000_000_000_000))
-        let box = UncheckedBox(connection)
-        let stopFD = pipeFDs[0]
-        let thread = Thread {
-            Thread.current.name = "pq-sqlite-watch"
-            Self.run(
-                box.take(), doorbell: doorbell, fallbackMs: fallbackMs, stopFD: stopFD, onChange: onChange)
-        }
-        thread.start()
-    }
-
-    /// Ends the thread (it closes its own connection and file descriptors).
-    func stop() {
-        // Only once: a second close could hit a descriptor number reused by another file.
-        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        var one: UInt8 = 1
-        _ = write(stopWriteFD, &one, 1)
-        close(stopWriteFD)
-    }
-
-    private static func run(
-        _ db: SQLiteConnection, doorbell: String, fallbackMs: Int32, stopFD: Int32, onChange: @Sendable () -> Void
-    ) {
-        var lastVersion = (try? db.intPragma("data_version")) ?? 0
-        let inotifyFD = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        var watching = false
-        if inotifyFD >= 0 {
-            let mask = UInt32(IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB)
-            watching = inotify_add_watch(inotifyFD, doorbell, mask) >= 0
-        }
-        defer {
-            if inotifyFD >= 0 { close(inotifyFD) }
-            close(stopFD)
-        }
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        var recheckUntil: UInt64 = 0
-        while true {
-            var fds = [
-                pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: watching ? inotifyFD : -1, events: Int16(POLLIN), revents: 0),
-            ]
-            let now = monotonicMs()
-            let timeout: Int32 = recheckUntil > now ? 1 : fallbackMs
-            _ = poll(&fds, 2, timeout)
-            if fds[0].revents != 0 { return }
-            if fds[1].revents != 0 {
-                var rung = false
-                while true {
-                    let count = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
-                    guard count > 0 else { break }
-                    rung = true
-                }
-                // Rung after the commit, so the new version should be visible; recheck briefly
-                // in case this connection's view lags.
-                if rung { recheckUntil = monotonicMs() + 5 }
-            }
-            guard let version = try? db.intPragma("data_version") else { continue }
-            if version != lastVersion {
-                lastVersion = version
-                recheckUntil = 0
+        let watched = Watched(try SQLiteConnection(path: path, create: false))
+        thread = InotifyThread(name: "pq-sqlite-watch", inotify: true, firstTimeout: fallbackMs) { events in
+            // Rung after the commit, so the new version should be visible; recheck briefly in
+            // case this connection's view lags.
+            if !events.isEmpty { watched.recheckUntil = Self.monotonicMs() + 5 }
+            if let version = try? watched.db.intPragma("data_version"), version != watched.lastVersion {
+                watched.lastVersion = version
+                watched.recheckUntil = 0
                 onChange()
             }
+            return watched.recheckUntil > Self.monotonicMs() ? 1 : fallbackMs
+        }
+        guard thread.isRunning else {
+            throw TaskStoreError(.cannotOpen, "cannot watch the task store \(path): no pipe (errno \(errno))", path: path)
+        }
+        // Without a watch (no inotify, or no doorbell yet) the thread checks every `fallback`.
+        _ = thread.watch(SQLiteDoorbell.path(for: path), mask: UInt32(IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB))
+    }
+
+    /// Ends the thread.
+    func stop() { thread.stop() }
+
+    /// What the watcher's thread keeps between wake-ups.
+    private final class Watched: @unchecked Sendable {
+        // @unchecked: made before the thread starts, then used by that thread only.
+        let db: SQLiteConnection
+        var lastVersion: Int64
+        var recheckUntil: UInt64 = 0
+
+        init(_ db: SQLiteConnection) {
+            self.db = db
+            lastVersion = (try? db.intPragma("data_version")) ?? 0
         }
     }
 
