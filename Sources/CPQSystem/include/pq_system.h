@@ -12,4 +12,8 @@ int pq_set_parent_death_signal(int signal);
 /// pipe2(fds, O_CLOEXEC).
 int pq_pipe_cloexec(int fds[2]);
 
+// The ELF file layout (Elf64_Ehdr, Elf64_Phdr and their constants), read by the plugin loader's
+// check of a .so before dlopen: Swift's Glibc module does not include <elf.h>.
+#include <elf.h>
+
 #endif

@@ -1,15 +1,17 @@
+import CPQSystem
 import Glibc
 
 /// Checks that a file is a complete ELF shared object for this machine before it is opened.
 ///
 /// `dlopen` of a half-written `.so` kills the process with SIGBUS, so the loader reads the ELF
-/// header, the program headers and the section header table and checks that everything they
-/// point at lies inside the file.
+/// header, the program headers and the section header table (the `Elf64_Ehdr`/`Elf64_Phdr`
+/// layouts of `<elf.h>`, through CPQSystem) and checks that everything they point at lies
+/// inside the file.
 public enum ELFCheck {
     #if arch(x86_64)
-    static let machine: UInt16 = 62  // EM_X86_64
+    static let machine = UInt16(EM_X86_64)
     #elseif arch(arm64)
-    static let machine: UInt16 = 183  // EM_AARCH64
+    static let machine = UInt16(EM_AARCH64)
     #else
     static let machine: UInt16 = 0
     #endif
@@ -38,57 +40,54 @@ public enum ELFCheck {
             throw PluginError(.unreadable, path: path, "cannot stat: \(String(cString: strerror(errno)))")
         }
         let size = UInt64(st.st_size)
-        var header = [UInt8](repeating: 0, count: 64)
-        let got = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 64, 0) }
-        guard got >= 16, header[0] == 0x7F, header[1] == 0x45, header[2] == 0x4C, header[3] == 0x46 else {
+        var header = Elf64_Ehdr()
+        let got = withUnsafeMutableBytes(of: &header) { pread(fd, $0.baseAddress, $0.count, 0) }
+        let ident = withUnsafeBytes(of: header.e_ident) { Array($0) }
+        guard got >= Int(EI_NIDENT), ident[Int(EI_MAG0)] == ELFMAG0, ident[Int(EI_MAG1)] == UInt8(ascii: "E"),
+            ident[Int(EI_MAG2)] == UInt8(ascii: "L"), ident[Int(EI_MAG3)] == UInt8(ascii: "F")
+        else {
             throw PluginError(.notELF, path: path, "not an ELF shared library (bad magic); is this really a .so?")
         }
-        guard header[4] == 2, header[5] == 1 else {
+        guard ident[Int(EI_CLASS)] == ELFCLASS64, ident[Int(EI_DATA)] == ELFDATA2LSB else {
             throw PluginError(.notELF, path: path, "not a 64-bit little-endian ELF file")
         }
-        guard got == 64 else {
+        guard got == MemoryLayout<Elf64_Ehdr>.size else {
             throw PluginError(.truncated, path: path, "ELF header cut short (\(size) bytes): the file is incomplete")
         }
-        func u16(_ o: Int) -> UInt64 { UInt64(header[o]) | UInt64(header[o + 1]) << 8 }
-        func u64(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(header[o + $1]) << (8 * UInt64($1)) } }
-        let type = u16(16)
-        guard type == 3 else {
-            throw PluginError(.notELF, path: path, "ELF file is not a shared object (e_type \(type)); build it with -shared")
+        guard header.e_type == UInt16(ET_DYN) else {
+            throw PluginError(.notELF, path: path, "ELF file is not a shared object (e_type \(header.e_type)); build it with -shared")
         }
-        guard u16(18) == UInt64(machine) else {
-            throw PluginError(.notELF, path: path, "ELF file is for another machine (e_machine \(u16(18)))")
+        guard header.e_machine == machine else {
+            throw PluginError(.notELF, path: path, "ELF file is for another machine (e_machine \(header.e_machine))")
         }
-        let phoff = u64(32), shoff = u64(40)
-        let phentsize = u16(54), phnum = u16(56), shentsize = u16(58), shnum = u16(60)
+        let phoff = header.e_phoff, shoff = header.e_shoff
+        let phentsize = UInt64(header.e_phentsize), phnum = UInt64(header.e_phnum)
+        let shentsize = UInt64(header.e_shentsize), shnum = UInt64(header.e_shnum)
         let phEnd = phoff &+ phentsize &* phnum
-        guard phnum > 0, phentsize >= 56, phEnd <= size else {
+        guard phnum > 0, phentsize >= UInt64(MemoryLayout<Elf64_Phdr>.size), phEnd <= size else {
             throw PluginError(
                 .truncated, path: path,
                 "program headers end at byte \(phEnd) but the file has \(size): the file is incomplete (still being written?)")
         }
         if shnum > 0 {
             let shEnd = shoff &+ shentsize &* shnum
-            guard shEnd <= size, shoff >= 64 else {
+            guard shEnd <= size, shoff >= UInt64(MemoryLayout<Elf64_Ehdr>.size) else {
                 throw PluginError(
                     .truncated, path: path,
                     "section headers end at byte \(shEnd) but the file has \(size): the file is incomplete (still being written?)")
             }
         }
-        var phdrs = [UInt8](repeating: 0, count: Int(phentsize * phnum))
-        let readPh = phdrs.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(phoff)) }
-        guard readPh == phdrs.count else {
-            throw PluginError(.truncated, path: path, "cannot read the program headers: the file is incomplete")
-        }
-        for i in 0..<Int(phnum) {
-            let base = i * Int(phentsize)
-            func p64(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(phdrs[base + o + $1]) << (8 * UInt64($1)) } }
-            let ptype = UInt32(truncatingIfNeeded: p64(0))
-            let offset = p64(8), filesz = p64(32)
-            // PT_LOAD (1) and PT_DYNAMIC (2) are what the dynamic linker maps and reads.
-            if ptype == 1 || ptype == 2, offset &+ filesz > size || offset &+ filesz < offset {
+        for i in 0..<phnum {
+            var segment = Elf64_Phdr()
+            let read = withUnsafeMutableBytes(of: &segment) { pread(fd, $0.baseAddress, $0.count, off_t(phoff + i * phentsize)) }
+            guard read == MemoryLayout<Elf64_Phdr>.size else {
+                throw PluginError(.truncated, path: path, "cannot read the program headers: the file is incomplete")
+            }
+            // What the dynamic linker maps and reads.
+            let end = segment.p_offset &+ segment.p_filesz
+            if segment.p_type == UInt32(PT_LOAD) || segment.p_type == UInt32(PT_DYNAMIC), end > size || end < segment.p_offset {
                 throw PluginError(
-                    .truncated, path: path,
-                    "segment \(i) ends at byte \(offset &+ filesz) but the file has \(size): the file is incomplete")
+                    .truncated, path: path, "segment \(i) ends at byte \(end) but the file has \(size): the file is incomplete")
             }
         }
     }
