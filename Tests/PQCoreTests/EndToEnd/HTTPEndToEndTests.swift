@@ -85,8 +85,9 @@ import Testing
         return samples
     }
 
-    /// `curl -N` on `/api/events`, writing to a file, once the stream's first comment came.
-    func followEvents(_ base: String) throws -> (process: Process, text: () -> String) {
+    /// `curl -N` on `/api/events`, writing to a file, once the stream's first comment came;
+    /// `text` reads what came so far, `headers` the response head.
+    func followEvents(_ base: String) throws -> (process: Process, text: () -> String, headers: () -> String) {
         let outPath = dir + "/sse-\(UUID().uuidString.prefix(6)).txt"
         _ = FileManager.default.createFile(atPath: outPath, contents: nil)
         let stream = Process()
@@ -95,9 +96,10 @@ import Testing
         stream.standardOutput = FileHandle(forWritingAtPath: outPath)
         try stream.run()
         let text = { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
+        let headers = { (try? String(contentsOfFile: outPath + ".headers", encoding: .utf8)) ?? "" }
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline, !text().contains(": pq events") { usleep(20_000) }
-        return (stream, text)
+        return (stream, text, headers)
     }
 
     /// Waits (bounded) until the stream holds the done event of `id`.
@@ -189,35 +191,18 @@ import Testing
         let store = "sqlite:\(dir)/sse.sqlite"
         let host = try HostProcess(store: store, arguments: ["--http", "127.0.0.1:0"], directory: dir)
         let base = try Self.announcedURL({ host.log }, running: { host.isRunning })
-        let outPath = dir + "/sse-\(UUID().uuidString.prefix(6)).txt"
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        let stream = Process()
-        stream.executableURL = URL(fileURLWithPath: try Self.curlBinary())
-        stream.arguments = ["-s", "-N", "--max-time", "30", "-D", outPath + ".headers", base + "api/events"]
-        stream.standardOutput = FileHandle(forWritingAtPath: outPath)
-        try stream.run()
-        // SIGKILL: the test process's own signal set-up may leave a child deaf to SIGTERM.
-        defer { if stream.isRunning { kill(stream.processIdentifier, SIGKILL) } }
         // The stream's first comment comes once the server follows the store: events after it
-        // reach the client.
-        var deadline = Date().addingTimeInterval(10)
-        while Date() < deadline, !((try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "").contains(": pq events") {
-            usleep(20_000)
-        }
+        // reach the client. SIGKILL at the end: the test process's own signal set-up may leave
+        // a child deaf to SIGTERM.
+        let (stream, text, headers) = try followEvents(base)
+        defer { if stream.isRunning { kill(stream.processIdentifier, SIGKILL) } }
         #expect(try Self.metrics(base)["pq_http_event_subscribers"] == 1)
         let id = try #require(try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":20,"b":22}}"#).object["id"] as? String)
-        var text = ""
-        deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            text = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-            if text.contains("event: done\ndata: ") && text.contains(id) { break }
-            usleep(50_000)
-        }
-        let headers = (try? String(contentsOfFile: outPath + ".headers", encoding: .utf8)) ?? ""
-        #expect(headers.lowercased().contains("content-type: text/event-stream"))
+        let seen = Self.waitForDone(text, id)
+        #expect(headers().lowercased().contains("content-type: text/event-stream"))
         // Each message: `event: <kind>` then `data: <the JSON object of a pq watch line>`.
-        let messages = text.components(separatedBy: "\n\n").filter { $0.hasPrefix("event: ") }
-        let done = try #require(messages.first { $0.hasPrefix("event: done\n") && $0.contains(id) }, "stream: \(text)")
+        let messages = seen.components(separatedBy: "\n\n").filter { $0.hasPrefix("event: ") }
+        let done = try #require(messages.first { $0.hasPrefix("event: done\n") && $0.contains(id) }, "stream: \(seen)")
         let data = try #require(done.split(separator: "\n").first { $0.hasPrefix("data: ") }?.dropFirst(6))
         let object = try #require(try JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any])
         #expect(object["event"] as? String == "done")
@@ -244,7 +229,7 @@ import Testing
         }
         #expect(jobs.contains { $0["name"] as? String == "c.mul" })
         // Events on both stores: SQLite's log, Redis's pub/sub.
-        let (stream, text) = try followEvents(base)
+        let (stream, text, _) = try followEvents(base)
         defer { kill(stream.processIdentifier, SIGKILL) }
         let id = try #require(try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":2,"b":5}}"#).object["id"] as? String)
         #expect(try Self.waitReady(base, id)["result"] as? Int == 7)
