@@ -23,7 +23,7 @@ extension PQ {
                     let jobs = try await store.publishedJobs()
                     await store.close()
                     if json {
-                        print(JSONValue.array(jobs.map(JobListing.object)).jsonText)
+                        print(JSONValue.array(jobs.map(\.listingJSON)).jsonText)
                     } else if jobs.isEmpty {
                         print("no task_paths given, and no host on \(settings.store) has registered jobs (start one with pq serve, or pass --task-paths)")
                     } else {
@@ -79,8 +79,6 @@ enum JobListing {
         pairs.append(("options", .object(options)))
         return .object(pairs)
     }
-
-    static func object(_ job: JobInfo) -> JSONValue { job.listingJSON }
 
     static func json(_ jobs: [JobDefinition]) -> String {
         JSONValue.array(jobs.map(object)).jsonText

@@ -20,11 +20,12 @@ extension PQ {
         func run() async throws {
             try await reportingErrors {
                 let settings = try common.resolve()
-                var jobs: [(name: String, schedule: PeriodicSchedule)] = []
+                let now = TaskClock.now()
+                let rows: [ScheduleListing.Row]
                 if !settings.taskPaths.isEmpty {
                     let registry = JobRegistry()
                     _ = try settings.loadPlugins(into: registry)
-                    jobs = registry.jobs.compactMap { job in job.options.schedule.map { (job.name, $0) } }
+                    rows = ScheduleListing.rows(registry.jobs.compactMap { job in job.options.schedule.map { (job.name, $0) } }, now: now)
                 } else {
                     let store = try await settings.openStore()
                     let published: [JobInfo]
@@ -33,10 +34,8 @@ extension PQ {
                         throw CLIError("cannot read the published jobs of \(settings.store): \(error)")
                     }
                     await store.close()
-                    jobs = published.filter(\.periodic).compactMap { job in job.jobOptions.schedule.map { (job.name, $0) } }
+                    rows = ScheduleListing.rows(published: published, now: now)
                 }
-                let now = TaskClock.now()
-                let rows = ScheduleListing.rows(jobs, now: now)
                 if json {
                     emit(ScheduleListing.json(rows, now: now).jsonText)
                     return

@@ -47,16 +47,24 @@ package final class HostMetrics: Sendable {
     package init() {}
 
     private func handles(_ job: String) -> JobHandles {
-        if let h = jobs.withLock({ $0[job] }) { return h }
-        let made = JobHandles(
-            success: Counter(label: Name.tasks, dimensions: [("job", job), ("status", "SUCCESS")]),
-            failure: Counter(label: Name.tasks, dimensions: [("job", job), ("status", "FAILURE")]),
-            revoked: Counter(label: Name.tasks, dimensions: [("job", job), ("status", "REVOKED")]),
-            retries: Counter(label: Name.retries, dimensions: [("job", job)]),
-            duration: Timer(label: Name.duration, dimensions: [("job", job)], preferredDisplayUnit: .seconds))
-        return jobs.withLock { dict in
-            if let h = dict[job] { return h }
-            dict[job] = made
+        Self.cached(jobs, job) {
+            JobHandles(
+                success: Counter(label: Name.tasks, dimensions: [("job", job), ("status", "SUCCESS")]),
+                failure: Counter(label: Name.tasks, dimensions: [("job", job), ("status", "FAILURE")]),
+                revoked: Counter(label: Name.tasks, dimensions: [("job", job), ("status", "REVOKED")]),
+                retries: Counter(label: Name.retries, dimensions: [("job", job)]),
+                duration: Timer(label: Name.duration, dimensions: [("job", job)], preferredDisplayUnit: .seconds))
+        }
+    }
+
+    /// The handles kept under `key`, made by `make` the first time (outside the lock: a factory
+    /// may take locks of its own).
+    private static func cached<Value: Sendable>(_ table: borrowing Mutex<[String: Value]>, _ key: String, make: () -> Value) -> Value {
+        if let value = table.withLock({ $0[key] }) { return value }
+        let made = make()
+        return table.withLock { dict in
+            if let value = dict[key] { return value }
+            dict[key] = made
             return made
         }
     }
@@ -80,16 +88,8 @@ package final class HostMetrics: Sendable {
 
     /// A task of `queue` was claimed `seconds` after it could first run.
     package func waited(queue: String, seconds: Double) {
-        let timer: Timer
-        if let t = queues.withLock({ $0[queue] }) {
-            timer = t
-        } else {
-            let made = Timer(label: Name.queueLatency, dimensions: [("queue", queue)], preferredDisplayUnit: .seconds)
-            timer = queues.withLock { dict in
-                if let t = dict[queue] { return t }
-                dict[queue] = made
-                return made
-            }
+        let timer = Self.cached(queues, queue) {
+            Timer(label: Name.queueLatency, dimensions: [("queue", queue)], preferredDisplayUnit: .seconds)
         }
         timer.recordNanoseconds(Int64(min(max(0, seconds), 1e9) * 1e9))
     }
