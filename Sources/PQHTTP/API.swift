@@ -32,7 +32,8 @@ struct API: Sendable {
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/") { _, _ in
-            Response(status: .ok, headers: Self.pageHeaders, body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
+            Response(
+                status: .ok, headers: Self.pageHeaders, body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
         }
         router.get("/healthz") { _, _ in Self.json(#"{"status":"ok"}"#) }
         router.get("/metrics") { _, _ in
@@ -52,7 +53,9 @@ struct API: Sendable {
         }
         router.get("/api/schedule") { _, _ in
             let now = TaskClock.now()
-            return Self.json(ScheduleListing.json(ScheduleListing.rows(published: try await reads.jobs.get(), now: now), now: now).jsonText)
+            return Self.json(
+                ScheduleListing.json(ScheduleListing.rows(published: try await reads.jobs.get(), now: now), now: now)
+                    .jsonText)
         }
         router.get("/api/tasks") { request, _ in try await listTasks(request) }
         router.post("/api/tasks") { request, _ in try await submit(request) }
@@ -65,9 +68,12 @@ struct API: Sendable {
         router.get("/api/events") { request, _ in events(request) }
         for route in Self.routes {
             let allowed = route.methods.map(\.rawValue).joined(separator: ", ")
-            for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .options, .head] where !route.methods.contains(method) {
+            for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .options, .head]
+            where !route.methods.contains(method) {
                 router.on(RouterPath(route.path), method: method) { request, _ in
-                    var response = APIError(.methodNotAllowed, "\(request.method) is not allowed on \(route.path); use \(allowed)").response
+                    var response = APIError(
+                        .methodNotAllowed, "\(request.method) is not allowed on \(route.path); use \(allowed)"
+                    ).response
                     response.headers[.allow] = allowed
                     return response
                 }
@@ -110,7 +116,8 @@ struct API: Sendable {
 
     static func json(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
         Response(
-            status: status, headers: [.contentType: "application/json", .cacheControl: "no-store", .xContentTypeOptions: "nosniff"],
+            status: status,
+            headers: [.contentType: "application/json", .cacheControl: "no-store", .xContentTypeOptions: "nosniff"],
             body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
@@ -124,7 +131,9 @@ struct API: Sendable {
         var status: TaskStatus?
         if let text = value("status") {
             guard let s = TaskStatus(parsing: text) else {
-                throw APIError(.badRequest, "status must be one of QUEUED STARTED RETRY REVOKED FAILURE SUCCESS or 1-6, got '\(text)'")
+                throw APIError(
+                    .badRequest,
+                    "status must be one of QUEUED STARTED RETRY REVOKED FAILURE SUCCESS or 1-6, got '\(text)'")
             }
             status = s
         }
@@ -147,11 +156,15 @@ struct API: Sendable {
     /// `POST /api/tasks`: `{"job", "kwargs", "delay", "timeout", "expiry", "queue"}`; 201 and the task.
     func submit(_ request: Request) async throws -> Response {
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > options.bodyLimit {
-            throw APIError(.contentTooLarge, "the request body is \(length) bytes, over the limit of \(options.bodyLimit) bytes; nothing was queued")
+            throw APIError(
+                .contentTooLarge,
+                "the request body is \(length) bytes, over the limit of \(options.bodyLimit) bytes; nothing was queued")
         }
         let body: ByteBuffer
         do { body = try await request.body.collect(upTo: options.bodyLimit) } catch {
-            throw APIError(.contentTooLarge, "the request body is over the limit of \(options.bodyLimit) bytes; nothing was queued")
+            throw APIError(
+                .contentTooLarge, "the request body is over the limit of \(options.bodyLimit) bytes; nothing was queued"
+            )
         }
         let text = String(buffer: body)
         let parsed: JSONValue
@@ -159,11 +172,16 @@ struct API: Sendable {
             throw APIError(.badRequest, "the body is not valid JSON (\(error)); nothing was queued")
         }
         guard case .object(let fields) = parsed else {
-            throw APIError(.badRequest, "the body must be a JSON object like {\"job\": \"name\", \"kwargs\": {}}, got \(parsed.typeName); nothing was queued")
+            throw APIError(
+                .badRequest,
+                "the body must be a JSON object like {\"job\": \"name\", \"kwargs\": {}}, got \(parsed.typeName); nothing was queued"
+            )
         }
         let known: Set<String> = ["job", "kwargs", "delay", "timeout", "expiry", "queue"]
         if let unknown = fields.first(where: { !known.contains($0.0) }) {
-            throw APIError(.badRequest, "unknown field '\(unknown.0)' (known: delay, expiry, job, kwargs, queue, timeout); nothing was queued")
+            throw APIError(
+                .badRequest,
+                "unknown field '\(unknown.0)' (known: delay, expiry, job, kwargs, queue, timeout); nothing was queued")
         }
         func field(_ key: String) -> JSONValue? {
             guard let v = fields.first(where: { $0.0 == key })?.1, v != .null else { return nil }
@@ -175,14 +193,18 @@ struct API: Sendable {
         var kwargs = "{}"
         if let k = field("kwargs") {
             guard case .object = k else {
-                throw APIError(.badRequest, "'kwargs' must be a JSON object of keyword arguments, got \(k.typeName); nothing was queued")
+                throw APIError(
+                    .badRequest,
+                    "'kwargs' must be a JSON object of keyword arguments, got \(k.typeName); nothing was queued")
             }
             kwargs = k.jsonText
         }
         func seconds(_ key: String, allowZero: Bool) throws -> Double? {
             guard let v = field(key) else { return nil }
             guard let d = v.doubleValue, d.isFinite, allowZero ? d >= 0 : d > 0 else {
-                throw APIError(.badRequest, "'\(key)' must be a number of seconds \(allowZero ? ">= 0" : "> 0"); nothing was queued")
+                throw APIError(
+                    .badRequest,
+                    "'\(key)' must be a number of seconds \(allowZero ? ">= 0" : "> 0"); nothing was queued")
             }
             return d
         }
@@ -191,7 +213,9 @@ struct API: Sendable {
         let expiry = try seconds("expiry", allowZero: false)
         var queue: String?
         if let q = field("queue") {
-            guard case .string(let s) = q, !s.isEmpty else { throw APIError(.badRequest, "'queue' must be a non-empty string; nothing was queued") }
+            guard case .string(let s) = q, !s.isEmpty else {
+                throw APIError(.badRequest, "'queue' must be a non-empty string; nothing was queued")
+            }
             queue = s
         }
         do { kwargs = try TaskArguments.validate(kwargs) } catch {
@@ -226,10 +250,12 @@ struct API: Sendable {
     func revoke(_ id: String) async throws -> Response {
         switch try await store.revoke(id: id) {
         case .revoked(let task):
-            return Self.json(#"{"id":\#(JSONValue.string(task.id).jsonText),"outcome":"revoked","task":\#(task.json())}"#)
+            return Self.json(
+                #"{"id":\#(JSONValue.string(task.id).jsonText),"outcome":"revoked","task":\#(task.json())}"#)
         case .cancelRequested:
             return Self.json(
-                JSONValue.object([("id", .string(id)), ("outcome", .string("cancel_requested"))]).jsonText, status: .accepted)
+                JSONValue.object([("id", .string(id)), ("outcome", .string("cancel_requested"))]).jsonText,
+                status: .accepted)
         case .alreadyFinished(let status):
             throw APIError(.conflict, "task \(id) is already finished (\(status.name)); nothing to revoke")
         case .notFound:

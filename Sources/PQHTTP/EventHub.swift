@@ -180,7 +180,9 @@ final class EventHub: Sendable {
             }
             if !Task.isCancelled { logger.warning("the event stream of the store ended; following it again in 1 s") }
         } catch {
-            if !Task.isCancelled { logger.warning("the event stream of the store failed: \(error); following it again in 1 s") }
+            if !Task.isCancelled {
+                logger.warning("the event stream of the store failed: \(error); following it again in 1 s")
+            }
         }
         // Back off before the next follow, whatever ended this one.
         try? await Task.sleep(for: .seconds(1))

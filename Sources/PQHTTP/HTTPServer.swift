@@ -43,7 +43,9 @@ public struct HTTPServer: Service {
     /// The routes, for ``run()`` and for in-process tests.
     public func makeRouter() -> Router<BasicRequestContext> {
         let reads = API.SharedReads(store: store, maxAge: options.aggregateMaxAge)
-        let api = API(store: store, options: options, hub: hub, metrics: MetricsText(reads: reads, registry: registry), reads: reads)
+        let api = API(
+            store: store, options: options, hub: hub, metrics: MetricsText(reads: reads, registry: registry),
+            reads: reads)
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorMiddleware(logger: logger))
         router.add(middleware: AccessMiddleware(token: options.token))
@@ -89,7 +91,9 @@ struct ErrorMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let logger: Logger
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         do {
             return try await next(request, context)
         } catch let error as APIError {
@@ -124,7 +128,9 @@ struct AccessMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let token: String?
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         let path = request.uri.path
         if path == "/healthz" { return try await next(request, context) }
         if let token {
@@ -134,7 +140,8 @@ struct AccessMiddleware: RouterMiddleware {
                         status: .unauthorized, headers: API.pageHeaders,
                         body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
                 }
-                var response = APIError(.unauthorized, "this pq asks for a token: send Authorization: Bearer <token>").response
+                var response = APIError(.unauthorized, "this pq asks for a token: send Authorization: Bearer <token>")
+                    .response
                 response.headers[.wwwAuthenticate] = "Bearer"
                 return response
             }
@@ -143,7 +150,8 @@ struct AccessMiddleware: RouterMiddleware {
             guard HTTPOptions.isLoopback(host) else {
                 throw APIError(
                     .forbidden,
-                    "Host '\(host)' is not a loopback name: without --http-token pq answers only requests addressed to 127.0.0.1, ::1 or localhost")
+                    "Host '\(host)' is not a loopback name: without --http-token pq answers only requests addressed to 127.0.0.1, ::1 or localhost"
+                )
             }
         }
         // A browser says where a request comes from: only the page itself (or the user, typing

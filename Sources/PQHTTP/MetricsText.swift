@@ -16,11 +16,14 @@ struct MetricsText {
         let sizes = try await reads.queues.get()
         let hosts = try await reads.hosts.get()
         var out = ""
-        out += "# HELP pq_queue_tasks Tasks of a queue by state (queued: ready to run; delayed: waiting for their time; retry: waiting to run again; started: running).\n"
+        out +=
+            "# HELP pq_queue_tasks Tasks of a queue by state (queued: ready to run; delayed: waiting for their time; retry: waiting to run again; started: running).\n"
         out += "# TYPE pq_queue_tasks gauge\n"
         for size in sizes {
             let queue = Self.escape(size.queue)
-            for (state, n) in [("queued", size.queued), ("delayed", size.delayed), ("retry", size.retry), ("started", size.started)] {
+            for (state, n) in [
+                ("queued", size.queued), ("delayed", size.delayed), ("retry", size.retry), ("started", size.started),
+            ] {
                 out += "pq_queue_tasks{queue=\"\(queue)\",state=\"\(state)\"} \(n)\n"
             }
         }

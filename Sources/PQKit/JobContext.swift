@@ -1,10 +1,11 @@
 internal import CPQPlugin
+import Synchronization
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials  // JSON coding without loading ICU into every plugin
 #else
     import Foundation
 #endif
-import Synchronization
 
 /// What a running job knows about its task, and how it talks back to the host.
 ///

@@ -94,6 +94,7 @@ public struct JobOptions: Sendable, Equatable {
     }
 
     /// The header's key names; synthesized `Encodable` leaves `nil` values out.
+    // swift-format-ignore: AlwaysUseLowerCamelCase
     private struct Wire: Encodable {
         var timeout: Double?
         var max_retries: Int?

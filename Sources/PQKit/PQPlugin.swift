@@ -1,11 +1,12 @@
 internal import CPQPlugin
+import PQToolchain
+import Synchronization
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials  // JSON coding without loading ICU into every plugin
 #else
     import Foundation
 #endif
-import PQToolchain
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc

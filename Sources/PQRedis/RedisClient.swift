@@ -217,7 +217,9 @@ public final class RedisClient: Sendable {
             if !library.loaded.load(ordering: .relaxed) {
                 let reply = try await send(["FUNCTION", "LOAD", .string(library.source)])
                 // Another client of this build loaded it first: the same text under the same name.
-                if case .error(let buffer) = reply, !String(buffer: buffer).contains("already exists") { try reply.check() }
+                if case .error(let buffer) = reply, !String(buffer: buffer).contains("already exists") {
+                    try reply.check()
+                }
                 library.loaded.store(true, ordering: .relaxed)
             }
             var command: [RESPArgument] = ["FCALL", .string(function), .string(String(keys.count))]

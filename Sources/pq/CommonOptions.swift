@@ -6,28 +6,40 @@ import PQRedis
 /// Options every command takes. Flags win over environment variables, which win over the
 /// config file (`--config`, env `PQ_CONFIG`, else `./pq.toml` when it exists).
 struct CommonOptions: ParsableArguments {
-    @Option(name: .customLong("task-paths"), help: "Comma-separated task_paths entries, e.g. 'myjobs,pkg.*' (env PQ_TASK_PATHS).")
+    @Option(
+        name: .customLong("task-paths"),
+        help: "Comma-separated task_paths entries, e.g. 'myjobs,pkg.*' (env PQ_TASK_PATHS).")
     var taskPaths: String?
 
-    @Option(name: .customLong("plugins-dir"), help: "The plugins root that task_paths resolve under (env PQ_PLUGINS_DIR; default ./.pq/plugins).")
+    @Option(
+        name: .customLong("plugins-dir"),
+        help: "The plugins root that task_paths resolve under (env PQ_PLUGINS_DIR; default ./.pq/plugins).")
     var pluginsDir: String?
 
-    @Option(name: .customLong("store"), help: "Store URL: sqlite:PATH, memory:, redis://host:port/db, rediss://… for TLS (env PQ_STORE; default sqlite:./.pq/pq.sqlite).")
+    @Option(
+        name: .customLong("store"),
+        help:
+            "Store URL: sqlite:PATH, memory:, redis://host:port/db, rediss://… for TLS (env PQ_STORE; default sqlite:./.pq/pq.sqlite)."
+    )
     var store: String?
 
     @Option(name: .customLong("config"), help: "A pq.toml file with the same settings (env PQ_CONFIG).")
     var config: String?
 
-    @Flag(name: .customLong("trust-all-plugins"), help: "Load plugins even if others can write them or another user owns them (env PQ_TRUST_ALL_PLUGINS=1).")
+    @Flag(
+        name: .customLong("trust-all-plugins"),
+        help: "Load plugins even if others can write them or another user owns them (env PQ_TRUST_ALL_PLUGINS=1).")
     var trustAllPlugins = false
 
     /// The settings after merging flags, environment and file.
     func resolve() throws -> Settings {
         let env = ProcessInfo.processInfo.environment
-        let configPath = config ?? env["PQ_CONFIG"] ?? (FileManager.default.fileExists(atPath: "pq.toml") ? "pq.toml" : nil)
-        let file = try configPath.map { path throws -> ConfigFile in
-            do { return try ConfigFile.load(path: path) } catch { throw CLIError("\(error)") }
-        } ?? ConfigFile()
+        let configPath =
+            config ?? env["PQ_CONFIG"] ?? (FileManager.default.fileExists(atPath: "pq.toml") ? "pq.toml" : nil)
+        let file =
+            try configPath.map { path throws -> ConfigFile in
+                do { return try ConfigFile.load(path: path) } catch { throw CLIError("\(error)") }
+            } ?? ConfigFile()
         var s = Settings()
         if let t = taskPaths ?? env["PQ_TASK_PATHS"] {
             s.taskPaths = TaskPaths.split(t)
@@ -41,7 +53,8 @@ struct CommonOptions: ParsableArguments {
             s.store = "sqlite:.pq/pq.sqlite"
             s.storeIsDefault = true
         }
-        s.trustAllPlugins = trustAllPlugins || env["PQ_TRUST_ALL_PLUGINS"].map { $0 == "1" || $0 == "true" } ?? false
+        s.trustAllPlugins =
+            trustAllPlugins || env["PQ_TRUST_ALL_PLUGINS"].map { $0 == "1" || $0 == "true" } ?? false
             || (file.trustAllPlugins ?? false)
         s.file = file
         return s
@@ -81,7 +94,9 @@ struct Settings {
         if case .redis(let redis) = url {
             // PQCore does not know Redis; the CLI opens it, checking that it answers.
             let options = RedisTaskStore.Options(resultTTL: resultTTL ?? file.resultTTL ?? 86_400)
-            do { return try await RedisTaskStore.connect(url: redis, options: options) } catch { throw CLIError("\(error)") }
+            do { return try await RedisTaskStore.connect(url: redis, options: options) } catch {
+                throw CLIError("\(error)")
+            }
         }
         do { return try makeStore(url: url) } catch { throw CLIError("\(error)") }
     }

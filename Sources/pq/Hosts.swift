@@ -5,7 +5,8 @@ extension PQ {
     /// `pq hosts`: the latest status of the hosts on the store.
     struct Hosts: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show the hosts on the store: running tasks, processed count, queues (from their periodic status).")
+            abstract:
+                "Show the hosts on the store: running tasks, processed count, queues (from their periodic status).")
         @OptionGroup var common: CommonOptions
         @Option(help: "Only hosts heard from in the last N seconds (default 60).") var within: Double = 60
         @Flag(help: "Print a JSON array of status objects.") var json = false
@@ -46,11 +47,17 @@ extension PQ {
                         }.joined(separator: " ")
                     }
                     return [
-                        str("worker"), str("state"), str("running"), str("concurrent_tasks"), str("processed"), str("time"),
+                        str("worker"), str("state"), str("running"), str("concurrent_tasks"), str("processed"),
+                        str("time"),
                         str("isolation"), workers,
                     ]
                 }
-                emit(renderTable(["WORKER", "STATE", "RUNNING", "SLOTS", "PROCESSED", "SEEN", "ISOLATION", "PROCESSES (PID:TASKS:RSS)"], rows))
+                emit(
+                    renderTable(
+                        [
+                            "WORKER", "STATE", "RUNNING", "SLOTS", "PROCESSED", "SEEN", "ISOLATION",
+                            "PROCESSES (PID:TASKS:RSS)",
+                        ], rows))
             }
         }
     }

@@ -5,14 +5,18 @@ extension PQ {
     /// `pq jobs`: resolves task_paths, loads the plugins and lists their jobs.
     struct Jobs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List the jobs the task_paths resolve to (loads the plugins itself; no server needed); with no task_paths, the jobs the hosts on the store registered.")
+            abstract:
+                "List the jobs the task_paths resolve to (loads the plugins itself; no server needed); with no task_paths, the jobs the hosts on the store registered."
+        )
 
         @OptionGroup var common: CommonOptions
 
         @Flag(help: "Print a JSON array of job objects.")
         var json = false
 
-        @Flag(name: .customLong("from-store"), help: "List the jobs running hosts published to the store instead of loading plugins.")
+        @Flag(
+            name: .customLong("from-store"),
+            help: "List the jobs running hosts published to the store instead of loading plugins.")
         var fromStore = false
 
         func run() async throws {
@@ -25,16 +29,20 @@ extension PQ {
                     if json {
                         print(JSONValue.array(jobs.map(\.listingJSON)).jsonText)
                     } else if jobs.isEmpty {
-                        print("no task_paths given, and no host on \(settings.store) has registered jobs (start one with pq serve, or pass --task-paths)")
+                        print(
+                            "no task_paths given, and no host on \(settings.store) has registered jobs (start one with pq serve, or pass --task-paths)"
+                        )
                     } else {
-                        print(renderTable(
-                            ["NAME", "TYPE", "PLUGIN", "VERSION", "FILE", "SIGNATURE/SCHEDULE", "DOC"],
-                            jobs.map {
-                                [
-                                    $0.name, $0.periodic ? "periodic" : "regular", $0.plugin, $0.pluginVersion, $0.path ?? "",
-                                    $0.signature ?? $0.jobOptions.schedule?.description ?? "", $0.doc ?? "",
-                                ]
-                            }))
+                        print(
+                            renderTable(
+                                ["NAME", "TYPE", "PLUGIN", "VERSION", "FILE", "SIGNATURE/SCHEDULE", "DOC"],
+                                jobs.map {
+                                    [
+                                        $0.name, $0.periodic ? "periodic" : "regular", $0.plugin, $0.pluginVersion,
+                                        $0.path ?? "",
+                                        $0.signature ?? $0.jobOptions.schedule?.description ?? "", $0.doc ?? "",
+                                    ]
+                                }))
                     }
                     return
                 }
@@ -103,7 +111,9 @@ enum JobListing {
             ]
         }
         var widths = header.map(\.count)
-        for row in rows { for (i, cell) in row.enumerated() where i < row.count - 1 { widths[i] = max(widths[i], cell.count) } }
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < row.count - 1 { widths[i] = max(widths[i], cell.count) }
+        }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { i, c in
                 i == cells.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count)

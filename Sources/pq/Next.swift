@@ -25,7 +25,8 @@ extension PQ {
                 if !settings.taskPaths.isEmpty {
                     let registry = JobRegistry()
                     _ = try settings.loadPlugins(into: registry)
-                    rows = ScheduleListing.rows(registry.jobs.compactMap { job in job.options.schedule.map { (job.name, $0) } }, now: now)
+                    rows = ScheduleListing.rows(
+                        registry.jobs.compactMap { job in job.options.schedule.map { (job.name, $0) } }, now: now)
                 } else {
                     let store = try await settings.openStore()
                     let published: [JobInfo]

@@ -51,7 +51,8 @@ func describe(_ task: TaskRecord) -> String {
     if let w = task.worker { rows.append(("worker", w)) }
     if let p = task.plugin { rows.append(("plugin", "\(p) \(task.pluginVersion ?? "")")) }
     let width = rows.map(\.0.count).max() ?? 0
-    return rows.map { $0.0 + ":" + String(repeating: " ", count: width - $0.0.count + 1) + $0.1 }.joined(separator: "\n")
+    return rows.map { $0.0 + ":" + String(repeating: " ", count: width - $0.0.count + 1) + $0.1 }.joined(
+        separator: "\n")
 }
 
 /// Waits until every task is ready (or `timeout` passes).

@@ -36,7 +36,8 @@ struct PQ: AsyncParsableCommand {
                 out += arguments[index...]
                 return out
             }
-            let plain = index > 0 && !argument.hasPrefix("-") && !previous.hasPrefix("-") && !argument.contains(idSeparator)
+            let plain =
+                index > 0 && !argument.hasPrefix("-") && !previous.hasPrefix("-") && !argument.contains(idSeparator)
             if plain {
                 run.append(argument)
             } else {
@@ -66,7 +67,8 @@ struct PQ: AsyncParsableCommand {
             }
             if error is ExitCode { exit(withError: error) }
             let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-            FileHandle.standardError.write(Data("pq: error: \(message.replacingOccurrences(of: "Error: ", with: ""))\n".utf8))
+            FileHandle.standardError.write(
+                Data("pq: error: \(message.replacingOccurrences(of: "Error: ", with: ""))\n".utf8))
             Foundation.exit(code.rawValue)
         }
     }

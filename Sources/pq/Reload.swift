@@ -6,7 +6,9 @@ extension PQ {
     struct Reload: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Ask the pq hosts running on this machine (as this user) to rescan their plugins now.",
-            discussion: "Sends SIGHUP to every `pq serve` process of this user. Useful where inotify is not available; hosts started with --no-reload rescan too.")
+            discussion:
+                "Sends SIGHUP to every `pq serve` process of this user. Useful where inotify is not available; hosts started with --no-reload rescan too."
+        )
 
         func run() async throws {
             try await reportingErrors {

@@ -24,7 +24,8 @@ extension PQ {
         @Option(help: "Comma-separated queues to take tasks from (default: all).")
         var queues: String?
 
-        @Option(name: .customLong("drain-timeout"), help: "Seconds running tasks get to finish at shutdown (default 10).")
+        @Option(
+            name: .customLong("drain-timeout"), help: "Seconds running tasks get to finish at shutdown (default 10).")
         var drainTimeout: Double = 10
 
         @Option(name: .customLong("lease"), help: "Seconds a claimed task stays leased unless renewed (default 30).")
@@ -33,28 +34,43 @@ extension PQ {
         @Option(name: .customLong("result-ttl"), help: "Seconds finished tasks are kept (default 86400).")
         var resultTTL: Double?
 
-        @Flag(name: .customLong("reload"), inversion: .prefixedNo, help: "Watch plugin directories and load new or replaced .so files (hot reload).")
+        @Flag(
+            name: .customLong("reload"), inversion: .prefixedNo,
+            help: "Watch plugin directories and load new or replaced .so files (hot reload).")
         var reload = true
 
         @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (default info).")
         var logLevel: String = "info"
 
-        @Option(help: "process: tasks run in worker processes (a crash costs one task); thread: on the host's threads (env PQ_ISOLATION; default process).")
+        @Option(
+            help:
+                "process: tasks run in worker processes (a crash costs one task); thread: on the host's threads (env PQ_ISOLATION; default process)."
+        )
         var isolation: String?
 
         @Option(help: "Worker processes in process isolation (env PQ_WORKERS; default: the number of cores).")
         var workers: Int?
 
-        @Option(name: .customLong("kill-grace"), help: "Seconds a task gets after its cancel (timeout, revoke, shutdown) before its worker is killed (default 2).")
+        @Option(
+            name: .customLong("kill-grace"),
+            help:
+                "Seconds a task gets after its cancel (timeout, revoke, shutdown) before its worker is killed (default 2)."
+        )
         var killGrace: Double = 2
 
-        @Option(name: .customLong("max-tasks-per-worker"), help: "Replace a worker after this many tasks (default 0: never).")
+        @Option(
+            name: .customLong("max-tasks-per-worker"),
+            help: "Replace a worker after this many tasks (default 0: never).")
         var maxTasksPerWorker: Int = 0
 
-        @Option(name: .customLong("max-worker-memory"), help: "Replace a worker whose resident memory passes this many MB, read between tasks (default 0: never).")
+        @Option(
+            name: .customLong("max-worker-memory"),
+            help: "Replace a worker whose resident memory passes this many MB, read between tasks (default 0: never).")
         var maxWorkerMemory: String = "0"
 
-        @Option(name: .customLong("heartbeat-timeout"), help: "Seconds a worker may stay silent before it is killed as hung (default 5).")
+        @Option(
+            name: .customLong("heartbeat-timeout"),
+            help: "Seconds a worker may stay silent before it is killed as hung (default 5).")
         var heartbeatTimeout: Double = 5
 
         func validate() throws {
@@ -63,15 +79,20 @@ extension PQ {
             }
             if drainTimeout < 0 { throw ValidationError("--drain-timeout must be >= 0") }
             if lease < 0.1 { throw ValidationError("--lease must be at least 0.1 seconds") }
-            if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error") }
+            if Logger.Level(rawValue: logLevel) == nil {
+                throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error")
+            }
             if let isolation, Isolation(rawValue: isolation) == nil {
                 throw ValidationError("--isolation must be process or thread, got '\(isolation)'")
             }
             if let n = workers, n < 1 || n > 1_000 { throw ValidationError("--workers must be between 1 and 1000") }
-            if !(killGrace >= 0) || !killGrace.isFinite { throw ValidationError("--kill-grace must be a number of seconds >= 0") }
+            if !(killGrace >= 0) || !killGrace.isFinite {
+                throw ValidationError("--kill-grace must be a number of seconds >= 0")
+            }
             if maxTasksPerWorker < 0 { throw ValidationError("--max-tasks-per-worker must be >= 0 (0: never)") }
             guard let mb = Double(maxWorkerMemory), mb >= 0, mb.isFinite else {
-                throw ValidationError("--max-worker-memory must be a number of MB >= 0 (0: never), got '\(maxWorkerMemory)'")
+                throw ValidationError(
+                    "--max-worker-memory must be a number of MB >= 0 (0: never), got '\(maxWorkerMemory)'")
             }
             if !(heartbeatTimeout > 0) { throw ValidationError("--heartbeat-timeout must be a number of seconds > 0") }
         }
@@ -92,7 +113,9 @@ extension PQ {
         func workerCount(_ settings: Settings) throws -> Int {
             if let workers { return workers }
             if let text = ProcessInfo.processInfo.environment["PQ_WORKERS"] {
-                guard let n = Int(text), n >= 1, n <= 1_000 else { throw CLIError("PQ_WORKERS must be a whole number from 1 to 1000, got '\(text)'") }
+                guard let n = Int(text), n >= 1, n <= 1_000 else {
+                    throw CLIError("PQ_WORKERS must be a whole number from 1 to 1000, got '\(text)'")
+                }
                 return n
             }
             return settings.file.workers ?? ProcessInfo.processInfo.activeProcessorCount
@@ -118,7 +141,8 @@ extension PQ {
                     let dir: String
                     do { dir = try IsolatedPluginLoader.makeSnapshotDirectory() } catch { throw CLIError("\(error)") }
                     snapshots = dir
-                    loader = IsolatedPluginLoader(options: .init(trustAll: settings.trustAllPlugins, snapshotDirectory: dir))
+                    loader = IsolatedPluginLoader(
+                        options: .init(trustAll: settings.trustAllPlugins, snapshotDirectory: dir))
                 } else {
                     loader = settings.loader
                 }
@@ -138,11 +162,13 @@ extension PQ {
                     "plugins loaded",
                     metadata: [
                         "plugins": "\(initial.loaded.count)", "jobs": "\(registry.jobs.count)",
-                        "failed": "\(initial.failures.count)", "task_paths": "\(settings.taskPaths.joined(separator: ","))",
+                        "failed": "\(initial.failures.count)",
+                        "task_paths": "\(settings.taskPaths.joined(separator: ","))",
                     ])
                 let store = try await settings.openStore(resultTTL: resultTTL)
                 await recordPluginEvents(initial, store: store, logger: logger)
-                let publisher = HostIdentity.node + ":" + settings.pluginsDir + "|" + settings.taskPaths.joined(separator: ",")
+                let publisher =
+                    HostIdentity.node + ":" + settings.pluginsDir + "|" + settings.taskPaths.joined(separator: ",")
                 do {
                     try await store.publishJobs(host: publisher, jobs: registry.jobs.map(JobInfo.init(job:)))
                 } catch {
@@ -151,18 +177,21 @@ extension PQ {
                 let queueList = (queues.map(TaskPaths.split) ?? settings.file.queues).map(Set.init)
                 var poolOptions = WorkerPool.Options(
                     concurrentTasks: concurrentTasks ?? settings.file.concurrentTasks ?? 5, queues: queueList,
-                    leaseSeconds: lease, drainTimeout: drainTimeout, resultTTL: resultTTL ?? settings.file.resultTTL ?? 86_400,
+                    leaseSeconds: lease, drainTimeout: drainTimeout,
+                    resultTTL: resultTTL ?? settings.file.resultTTL ?? 86_400,
                     cancelGrace: killGrace)
                 poolOptions.processes = WorkerPool.ProcessOptions(
                     workers: workers, heartbeatTimeout: heartbeatTimeout, maxTasksPerWorker: maxTasksPerWorker,
                     maxWorkerMemoryMB: Double(maxWorkerMemory) ?? 0, checkTrust: !settings.trustAllPlugins)
                 poolOptions.isolation = mode
-                let pool = WorkerPool(store: store, registry: registry, options: poolOptions, logger: logger, threadJobs: threadJobs)
+                let pool = WorkerPool(
+                    store: store, registry: registry, options: poolOptions, logger: logger, threadJobs: threadJobs)
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: pool)]
                 do {
                     var watchOptions = PluginWatcher.Options()
                     watchOptions.automatic = reload && settings.file.reload != false
-                    let watcher = PluginWatcher(catalog: catalog, options: watchOptions, logger: logger) { [logger] changes in
+                    let watcher = PluginWatcher(catalog: catalog, options: watchOptions, logger: logger) {
+                        [logger] changes in
                         HostMetrics.plugins(loaded: changes.loaded.count, failed: changes.failures.count)
                         for plugin in changes.loaded {
                             logger.info(
@@ -174,9 +203,12 @@ extension PQ {
                                 ])
                         }
                         for failure in changes.failures {
-                            logger.error("plugin not loaded: \(failure); the previous generation, if any, keeps serving")
+                            logger.error(
+                                "plugin not loaded: \(failure); the previous generation, if any, keeps serving")
                         }
-                        for path in changes.removed { logger.info("plugin removed: \(path); its jobs are unregistered") }
+                        for path in changes.removed {
+                            logger.info("plugin removed: \(path); its jobs are unregistered")
+                        }
                         for warning in changes.warnings { logger.warning("\(warning)") }
                         do {
                             try await store.publishJobs(host: publisher, jobs: registry.jobs.map(JobInfo.init(job:)))
@@ -194,12 +226,17 @@ extension PQ {
                     services.append(.init(service: PeriodicScheduler(store: store, registry: registry, logger: logger)))
                 }
                 if let httpOptions {
-                    services.append(.init(service: HTTPServer(store: store, options: httpOptions, registry: metricsRegistry, logger: logger) { url in
-                        announceHTTP(url, token: httpOptions.token != nil)
-                    }))
+                    services.append(
+                        .init(
+                            service: HTTPServer(
+                                store: store, options: httpOptions, registry: metricsRegistry, logger: logger
+                            ) { url in
+                                announceHTTP(url, token: httpOptions.token != nil)
+                            }))
                 }
                 let group = ServiceGroup(
-                    configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                    configuration: .init(
+                        services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
                 try await group.run()
                 await store.close()
             }
@@ -219,11 +256,16 @@ func mirrorThreadJobs(_ changes: PluginCatalog.Changes, into local: JobRegistry,
         }
         do {
             let loaded = try loader.load(
-                path: plugin.info.path, image: plugin.info.image ?? plugin.info.path, generation: plugin.info.generation)
+                path: plugin.info.path, image: plugin.info.image ?? plugin.info.path, generation: plugin.info.generation
+            )
             local.register(loaded)
-            logger.info("plugin \(plugin.info.name) is loaded in the host too: jobs of it run on the host's threads (\"isolation\": \"thread\")")
+            logger.info(
+                "plugin \(plugin.info.name) is loaded in the host too: jobs of it run on the host's threads (\"isolation\": \"thread\")"
+            )
         } catch {
-            logger.error("plugin \(plugin.info.path) has jobs asking for thread isolation but does not load in the host: \(error)")
+            logger.error(
+                "plugin \(plugin.info.path) has jobs asking for thread isolation but does not load in the host: \(error)"
+            )
         }
     }
     for path in changes.removed { local.unregister(path: path) }
@@ -234,16 +276,24 @@ func recordPluginEvents(_ changes: PluginCatalog.Changes, store: any TaskStore, 
     let node = JSONValue.string(HostIdentity.node)
     var events: [(TaskEventKind, JSONValue)] = []
     for plugin in changes.loaded {
-        events.append((.pluginLoaded, .object([
-            ("name", .string(plugin.info.name)), ("version", .string(plugin.info.version)),
-            ("path", .string(plugin.info.path)), ("generation", .int(Int64(plugin.info.generation))),
-            ("jobs", .array(plugin.jobs.map { .string($0.name) })), ("node", node),
-        ])))
+        events.append(
+            (
+                .pluginLoaded,
+                .object([
+                    ("name", .string(plugin.info.name)), ("version", .string(plugin.info.version)),
+                    ("path", .string(plugin.info.path)), ("generation", .int(Int64(plugin.info.generation))),
+                    ("jobs", .array(plugin.jobs.map { .string($0.name) })), ("node", node),
+                ])
+            ))
     }
     for failure in changes.failures {
-        events.append((.pluginFailed, .object([
-            ("path", .string(failure.path ?? "")), ("error", .string(failure.message)), ("node", node),
-        ])))
+        events.append(
+            (
+                .pluginFailed,
+                .object([
+                    ("path", .string(failure.path ?? "")), ("error", .string(failure.message)), ("node", node),
+                ])
+            ))
     }
     for path in changes.removed {
         events.append((.pluginRemoved, .object([("path", .string(path)), ("node", node)])))

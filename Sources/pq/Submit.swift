@@ -7,7 +7,9 @@ extension PQ {
     struct Submit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Queue a task (or one per line of --batch FILE); prints the task id.",
-            discussion: "KEY=VALUE takes VALUE as JSON when it parses, else as a string. The job must be published by a running host or defined by --task-paths.")
+            discussion:
+                "KEY=VALUE takes VALUE as JSON when it parses, else as a string. The job must be published by a running host or defined by --task-paths."
+        )
 
         @OptionGroup var common: CommonOptions
 
@@ -17,7 +19,8 @@ extension PQ {
         @Argument(help: "Keyword arguments as KEY=VALUE.")
         var assignments: [String] = []
 
-        @Option(help: "Keyword arguments as a JSON object, or - to read it from stdin (KEY=VALUE pairs override its keys).")
+        @Option(
+            help: "Keyword arguments as a JSON object, or - to read it from stdin (KEY=VALUE pairs override its keys).")
         var args: String?
 
         @Option(help: "Seconds before the task may run.")
@@ -59,7 +62,8 @@ extension PQ {
                 let now = TaskClock.now()
                 func task(_ kwargs: String) -> NewTask {
                     var t = NewTask(
-                        options: template.options, name: job, kwargs: kwargs, queue: queue, delay: delay, timeout: timeout,
+                        options: template.options, name: job, kwargs: kwargs, queue: queue, delay: delay,
+                        timeout: timeout,
                         expiry: expiry.map { now + $0 })
                     t.plugin = template.plugin
                     t.pluginVersion = template.pluginVersion
@@ -100,7 +104,8 @@ extension PQ {
                 if json { emit(done.json()) }
                 await store.close()
                 if done.status != .success {
-                    printError("pq: task \(done.id) ended \(done.status.name)" + (done.exception.map { ": \($0)" } ?? ""))
+                    printError(
+                        "pq: task \(done.id) ended \(done.status.name)" + (done.exception.map { ": \($0)" } ?? ""))
                     throw ExitCode(1)
                 }
             }
@@ -133,15 +138,20 @@ extension PQ {
                 _ = try? settings.loadPlugins(into: registry, quiet: true)
                 if let def = registry.job(named: job) {
                     return Template(
-                        options: def.options, plugin: def.plugin.name, pluginVersion: def.plugin.version, signature: def.signature)
+                        options: def.options, plugin: def.plugin.name, pluginVersion: def.plugin.version,
+                        signature: def.signature)
                 }
             }
             if let info = published.first(where: { $0.name == job }) {
                 return Template(
-                    options: info.jobOptions, plugin: info.plugin, pluginVersion: info.pluginVersion, signature: info.signature)
+                    options: info.jobOptions, plugin: info.plugin, pluginVersion: info.pluginVersion,
+                    signature: info.signature)
             }
             var message = "unknown job '\(job)': no running host has published it"
-            message += settings.taskPaths.isEmpty ? " (pass --task-paths to look in plugins)" : " and task_paths \(settings.taskPaths.joined(separator: ",")) do not define it"
+            message +=
+                settings.taskPaths.isEmpty
+                ? " (pass --task-paths to look in plugins)"
+                : " and task_paths \(settings.taskPaths.joined(separator: ",")) do not define it"
             let known = Set(published.map(\.name)).sorted()
             if !known.isEmpty { message += "; known jobs: " + known.prefix(20).joined(separator: ", ") }
             throw CLIError(message + "; nothing was queued")
@@ -154,7 +164,9 @@ extension PQ {
         func buildKwargs() throws -> String {
             var pairs: [(String, JSONValue)] = []
             if var args {
-                if args == "-" { args = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) }
+                if args == "-" {
+                    args = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+                }
                 do {
                     let checked = try TaskArguments.validate(args)
                     if case .object(let p) = try JSONValue.parse(checked) { pairs = p }
@@ -185,7 +197,9 @@ extension PQ {
                 data = d
             }
             var out: [String] = []
-            for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            for (n, line) in String(decoding: data, as: UTF8.self).split(
+                separator: "\n", omittingEmptySubsequences: false
+            ).enumerated() {
                 let trimmed = line.trimmingCharacters(in: .whitespaces)
                 if trimmed.isEmpty { continue }
                 do { out.append(try TaskArguments.validate(trimmed)) } catch {

@@ -9,7 +9,8 @@ extension PQ {
             abstract: "Show one task: the task object (JSON, status as its number).")
         @OptionGroup var common: CommonOptions
         @Argument(help: "The task id.") var id: String
-        @Flag(help: "The task object as JSON (the default and only format; kept for scripts that pass it).") var json = false
+        @Flag(help: "The task object as JSON (the default and only format; kept for scripts that pass it).") var json =
+            false
         @Flag(help: "A readable listing instead of JSON.") var human = false
 
         func run() async throws {
@@ -41,15 +42,19 @@ extension PQ {
         func run() async throws {
             try await reportingErrors {
                 let store = try await common.resolve().openStore()
-                let tasks = try await store.tasks(status: status.flatMap { TaskStatus(parsing: $0) }, job: job, limit: limit)
+                let tasks = try await store.tasks(
+                    status: status.flatMap { TaskStatus(parsing: $0) }, job: job, limit: limit)
                 if json {
                     emit("[" + tasks.map { $0.json() }.joined(separator: ",") + "]")
                 } else if tasks.isEmpty {
                     emit("no tasks")
                 } else {
-                    emit(renderTable(
-                        ["ID", "STATUS", "NAME", "QUEUE", "QUEUED", "RETRY"],
-                        tasks.map { [$0.id, $0.status.name, $0.name, $0.queue, formatTime($0.timeQueued), "\($0.retry)"] }))
+                    emit(
+                        renderTable(
+                            ["ID", "STATUS", "NAME", "QUEUE", "QUEUED", "RETRY"],
+                            tasks.map {
+                                [$0.id, $0.status.name, $0.name, $0.queue, formatTime($0.timeQueued), "\($0.retry)"]
+                            }))
                 }
                 await store.close()
             }
@@ -70,7 +75,8 @@ extension PQ {
                 switch outcome {
                 case .revoked: emit("revoked \(id)")
                 case .cancelRequested: emit("cancelling \(id): it is running; its host stops it within a few seconds")
-                case .alreadyFinished(let status): throw CLIError("task \(id) is already finished (\(status.name)); nothing to revoke")
+                case .alreadyFinished(let status):
+                    throw CLIError("task \(id) is already finished (\(status.name)); nothing to revoke")
                 case .notFound: throw CLIError("no task with id \(id)")
                 }
             }
@@ -81,7 +87,9 @@ extension PQ {
     struct Wait: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Wait until tasks are ready; exit 0 only if all succeeded.",
-            discussion: "Give the ids as arguments, or '-' to read them from standard input, one a line (the output of `pq submit --batch`).")
+            discussion:
+                "Give the ids as arguments, or '-' to read them from standard input, one a line (the output of `pq submit --batch`)."
+        )
         @OptionGroup var common: CommonOptions
         @Argument(help: "Task ids, or - to read them from standard input.") var ids: [String]
         @Option(help: "Give up after this many seconds (exit 2).") var timeout: Double?
@@ -138,7 +146,10 @@ extension PQ {
         static let configuration = CommandConfiguration(abstract: "Follow task events, one JSON object a line.")
         @OptionGroup var common: CommonOptions
         @Flag(help: "JSON lines (the default and only format).") var json = false
-        @Option(help: "Only these kinds (comma-separated: queued,started,retry,done,plugin_loaded,plugin_failed,plugin_removed).") var events: String?
+        @Option(
+            help:
+                "Only these kinds (comma-separated: queued,started,retry,done,plugin_loaded,plugin_failed,plugin_removed)."
+        ) var events: String?
         @Option(help: "Stop after this many events.") var count: Int?
 
         func run() async throws {
@@ -146,7 +157,9 @@ extension PQ {
                 let store = try await common.resolve().openStore()
                 let kinds = events.map { Set(TaskPaths.split($0)) }
                 if let kinds, let bad = kinds.first(where: { TaskEventKind(rawValue: $0) == nil }) {
-                    throw CLIError("unknown event kind '\(bad)' (use queued, started, retry, done, plugin_loaded, plugin_failed, plugin_removed)")
+                    throw CLIError(
+                        "unknown event kind '\(bad)' (use queued, started, retry, done, plugin_loaded, plugin_failed, plugin_removed)"
+                    )
                 }
                 var seen = 0
                 for try await event in store.eventStream() {
@@ -175,9 +188,10 @@ extension PQ {
                 } else if sizes.isEmpty {
                     emit("no queued or running tasks")
                 } else {
-                    emit(renderTable(
-                        ["QUEUE", "QUEUED", "DELAYED", "RETRY", "STARTED"],
-                        sizes.map { [$0.queue, "\($0.queued)", "\($0.delayed)", "\($0.retry)", "\($0.started)"] }))
+                    emit(
+                        renderTable(
+                            ["QUEUE", "QUEUED", "DELAYED", "RETRY", "STARTED"],
+                            sizes.map { [$0.queue, "\($0.queued)", "\($0.delayed)", "\($0.retry)", "\($0.started)"] }))
                 }
                 await store.close()
             }

@@ -5,10 +5,9 @@ import HummingbirdTesting
 import Logging
 import NIOCore
 import PQCore
+import Prometheus
 import ServiceLifecycle
 import Testing
-
-import Prometheus
 
 @testable import PQHTTP
 
@@ -22,9 +21,12 @@ import Prometheus
         try await store.publishJobs(
             host: "test-host",
             jobs: [
-                JobInfo(name: "echo", plugin: "demo", pluginVersion: "1.2.3", doc: "returns its kwargs", options: #"{"queue":"mail","max_retries":2}"#),
+                JobInfo(
+                    name: "echo", plugin: "demo", pluginVersion: "1.2.3", doc: "returns its kwargs",
+                    options: #"{"queue":"mail","max_retries":2}"#),
                 JobInfo(name: "add", plugin: "demo", pluginVersion: "1.2.3", signature: "(a:i64,b:i64)->i64"),
-                JobInfo(name: "tick", plugin: "demo", pluginVersion: "1.2.3", periodic: true, options: #"{"run_every":60}"#),
+                JobInfo(
+                    name: "tick", plugin: "demo", pluginVersion: "1.2.3", periodic: true, options: #"{"run_every":60}"#),
             ])
         return store
     }
@@ -61,8 +63,11 @@ import Prometheus
                 #expect(page.contains("<!doctype html>") || page.contains("<!DOCTYPE html>"))
                 // Nothing is loaded from elsewhere: the only address is the SVG namespace.
                 #expect(!page.contains("https://"))
-                #expect(page.replacingOccurrences(of: "http://www.w3.org/2000/svg", with: "").contains("http://") == false)
-                #expect(!page.contains("innerHTML") && !page.contains("insertAdjacentHTML") && !page.contains("document.write"))
+                #expect(
+                    page.replacingOccurrences(of: "http://www.w3.org/2000/svg", with: "").contains("http://") == false)
+                #expect(
+                    !page.contains("innerHTML") && !page.contains("insertAdjacentHTML")
+                        && !page.contains("document.write"))
             }
             try await client.execute(uri: "/api/jobs", method: .get) { response in
                 #expect(response.status == .ok)
@@ -120,13 +125,17 @@ import Prometheus
                 let queues = try #require(try Self.json(response.body) as? [[String: Any]])
                 #expect(queues.first { $0["queue"] as? String == "mail" }?["delayed"] as? Int == 1)
             }
-            try await client.execute(uri: "/api/tasks/\(id)/revoke", method: .post, headers: Self.jsonHeaders, body: ByteBuffer(string: "{}")) {
+            try await client.execute(
+                uri: "/api/tasks/\(id)/revoke", method: .post, headers: Self.jsonHeaders, body: ByteBuffer(string: "{}")
+            ) {
                 response in
                 #expect(response.status == .ok)
                 let answer = try #require(try Self.json(response.body) as? [String: Any])
                 #expect(answer["outcome"] as? String == "revoked")
             }
-            try await client.execute(uri: "/api/tasks/\(id)/revoke", method: .post, headers: Self.jsonHeaders, body: ByteBuffer(string: "{}")) {
+            try await client.execute(
+                uri: "/api/tasks/\(id)/revoke", method: .post, headers: Self.jsonHeaders, body: ByteBuffer(string: "{}")
+            ) {
                 response in
                 #expect(response.status == .conflict)
                 let message = try Self.error(response)
@@ -153,7 +162,9 @@ import Prometheus
                 (#"{"job":"add","kwargs":{"a":1}}"#, .badRequest, "job 'add'"),
             ]
             for (body, status, fragment) in cases {
-                try await client.execute(uri: "/api/tasks", method: .post, headers: Self.jsonHeaders, body: ByteBuffer(string: body)) { response in
+                try await client.execute(
+                    uri: "/api/tasks", method: .post, headers: Self.jsonHeaders, body: ByteBuffer(string: body)
+                ) { response in
                     #expect(response.status == status, "\(body)")
                     let message = try Self.error(response)
                     #expect(message.contains(fragment), "\(body): \(message)")
@@ -161,7 +172,9 @@ import Prometheus
                 }
             }
             let big = #"{"job":"echo","kwargs":{"x":""# + String(repeating: "a", count: (1 << 20) + 10) + #""}}"#
-            try await client.execute(uri: "/api/tasks", method: .post, headers: Self.jsonHeaders, body: ByteBuffer(string: big)) { response in
+            try await client.execute(
+                uri: "/api/tasks", method: .post, headers: Self.jsonHeaders, body: ByteBuffer(string: big)
+            ) { response in
                 #expect(response.status == .contentTooLarge)
                 let message = try Self.error(response)
                 #expect(message.contains("over the limit"), "\(message)")
@@ -171,7 +184,10 @@ import Prometheus
                 let message = try Self.error(response)
                 #expect(message.contains("no task with id"), "\(message)")
             }
-            try await client.execute(uri: "/api/tasks/0123456789abcdef0123456789abcdef/revoke", method: .post, headers: Self.jsonHeaders, body: ByteBuffer(string: "{}")) { response in
+            try await client.execute(
+                uri: "/api/tasks/0123456789abcdef0123456789abcdef/revoke", method: .post, headers: Self.jsonHeaders,
+                body: ByteBuffer(string: "{}")
+            ) { response in
                 #expect(response.status == .notFound)
             }
             try await client.execute(uri: "/api/jobs", method: .delete) { response in
@@ -204,12 +220,15 @@ import Prometheus
     @Test func tokenGuardsEveryRouteButHealthz() async throws {
         let store = try await Self.makeStore()
         try await Self.app(store, token: "s3cret").test(.router) { client in
-            for uri in ["/api/jobs", "/api/tasks", "/api/queues", "/api/hosts", "/api/schedule", "/api/events", "/metrics"] {
+            for uri in [
+                "/api/jobs", "/api/tasks", "/api/queues", "/api/hosts", "/api/schedule", "/api/events", "/metrics",
+            ] {
                 try await client.execute(uri: uri, method: .get) { response in
                     #expect(response.status == .unauthorized, "\(uri)")
                     #expect(response.headers[.wwwAuthenticate] == "Bearer")
                 }
-                try await client.execute(uri: uri, method: .get, headers: [.authorization: "Bearer wrong"]) { response in
+                try await client.execute(uri: uri, method: .get, headers: [.authorization: "Bearer wrong"]) {
+                    response in
                     #expect(response.status == .unauthorized, "\(uri)")
                 }
             }
@@ -219,14 +238,21 @@ import Prometheus
                 #expect(String(buffer: response.body).contains("token"))
             }
             try await client.execute(uri: "/healthz", method: .get) { response in #expect(response.status == .ok) }
-            try await client.execute(uri: "/api/tasks", method: .post, headers: Self.jsonHeaders, body: ByteBuffer(string: #"{"job":"echo"}"#)) {
+            try await client.execute(
+                uri: "/api/tasks", method: .post, headers: Self.jsonHeaders,
+                body: ByteBuffer(string: #"{"job":"echo"}"#)
+            ) {
                 response in
                 #expect(response.status == .unauthorized)
             }
             var headers = Self.jsonHeaders
             headers[.authorization] = "Bearer s3cret"
-            try await client.execute(uri: "/api/queues", method: .get, headers: headers) { response in #expect(response.status == .ok) }
-            try await client.execute(uri: "/api/tasks", method: .post, headers: headers, body: ByteBuffer(string: #"{"job":"echo"}"#)) { response in
+            try await client.execute(uri: "/api/queues", method: .get, headers: headers) { response in
+                #expect(response.status == .ok)
+            }
+            try await client.execute(
+                uri: "/api/tasks", method: .post, headers: headers, body: ByteBuffer(string: #"{"job":"echo"}"#)
+            ) { response in
                 #expect(response.status == .created)
             }
         }
@@ -239,13 +265,16 @@ import Prometheus
             let body = ByteBuffer(string: #"{"job":"echo"}"#)
             // A form or a no-cors fetch from another page: the browser names the page's origin.
             try await client.execute(
-                uri: "/api/tasks", method: .post, headers: [.contentType: "text/plain", .origin: "http://evil.example"], body: body
+                uri: "/api/tasks", method: .post,
+                headers: [.contentType: "text/plain", .origin: "http://evil.example"], body: body
             ) { response in
                 #expect(response.status == .forbidden)
             }
             try await client.execute(
                 uri: "/api/tasks/0123456789abcdef0123456789abcdef/revoke", method: .post,
-                headers: [.contentType: "application/x-www-form-urlencoded", HTTPField.Name("Sec-Fetch-Site")!: "cross-site"]
+                headers: [
+                    .contentType: "application/x-www-form-urlencoded", HTTPField.Name("Sec-Fetch-Site")!: "cross-site",
+                ]
             ) { response in
                 #expect(response.status == .forbidden)
             }
@@ -260,7 +289,8 @@ import Prometheus
                 #expect(response.status == .forbidden)
             }
             // No CORS grant, ever.
-            try await client.execute(uri: "/api/tasks", method: .options, headers: [.origin: "http://evil.example"]) { response in
+            try await client.execute(uri: "/api/tasks", method: .options, headers: [.origin: "http://evil.example"]) {
+                response in
                 #expect(response.status == .methodNotAllowed)
                 #expect(response.headers[HTTPField.Name("Access-Control-Allow-Origin")!] == nil)
             }
@@ -271,14 +301,18 @@ import Prometheus
                 #expect(response.status == .forbidden)
             }
             for site in ["same-site", "cross-site"] {
-                try await client.execute(uri: "/api/tasks", method: .get, headers: [HTTPField.Name("Sec-Fetch-Site")!: site]) { response in
+                try await client.execute(
+                    uri: "/api/tasks", method: .get, headers: [HTTPField.Name("Sec-Fetch-Site")!: site]
+                ) { response in
                     #expect(response.status == .forbidden, "\(site)")
                 }
             }
             // Navigating to the dashboard from a link elsewhere is fine; its data is fetched same-origin.
             try await client.execute(
                 uri: "/", method: .get,
-                headers: [HTTPField.Name("Sec-Fetch-Site")!: "cross-site", HTTPField.Name("Sec-Fetch-Mode")!: "navigate"]
+                headers: [
+                    HTTPField.Name("Sec-Fetch-Site")!: "cross-site", HTTPField.Name("Sec-Fetch-Mode")!: "navigate",
+                ]
             ) { response in
                 #expect(response.status == .ok)
             }
@@ -328,12 +362,18 @@ import Prometheus
     @Test func hostRegistryIsMergedIntoMetrics() async throws {
         let store = try await Self.makeStore()
         let registry = PrometheusCollectorRegistry()
-        registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "pq_tasks", unitName: "total", helpText: "runs"), labels: [("job", "a \"quoted\"\njob"), ("status", "SUCCESS")]).increment(by: Int64(3))
+        registry.makeCounter(
+            descriptor: MetricNameDescriptor(metricName: "pq_tasks", unitName: "total", helpText: "runs"),
+            labels: [("job", "a \"quoted\"\njob"), ("status", "SUCCESS")]
+        ).increment(by: Int64(3))
         registry.makeDurationHistogram(
-            descriptor: MetricNameDescriptor(metricName: "pq_task_duration", unitName: "seconds", helpText: "durations"), labels: [("job", "echo")],
-            buckets: [.milliseconds(10), .seconds(1)])
-            .recordNanoseconds(5_000_000)
-        let text = try await MetricsText(reads: API.SharedReads(store: store), registry: registry).render(subscribers: 2)
+            descriptor: MetricNameDescriptor(
+                metricName: "pq_task_duration", unitName: "seconds", helpText: "durations"), labels: [("job", "echo")],
+            buckets: [.milliseconds(10), .seconds(1)]
+        )
+        .recordNanoseconds(5_000_000)
+        let text = try await MetricsText(reads: API.SharedReads(store: store), registry: registry).render(
+            subscribers: 2)
         let samples = try PrometheusText.parse(text)
         #expect(samples[#"pq_tasks_total{job="a \"quoted\"\njob",status="SUCCESS"}"#] == 3)
         #expect(samples[#"pq_task_duration_seconds_bucket{job="echo",le="0.01"}"#] == 1)
@@ -414,23 +454,32 @@ enum PrometheusText {
             if line.hasPrefix("# HELP ") { continue }
             if line.hasPrefix("# TYPE ") {
                 let parts = line.split(separator: " ")
-                guard parts.count == 4, ["counter", "gauge", "histogram", "summary", "untyped"].contains(parts[3]) else { throw Malformed(line: line) }
+                guard parts.count == 4, ["counter", "gauge", "histogram", "summary", "untyped"].contains(parts[3])
+                else { throw Malformed(line: line) }
                 // One family, one TYPE line.
-                guard types.updateValue(String(parts[3]), forKey: String(parts[2])) == nil else { throw Malformed(line: line) }
+                guard types.updateValue(String(parts[3]), forKey: String(parts[2])) == nil else {
+                    throw Malformed(line: line)
+                }
                 continue
             }
             if line.hasPrefix("#") { continue }
             guard let space = line.lastIndex(of: " ") else { throw Malformed(line: line) }
             let key = String(line[..<space])
             let valueText = line[line.index(after: space)...]
-            guard let value = Double(valueText) ?? (valueText == "+Inf" ? .infinity : nil) else { throw Malformed(line: line) }
+            guard let value = Double(valueText) ?? (valueText == "+Inf" ? .infinity : nil) else {
+                throw Malformed(line: line)
+            }
             let name = key.firstIndex(of: "{").map { String(key[..<$0]) } ?? key
-            guard name.range(of: "^[a-zA-Z_:][a-zA-Z0-9_:]*$", options: .regularExpression) != nil else { throw Malformed(line: line) }
+            guard name.range(of: "^[a-zA-Z_:][a-zA-Z0-9_:]*$", options: .regularExpression) != nil else {
+                throw Malformed(line: line)
+            }
             if let brace = key.firstIndex(of: "{") {
                 guard key.hasSuffix("}") else { throw Malformed(line: line) }
                 let labels = key[key.index(after: brace)..<key.index(before: key.endIndex)]
                 let pattern = #"^([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*")(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*")*$"#
-                guard labels.isEmpty || String(labels).range(of: pattern, options: .regularExpression) != nil else { throw Malformed(line: line) }
+                guard labels.isEmpty || String(labels).range(of: pattern, options: .regularExpression) != nil else {
+                    throw Malformed(line: line)
+                }
             }
             samples[key] = value
         }

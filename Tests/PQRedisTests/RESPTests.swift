@@ -24,14 +24,17 @@ struct RESPTests {
                 + "(12345678901234567890\r\n=8\r\ntxt:abcd\r\n!5\r\nERR x\r\n")
         #expect(
             values == [
-                .simpleString(ByteBuffer(string: "OK")), .error(ByteBuffer(string: "ERR bad")), .integer(42), .integer(-7),
+                .simpleString(ByteBuffer(string: "OK")), .error(ByteBuffer(string: "ERR bad")), .integer(42),
+                .integer(-7),
                 bulk("hello"), bulk(""), .null, .null, .null, .double(3.5), .double(.infinity), .boolean(true),
                 .boolean(false), bulk("12345678901234567890"), bulk("txt:abcd"), .error(ByteBuffer(string: "ERR x")),
             ])
     }
 
     @Test func nestedArraysMapsSetsAndPushes() throws {
-        let values = try decodeAll("*3\r\n:1\r\n*2\r\n$1\r\na\r\n$-1\r\n*0\r\n%1\r\n+k\r\n:2\r\n~1\r\n+s\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n")
+        let values = try decodeAll(
+            "*3\r\n:1\r\n*2\r\n$1\r\na\r\n$-1\r\n*0\r\n%1\r\n+k\r\n:2\r\n~1\r\n+s\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n"
+        )
         #expect(values.count == 4)
         #expect(values[0] == .array([.integer(1), .array([bulk("a"), .null]), .array([])]))
         #expect(values[1] == .map([(.simpleString(ByteBuffer(string: "k")), .integer(2))]))
@@ -84,14 +87,23 @@ struct RESPTests {
         #expect(first)
         let second = pending.append("second", expected: 1, deadline: later)
         #expect(second)
-        guard case .wait = pending.receive(.integer(1)) else { Issue.record("expected wait"); return }
+        guard case .wait = pending.receive(.integer(1)) else {
+            Issue.record("expected wait")
+            return
+        }
         guard case .complete("first", let values) = pending.receive(.integer(2)) else {
             Issue.record("expected first")
             return
         }
         #expect(values == [.integer(1), .integer(2)])
-        guard case .complete("second", _) = pending.receive(.null) else { Issue.record("expected second"); return }
-        guard case .unexpected = pending.receive(.null) else { Issue.record("expected unexpected"); return }
+        guard case .complete("second", _) = pending.receive(.null) else {
+            Issue.record("expected second")
+            return
+        }
+        guard case .unexpected = pending.receive(.null) else {
+            Issue.record("expected unexpected")
+            return
+        }
         let late = pending.append("late", expected: 1, deadline: .now() - .seconds(1))
         #expect(late)
         #expect(pending.isLate(now: .now()))
@@ -122,7 +134,8 @@ struct RESPTests {
         // A request outstanding when the channel closes fails.
         let orphan = channel.eventLoop.makePromise(of: [RESPValue].self)
         try channel.writeOutbound(
-            RedisRequest(bytes: ByteBuffer(string: "*1\r\n$4\r\nPING\r\n"), replyCount: 1, promise: orphan,
+            RedisRequest(
+                bytes: ByteBuffer(string: "*1\r\n$4\r\nPING\r\n"), replyCount: 1, promise: orphan,
                 deadline: .now() + .seconds(10)))
         _ = try channel.finish()
         await #expect(throws: RedisError.self) { _ = try await orphan.futureResult.get() }

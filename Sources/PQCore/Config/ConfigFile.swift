@@ -99,11 +99,17 @@ public struct ConfigFile: Sendable, Equatable {
                 config.concurrentTasks = Int(n)
             case "schedule_periodic", "trust_all_plugins", "reload":
                 guard case .bool(let b) = value else { throw bad("true or false") }
-                if key == "schedule_periodic" { config.schedulePeriodic = b }
-                else if key == "reload" { config.reload = b }
-                else { config.trustAllPlugins = b }
+                if key == "schedule_periodic" {
+                    config.schedulePeriodic = b
+                } else if key == "reload" {
+                    config.reload = b
+                } else {
+                    config.trustAllPlugins = b
+                }
             case "isolation":
-                guard case .string(let s) = value, s == "process" || s == "thread" else { throw bad("\"process\" or \"thread\"") }
+                guard case .string(let s) = value, s == "process" || s == "thread" else {
+                    throw bad("\"process\" or \"thread\"")
+                }
                 config.isolation = s
             case "workers":
                 guard case .int(let n) = value, n > 0, n <= 1_000 else { throw bad("a whole number from 1 to 1000") }

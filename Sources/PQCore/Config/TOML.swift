@@ -31,7 +31,10 @@ public enum TOML {
         var root = Node.table([:], [])
         var currentPath: [PathItem] = []
 
-        enum PathItem { case key(String), index(String) }
+        enum PathItem {
+            case key(String)
+            case index(String)
+        }
 
         indirect enum Node {
             case table([String: Node], [String])  // values, key order
@@ -131,7 +134,8 @@ public enum TOML {
                     parts.append(try literalString())
                 } else {
                     var s = ""
-                    while let c = current, c.properties.isAlphabetic || ("0"..."9").contains(c) || c == "_" || c == "-" {
+                    while let c = current, c.properties.isAlphabetic || ("0"..."9").contains(c) || c == "_" || c == "-"
+                    {
                         s.unicodeScalars.append(c)
                         i += 1
                     }
@@ -151,10 +155,14 @@ public enum TOML {
             guard let c = current else { throw fail("expected a value") }
             switch c {
             case "\"":
-                if i + 2 < chars.count, chars[i + 1] == "\"", chars[i + 2] == "\"" { return .value(.string(try multilineString(quote: "\""))) }
+                if i + 2 < chars.count, chars[i + 1] == "\"", chars[i + 2] == "\"" {
+                    return .value(.string(try multilineString(quote: "\"")))
+                }
                 return .value(.string(try basicString()))
             case "'":
-                if i + 2 < chars.count, chars[i + 1] == "'", chars[i + 2] == "'" { return .value(.string(try multilineString(quote: "'"))) }
+                if i + 2 < chars.count, chars[i + 1] == "'", chars[i + 2] == "'" {
+                    return .value(.string(try multilineString(quote: "'")))
+                }
                 return .value(.string(try literalString()))
             case "[":
                 i += 1
@@ -200,7 +208,9 @@ public enum TOML {
                 }
             default:
                 var s = ""
-                while let c = current, !(c == "," || c == "]" || c == "}" || c == "\n" || c == "\r" || c == "#" || c == " " || c == "\t") {
+                while let c = current,
+                    !(c == "," || c == "]" || c == "}" || c == "\n" || c == "\r" || c == "#" || c == " " || c == "\t")
+                {
                     s.unicodeScalars.append(c)
                     i += 1
                 }
@@ -217,7 +227,9 @@ public enum TOML {
                 if digits.hasPrefix("0o"), let v = Int64(digits.dropFirst(2), radix: 8) { return .value(.int(v)) }
                 if digits.hasPrefix("0b"), let v = Int64(digits.dropFirst(2), radix: 2) { return .value(.int(v)) }
                 if let v = Int64(digits) { return .value(.int(v)) }
-                if digits.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), let d = Double(digits) { return .value(.double(d)) }
+                if digits.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), let d = Double(digits) {
+                    return .value(.double(d))
+                }
                 throw fail(s.isEmpty ? "expected a value" : "invalid value '\(s)' (strings need quotes)")
             }
         }
@@ -250,7 +262,9 @@ public enum TOML {
                 guard i + n <= chars.count else { throw fail("short unicode escape") }
                 let hex = String(String.UnicodeScalarView(chars[i..<i + n]))
                 i += n
-                guard let v = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(v) else { throw fail("invalid unicode escape") }
+                guard let v = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(v) else {
+                    throw fail("invalid unicode escape")
+                }
                 return scalar
             default: throw fail("invalid escape '\\\(e)'")
             }
@@ -310,7 +324,9 @@ public enum TOML {
                     child = last && array ? .array([.table([:], [])]) : .table([:], [])
                     order.append(first)
                 } else if last && array {
-                    guard case .array(var items) = child! else { throw failHere("'\(first)' is already defined and is not an array of tables") }
+                    guard case .array(var items) = child! else {
+                        throw failHere("'\(first)' is already defined and is not an array of tables")
+                    }
                     items.append(.table([:], []))
                     child = .array(items)
                 }

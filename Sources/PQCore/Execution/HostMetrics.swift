@@ -59,7 +59,9 @@ package final class HostMetrics: Sendable {
 
     /// The handles kept under `key`, made by `make` the first time (outside the lock: a factory
     /// may take locks of its own).
-    private static func cached<Value: Sendable>(_ table: borrowing Mutex<[String: Value]>, _ key: String, make: () -> Value) -> Value {
+    private static func cached<Value: Sendable>(
+        _ table: borrowing Mutex<[String: Value]>, _ key: String, make: () -> Value
+    ) -> Value {
         if let value = table.withLock({ $0[key] }) { return value }
         let made = make()
         return table.withLock { dict in

@@ -75,7 +75,8 @@ final class OutcomeBatcher: @unchecked Sendable {
             } catch {
                 if TaskClock.now() + delay > deadline {
                     logger.error(
-                        "recording \(outcomes.count) task outcome(s) failed: \(error); giving up, their leases expire and they run again")
+                        "recording \(outcomes.count) task outcome(s) failed: \(error); giving up, their leases expire and they run again"
+                    )
                     return
                 }
                 logger.warning("recording \(outcomes.count) task outcome(s) failed: \(error); retrying in \(delay) s")

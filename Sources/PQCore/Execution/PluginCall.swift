@@ -112,7 +112,9 @@ public final class PluginCall: @unchecked Sendable {
             let count = text.utf8.count
             let target = (raw + offset).bindMemory(to: CChar.self, capacity: count + 1)
             text.withUTF8 { bytes in
-                if let base = bytes.baseAddress { UnsafeMutableRawPointer(target).copyMemory(from: base, byteCount: count) }
+                if let base = bytes.baseAddress {
+                    UnsafeMutableRawPointer(target).copyMemory(from: base, byteCount: count)
+                }
             }
             target[count] = 0
             return target
@@ -225,9 +227,12 @@ public final class PluginCall: @unchecked Sendable {
                 outcome = .failure("job '\(job.name)' returned a result that is not valid JSON: \(json.prefix(200))")
             }
         } else {
-            outcome = .failure(text.map { $0.isEmpty ? "job '\(job.name)' failed without a message" : $0 } ?? "job '\(job.name)' failed without a message")
+            outcome = .failure(
+                text.map { $0.isEmpty ? "job '\(job.name)' failed without a message" : $0 }
+                    ?? "job '\(job.name)' failed without a message")
         }
-        let notify = state.withLock { s -> ([(Int, CheckedContinuation<CallOutcome?, Never>)], (@Sendable (CallOutcome) -> Void)?)? in
+        let notify = state.withLock {
+            s -> ([(Int, CheckedContinuation<CallOutcome?, Never>)], (@Sendable (CallOutcome) -> Void)?)? in
             guard s.completed == nil else { return nil }
             s.completed = outcome
             defer {

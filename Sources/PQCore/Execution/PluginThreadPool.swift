@@ -30,12 +30,14 @@ public final class PluginThreadPool: @unchecked Sendable {
         for _ in 0..<self.size {
             var thread = pthread_t()
             let box = Unmanaged.passRetained(self)
-            let rc = pthread_create(&thread, nil, { raw in
-                let pool = Unmanaged<PluginThreadPool>.fromOpaque(raw!).takeRetainedValue()
-                Thread.current.name = "pq-plugin"
-                pool.workLoop()
-                return nil
-            }, box.toOpaque())
+            let rc = pthread_create(
+                &thread, nil,
+                { raw in
+                    let pool = Unmanaged<PluginThreadPool>.fromOpaque(raw!).takeRetainedValue()
+                    Thread.current.name = "pq-plugin"
+                    pool.workLoop()
+                    return nil
+                }, box.toOpaque())
             if rc == 0 {
                 threads.append(thread)
             } else {

@@ -13,7 +13,9 @@ public enum TaskArguments {
         let size = json.utf8.count
         if size > limit {
             throw ArgumentsError(
-                message: "arguments are \(size) bytes, over the limit of \(limit) bytes; pass a reference (a path or a key) instead of the data")
+                message:
+                    "arguments are \(size) bytes, over the limit of \(limit) bytes; pass a reference (a path or a key) instead of the data"
+            )
         }
         if json.allSatisfy({ $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }) { return "{}" }
         let value: JSONValue
@@ -21,7 +23,9 @@ public enum TaskArguments {
             throw ArgumentsError(message: "arguments are not valid JSON (\(error)): \(json.prefix(80))")
         }
         guard case .object = value else {
-            throw ArgumentsError(message: "arguments must be a JSON object of keyword arguments, got \(value.typeName): \(json.prefix(80))")
+            throw ArgumentsError(
+                message:
+                    "arguments must be a JSON object of keyword arguments, got \(value.typeName): \(json.prefix(80))")
         }
         return json
     }
@@ -50,7 +54,9 @@ extension NewTask {
         job: JobDefinition, kwargs: String, queue: String? = nil, delay: Double? = nil, timeout: Double? = nil,
         expiry: Double? = nil, fromTask: String? = nil
     ) {
-        self.init(options: job.options, name: job.name, kwargs: kwargs, queue: queue, delay: delay, timeout: timeout, expiry: expiry, fromTask: fromTask)
+        self.init(
+            options: job.options, name: job.name, kwargs: kwargs, queue: queue, delay: delay, timeout: timeout,
+            expiry: expiry, fromTask: fromTask)
         self.plugin = job.plugin.name
         self.pluginVersion = job.plugin.version
     }
@@ -61,7 +67,8 @@ extension NewTask {
         timeout: Double? = nil, expiry: Double? = nil, fromTask: String? = nil
     ) {
         self.init(
-            name: name, kwargs: kwargs, queue: queue ?? o.queue ?? "default", delay: delay, timeout: timeout ?? o.timeout,
+            name: name, kwargs: kwargs, queue: queue ?? o.queue ?? "default", delay: delay,
+            timeout: timeout ?? o.timeout,
             expiry: expiry, maxRetries: o.maxRetries ?? 0, retryDelay: o.retryDelay ?? 0, retryBackoff: o.retryBackoff,
             retryJitter: o.retryJitter, maxConcurrency: o.maxConcurrency, canOverlap: o.canOverlap, fromTask: fromTask)
     }

@@ -54,7 +54,9 @@ public final class TypedCall: @unchecked Sendable {
     ///   - function: the C function (`pq_job_def.fn`, or a symbol from a manifest's library).
     ///   - freeString: the plugin's `free_string`, used on `str` results; nil to leave them.
     /// - Throws: ``TypedCallError`` when libffi cannot prepare the interface.
-    public init(jobName: String, signature: TypedSignature, function: UnsafeRawPointer, freeString: FreeString?) throws(TypedCallError) {
+    public init(jobName: String, signature: TypedSignature, function: UnsafeRawPointer, freeString: FreeString?)
+        throws(TypedCallError)
+    {
         self.jobName = jobName
         self.signature = signature
         self.function = unsafeBitCast(function, to: (@convention(c) () -> Void).self)
@@ -70,7 +72,8 @@ public final class TypedCall: @unchecked Sendable {
         guard status == FFI_OK else {
             cif.deallocate()
             argumentTypes.deallocate()
-            throw TypedCallError(message: "libffi cannot prepare a call for \(signature) (ffi_prep_cif status \(status.rawValue))")
+            throw TypedCallError(
+                message: "libffi cannot prepare a call for \(signature) (ffi_prep_cif status \(status.rawValue))")
         }
     }
 
@@ -127,7 +130,8 @@ public final class TypedCall: @unchecked Sendable {
     public func bind(json kwargsJSON: String) throws(TypedArgumentError) -> Arguments {
         let value: JSONValue
         do { value = try JSONValue.parse(kwargsJSON) } catch {
-            throw TypedArgumentError(code: .notAnObject, argument: nil, message: "arguments are not valid JSON: \(error)")
+            throw TypedArgumentError(
+                code: .notAnObject, argument: nil, message: "arguments are not valid JSON: \(error)")
         }
         return try bind(value)
     }
@@ -146,7 +150,9 @@ public final class TypedCall: @unchecked Sendable {
         return Arguments(slots: slots, strings: strings)
     }
 
-    private static func store(_ value: TypedValue, at offset: Int, in raw: UnsafeMutableRawBufferPointer, strings: inout CStrings?) {
+    private static func store(
+        _ value: TypedValue, at offset: Int, in raw: UnsafeMutableRawBufferPointer, strings: inout CStrings?
+    ) {
         switch value {
         case .bool(let b): raw.storeBytes(of: b ? 1 : 0, toByteOffset: offset, as: UInt8.self)
         case .i32(let v): raw.storeBytes(of: v, toByteOffset: offset, as: Int32.self)
@@ -214,7 +220,9 @@ public final class TypedCall: @unchecked Sendable {
     }
 
     private func nonFinite(_ value: String) -> CallOutcome {
-        .failure("job '\(jobName)' returned \(value), which JSON cannot represent (the \(signature.returnType!.rawValue) result must be finite)")
+        .failure(
+            "job '\(jobName)' returned \(value), which JSON cannot represent (the \(signature.returnType!.rawValue) result must be finite)"
+        )
     }
 
     /// Calls the function with bound arguments on one of `pool`'s threads.

@@ -1,9 +1,8 @@
 import CPQPlugin
 import Foundation
+import Glibc
 import Logging
 import Synchronization
-
-import Glibc
 
 /// Housekeeping: leases, recovery of dead hosts' tasks, host status, purge, child tasks.
 extension WorkerPool {
@@ -22,7 +21,8 @@ extension WorkerPool {
             let ids = runningTaskIDs
             if !ids.isEmpty {
                 do {
-                    let cancel = try await store.renew(ids: ids, worker: worker, leaseUntil: TaskClock.now() + options.leaseSeconds)
+                    let cancel = try await store.renew(
+                        ids: ids, worker: worker, leaseUntil: TaskClock.now() + options.leaseSeconds)
                     for id in cancel { stop(id, reason: .revoked) }
                 } catch {
                     logger.warning("renewing leases failed: \(error)")
@@ -84,7 +84,9 @@ extension WorkerPool {
             }
             for owner in dead {
                 let moved = try await store.recoverWorker(owner, now: TaskClock.now(), maxDeadRuns: options.maxDeadRuns)
-                if !moved.isEmpty { logger.warning("host \(owner) is gone: \(moved.count) of its tasks were recovered") }
+                if !moved.isEmpty {
+                    logger.warning("host \(owner) is gone: \(moved.count) of its tasks were recovered")
+                }
             }
             let expired = try await store.recoverExpiredLeases(now: TaskClock.now(), maxDeadRuns: options.maxDeadRuns)
             if !expired.isEmpty { logger.warning("\(expired.count) tasks whose lease expired were recovered") }
@@ -97,7 +99,9 @@ extension WorkerPool {
 
     /// Checks a child task asked for by a running task and builds it. Called on a plugin thread
     /// (or a plugin's own async task), so it must not wait for the store.
-    static func prepareChild(job name: String, argsJSON: String, parent: String, registry: JobRegistry) throws -> NewTask {
+    static func prepareChild(job name: String, argsJSON: String, parent: String, registry: JobRegistry) throws
+        -> NewTask
+    {
         guard let job = registry.job(named: name) else {
             throw CallHookError(message: "unknown job '\(name)'")
         }

@@ -8,7 +8,9 @@ extension WorkerPool {
 
     /// The plugin generations workers load, in registration order.
     var workerPlugins: [WorkerSetup.Plugin] {
-        registry.plugins.map { WorkerSetup.Plugin(image: $0.info.image ?? $0.info.path, path: $0.info.path, generation: $0.info.generation) }
+        registry.plugins.map {
+            WorkerSetup.Plugin(image: $0.info.image ?? $0.info.path, path: $0.info.path, generation: $0.info.generation)
+        }
     }
 
     /// The registry changed (hot reload): in process isolation, new workers load the new

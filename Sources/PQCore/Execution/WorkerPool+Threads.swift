@@ -23,7 +23,8 @@ extension WorkerPool {
                 log(logger, level, "\(call.job.name) [\(call.taskID)]: \(message)")
             },
             submit: { call, name, args in
-                try submitBridge.submit(try prepareChild(job: name, argsJSON: args, parent: call.taskID, registry: registry))
+                try submitBridge.submit(
+                    try prepareChild(job: name, argsJSON: args, parent: call.taskID, registry: registry))
             })
     }
 }

@@ -189,7 +189,8 @@ public final class WorkerPool: Service, Sendable {
     ///   - threadJobs: the jobs loaded in this process, for runs on its threads; nil: `registry`
     ///     (in process isolation the registry holds jobs known only by their description).
     public init(
-        store: any TaskStore, registry: JobRegistry, options: Options = Options(), logger: Logger, threadJobs: JobRegistry? = nil
+        store: any TaskStore, registry: JobRegistry, options: Options = Options(), logger: Logger,
+        threadJobs: JobRegistry? = nil
     ) {
         self.store = store
         self.registry = registry
@@ -333,7 +334,9 @@ public final class WorkerPool: Service, Sendable {
             }
             // Sleep until a change, a freed slot, the next delayed task, or the idle poll.
             var timeout = options.idlePoll
-            if free > 0, claimed.count < free, let due = try? await store.nextDue(queues: options.queues, jobs: registry.jobNames) {
+            if free > 0, claimed.count < free,
+                let due = try? await store.nextDue(queues: options.queues, jobs: registry.jobNames)
+            {
                 // A due time in the past means due tasks are held back (max_concurrency): the
                 // store's change signal wakes us when a slot frees, so do not spin on it.
                 let wait = due - TaskClock.now()
@@ -426,7 +429,9 @@ public final class WorkerPool: Service, Sendable {
             decide(execution, stoppedOutcome(reason, execution, typed: false), ranOn: nil)
         case .notStarted:
             let stopped = execution.state.withLock { $0.stopReason }
-            decide(execution, stopped == nil || stopped == .shutdown ? .released : .revoked("revoked before it started"), ranOn: nil)
+            decide(
+                execution, stopped == nil || stopped == .shutdown ? .released : .revoked("revoked before it started"),
+                ranOn: nil)
         }
     }
 
@@ -506,10 +511,14 @@ public final class WorkerPool: Service, Sendable {
     /// The outcome of a run that was stopped without the job's help.
     func stoppedOutcome(_ reason: StopReason, _ execution: Execution, typed: Bool) -> TaskOutcome.Kind {
         let record = execution.record
-        var left = typed ? " (the C function cannot be interrupted and was left to finish on its thread)" : " (the job ignored the cancel)"
+        var left =
+            typed
+            ? " (the C function cannot be interrupted and was left to finish on its thread)"
+            : " (the job ignored the cancel)"
         let inWorker = executor(of: execution).abandonEndsTheRun
         if inWorker {
-            left = " (it ignored the cancel; its worker process was killed after a \(formatSeconds(options.cancelGrace)) s grace)"
+            left =
+                " (it ignored the cancel; its worker process was killed after a \(formatSeconds(options.cancelGrace)) s grace)"
         }
         switch reason {
         case .shutdown: return .released
@@ -558,7 +567,8 @@ public final class WorkerPool: Service, Sendable {
             if ids.isEmpty { return }
             if TaskClock.now() >= deadline && !stopped {
                 logger.warning(
-                    "\(ids.count) tasks still running after \(formatSeconds(options.drainTimeout)) s: cancelling them and returning them to the queue")
+                    "\(ids.count) tasks still running after \(formatSeconds(options.drainTimeout)) s: cancelling them and returning them to the queue"
+                )
                 for id in ids { stop(id, reason: .shutdown) }
                 stopped = true
             }

@@ -49,7 +49,9 @@ public struct IsolatedPluginLoader: PluginFileLoader {
         ///   - trustAll: skip the trust check.
         ///   - snapshotDirectory: where snapshots are kept.
         ///   - timeout: seconds per child.
-        public init(executable: String? = nil, trustAll: Bool = false, snapshotDirectory: String? = nil, timeout: Double = 30) {
+        public init(
+            executable: String? = nil, trustAll: Bool = false, snapshotDirectory: String? = nil, timeout: Double = 30
+        ) {
             self.executable = executable ?? WorkerSpawner.currentExecutable
             self.trustAll = trustAll
             self.snapshotDirectory = snapshotDirectory
@@ -72,7 +74,9 @@ public struct IsolatedPluginLoader: PluginFileLoader {
         let base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
         var template = Array((base + "/pq-host-XXXXXX").utf8CString)
         guard let dir = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw PluginError(.unreadable, path: base, "cannot create a private directory for plugin snapshots: \(String(cString: strerror(errno)))")
+            throw PluginError(
+                .unreadable, path: base,
+                "cannot create a private directory for plugin snapshots: \(String(cString: strerror(errno)))")
         }
         return String(cString: dir)
     }
@@ -113,17 +117,22 @@ public struct IsolatedPluginLoader: PluginFileLoader {
             let (reports, crashed) = probe(todo.map(\.plugin))
             for (n, report) in reports.enumerated() {
                 let entry = todo[n]
-                results[entry.index] = PluginReport.decode(report, path: entry.plugin.path, image: keep ? entry.plugin.image : nil)
+                results[entry.index] = PluginReport.decode(
+                    report, path: entry.plugin.path, image: keep ? entry.plugin.image : nil)
             }
             var rest = Array(todo.dropFirst(reports.count))
             if let (cause, stderr) = crashed, let first = rest.first {
-                var message = "loading it killed the process that loaded it (\(cause)): a library constructor or pq_plugin_entry crashed; plugin skipped"
+                var message =
+                    "loading it killed the process that loaded it (\(cause)): a library constructor or pq_plugin_entry crashed; plugin skipped"
                 if let line = stderr.last { message += "; its last output: \(line)" }
                 results[first.index] = .failure(PluginError(.crashedWhileLoading, path: first.plugin.path, message))
                 rest.removeFirst()
             } else if crashed == nil, !rest.isEmpty {
                 for entry in rest {
-                    results[entry.index] = .failure(PluginError(.unreadable, path: entry.plugin.path, "the loading process ended without reporting this plugin"))
+                    results[entry.index] = .failure(
+                        PluginError(
+                            .unreadable, path: entry.plugin.path,
+                            "the loading process ended without reporting this plugin"))
                 }
                 rest = []
             }
@@ -167,7 +176,10 @@ public struct IsolatedPluginLoader: PluginFileLoader {
                 kill(child.pid, SIGKILL)
                 break
             }
-            var fds = [pollfd(fd: child.socket, events: Int16(POLLIN), revents: 0), pollfd(fd: child.stderr, events: Int16(POLLIN), revents: 0)]
+            var fds = [
+                pollfd(fd: child.socket, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: child.stderr, events: Int16(POLLIN), revents: 0),
+            ]
             let r = poll(&fds, 2, Int32(min(left, 1) * 1000) + 1)
             if r < 0 && errno == EINTR { continue }
             if fds[1].revents != 0 {

@@ -23,7 +23,10 @@ enum PluginReport {
     }
 
     private static func errorJSON(_ e: PluginError) -> JSONValue {
-        .object([("code", .string(e.code.description)), ("path", e.path.map(JSONValue.string) ?? .null), ("message", .string(e.message))])
+        .object([
+            ("code", .string(e.code.description)), ("path", e.path.map(JSONValue.string) ?? .null),
+            ("message", .string(e.message)),
+        ])
     }
 
     private static func error(_ v: JSONValue?, path: String) -> PluginError {
@@ -32,9 +35,9 @@ enum PluginReport {
         }
         var code = PluginError.Code.unreadable
         if case .string(let name)? = v["code"], let c = PluginError.Code(named: name) { code = c }
-        var where_ = path
-        if case .string(let p)? = v["path"] { where_ = p }
-        return PluginError(code, path: where_, message)
+        var location = path
+        if case .string(let p)? = v["path"] { location = p }
+        return PluginError(code, path: location, message)
     }
 
     /// Rebuilds what another process loaded: jobs known by description, which this process can
@@ -55,7 +58,8 @@ enum PluginReport {
         guard let name = str("name"), let version = str("version"), let toolchain = str("toolchain"),
             let generation = v["generation"]?.doubleValue
         else { return .failure(PluginError(.unreadable, path: path, "the loading process sent an incomplete report")) }
-        var info = PluginInfo(name: name, version: version, toolchain: toolchain, path: path, generation: Int(generation))
+        var info = PluginInfo(
+            name: name, version: version, toolchain: toolchain, path: path, generation: Int(generation))
         info.image = image
         var jobs: [JobDefinition] = []
         var rejected: [PluginError] = []

@@ -147,10 +147,12 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
 
     /// Starts the I/O thread (once).
     private func startThread() {
-        guard state.withLock({ s -> Bool in
-            defer { s.threadStarted = true }
-            return !s.threadStarted
-        }) else { return }
+        guard
+            state.withLock({ s -> Bool in
+                defer { s.threadStarted = true }
+                return !s.threadStarted
+            })
+        else { return }
         let thread = Thread { [self] in ioLoop() }
         thread.name = "pq-workers"
         thread.stackSize = 1 << 20
@@ -340,7 +342,8 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
         // can run one alone: under steady load no worker would ever empty by itself.
         var reserved: Int?
         if !s.suspects.isEmpty {
-            reserved = s.workers.values.filter { $0.phase == .ready && $0.epoch == s.epoch && $0.solo == nil }
+            reserved =
+                s.workers.values.filter { $0.phase == .ready && $0.epoch == s.epoch && $0.solo == nil }
                 .min { ($0.inflight.count, $0.id) < ($1.inflight.count, $1.id) }?.id
         }
         if s.pendingHead < s.pending.count {
@@ -380,7 +383,9 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
         guard let w = s.workers[id] else { return token }
         w.inflight[token] = e
         w.out.append(
-            .call(token: token, taskID: r.id, job: r.name, kwargs: r.kwargs, attempt: UInt32(clamping: r.retry), reportBegin: timed))
+            .call(
+                token: token, taskID: r.id, job: r.name, kwargs: r.kwargs, attempt: UInt32(clamping: r.retry),
+                reportBegin: timed))
         s.placements[ObjectIdentifier(e)] = Placement(worker: id, token: token)
         if !timed { e.began.store(TaskClock.now().bitPattern, ordering: .releasing) }
         return token
@@ -390,7 +395,9 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
     /// writes the rest when the socket has room. Call with the lock held.
     private func flush(_ s: inout State, _ id: Int) {
         guard let w = s.workers[id], !w.out.isEmpty, !w.closed else { return }
-        let n = w.out.bytes.withUnsafeBytes { Glibc.send(w.socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+        let n = w.out.bytes.withUnsafeBytes {
+            Glibc.send(w.socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+        }
         if n > 0 { w.out.removeFirst(n) }
         if !w.out.isEmpty { wake() }
     }
@@ -409,7 +416,9 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
                 var owners: [(Int, Bool)] = [(0, false)]
                 for w in s.workers.values {
                     if !w.closed {
-                        fds.append(pollfd(fd: w.socket, events: Int16(POLLIN) | (w.out.isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
+                        fds.append(
+                            pollfd(
+                                fd: w.socket, events: Int16(POLLIN) | (w.out.isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
                         owners.append((w.id, false))
                     }
                     if w.stderr >= 0 {
@@ -490,7 +499,9 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
                     if s.readyTimes.count < 1_000 { s.readyTimes.append(TaskClock.now() - w.started) }
                     if !failures.isEmpty {
                         later.append { [logger] in
-                            for f in failures { logger.error("worker \(pid) could not load a plugin the host checked: \(f)") }
+                            for f in failures {
+                                logger.error("worker \(pid) could not load a plugin the host checked: \(f)")
+                            }
                         }
                     }
                     freed = true
@@ -535,7 +546,8 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
                 w.out.append(.drain)
                 let (pid, completed, mib) = (w.pid, w.completed, w.rssKB / 1024)
                 later.append { [logger] in
-                    logger.info("worker \(pid) is recycled after \(completed) tasks, \(mib) MiB resident; a new one starts")
+                    logger.info(
+                        "worker \(pid) is recycled after \(completed) tasks, \(mib) MiB resident; a new one starts")
                 }
                 wake()
             }
@@ -583,11 +595,13 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
     /// A worker's socket closed or its process ended (`status` when already reaped): settle its
     /// calls and let a replacement start.
     private func died(_ id: Int, status known: Int32?) -> Later {
-        guard let (pid, stderrFD) = state.withLock({ s -> (pid_t, Int32)? in
-            guard let w = s.workers[id], !w.closed else { return nil }
-            w.closed = true
-            return (w.pid, w.stderr)
-        }) else { return [] }
+        guard
+            let (pid, stderrFD) = state.withLock({ s -> (pid_t, Int32)? in
+                guard let w = s.workers[id], !w.closed else { return nil }
+                w.closed = true
+                return (w.pid, w.stderr)
+            })
+        else { return [] }
         let status = known ?? WorkerSpawner.reap(pid, patience: 0.5)
         var later: Later = []
         // The last words of the worker, for the log.
@@ -614,7 +628,8 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
                 forcedToken = token
                 forcedTask = task
                 cause = "worker killed by the host: task \(task) ignored its cancel for the kill grace"
-            case .hung(let seconds)?: cause = "worker stopped answering (no heartbeat for \(formatSeconds(seconds)) s); killed"
+            case .hung(let seconds)?:
+                cause = "worker stopped answering (no heartbeat for \(formatSeconds(seconds)) s); killed"
             case nil: break
             }
             let planned = w.phase == .draining && described.exitStatus == 0 && w.kill == nil
@@ -623,7 +638,8 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
                 s.nextSpawn = TaskClock.now() + min(5, 0.1 * Double(1 << min(s.failedStarts, 6)))
                 // Workers that die before they are ready, again and again, serve nobody: the
                 // tasks waiting for them go back to the queue (uncharged) for other hosts.
-                if s.failedStarts >= 3, !s.workers.values.contains(where: { $0.phase == .ready && $0.epoch == s.epoch }) {
+                if s.failedStarts >= 3, !s.workers.values.contains(where: { $0.phase == .ready && $0.epoch == s.epoch })
+                {
                     let waiting = Array(s.pending[s.pendingHead...]) + s.suspects
                     s.pending = []
                     s.pendingHead = 0
@@ -632,7 +648,8 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
                     let (n, tries) = (waiting.count, s.failedStarts)
                     later.append { [logger] in
                         logger.error(
-                            "\(tries) worker processes in a row died before they were ready (\(cause)); \(n) waiting tasks go back to the queue; retrying with back-off")
+                            "\(tries) worker processes in a row died before they were ready (\(cause)); \(n) waiting tasks go back to the queue; retrying with back-off"
+                        )
                     }
                 }
             }
@@ -663,7 +680,9 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
             if !planned {
                 let tail = w.output.lines.suffix(5)
                 var line = "\(cause) (pid \(w.pid))"
-                if let culprit, let e = w.inflight[culprit] { line += " while running task \(e.record.id) (\(e.record.name))" }
+                if let culprit, let e = w.inflight[culprit] {
+                    line += " while running task \(e.record.id) (\(e.record.name))"
+                }
                 if running.count > 1 && culprit == nil && forcedToken == nil {
                     line += "; \(running.count) tasks ran in it: each runs again alone to find the one that crashed"
                 }
@@ -730,7 +749,8 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
                 let used = Set(current.map { ($0.id - 1) % options.workers })
                 let index = (0..<options.workers).first { !used.contains($0) } ?? 0
                 let setup = WorkerSetup(
-                    plugins: s.plugins, slots: 0, memoryLimitKB: options.maxWorkerMemoryKB, checkTrust: options.checkTrust,
+                    plugins: s.plugins, slots: 0, memoryLimitKB: options.maxWorkerMemoryKB,
+                    checkTrust: options.checkTrust,
                     probe: false)
                 return (index, setup, s.epoch)
             }
@@ -755,7 +775,8 @@ final class ProcessExecutor: TaskExecutor, @unchecked Sendable {
                 var id = s.nextWorkerID
                 while (id - 1) % options.workers != plan.index { id += 1 }
                 s.nextWorkerID = id + 1
-                let w = Worker(id: id, child: child, table: table, epoch: plan.epoch, threads: threads, now: TaskClock.now())
+                let w = Worker(
+                    id: id, child: child, table: table, epoch: plan.epoch, threads: threads, now: TaskClock.now())
                 w.out.append(.setup(setup))
                 if plan.epoch != s.epoch || s.closed || s.stopping {
                     // A reload or shutdown came while it started: it goes at once.

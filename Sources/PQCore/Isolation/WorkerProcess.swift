@@ -110,7 +110,8 @@ private final class Worker: @unchecked Sendable {
             guard writeAll(fd, frames.bytes) else { _exit(0) }
             let result: Result<LoadedPlugin, PluginError>
             do {
-                result = .success(try loader.load(path: plugin.path, image: plugin.image, generation: plugin.generation))
+                result = .success(
+                    try loader.load(path: plugin.path, image: plugin.image, generation: plugin.generation))
             } catch let error as PluginError {
                 result = .failure(error)
             } catch {
@@ -146,7 +147,9 @@ private final class Worker: @unchecked Sendable {
         case .call(let token, let taskID, let job, let kwargs, let attempt, let reportBegin):
             state.withLock { $0.runs[token] = Run() }
             calls.append { [self] in
-                execute(token: token, taskID: taskID, job: job, kwargs: kwargs, attempt: Int(attempt), reportBegin: reportBegin)
+                execute(
+                    token: token, taskID: taskID, job: job, kwargs: kwargs, attempt: Int(attempt),
+                    reportBegin: reportBegin)
             }
         case .cancel(let token):
             let call = state.withLock { s -> PluginCall? in
@@ -167,7 +170,9 @@ private final class Worker: @unchecked Sendable {
         }
     }
 
-    private func execute(token: UInt32, taskID: String, job name: String, kwargs: String, attempt: Int, reportBegin: Bool) {
+    private func execute(
+        token: UInt32, taskID: String, job name: String, kwargs: String, attempt: Int, reportBegin: Bool
+    ) {
         guard let job = registry.job(named: name), let hooks else {
             finish(token, .unknownJob)
             return
@@ -231,7 +236,8 @@ private final class Worker: @unchecked Sendable {
             submit: { [registry, outbox] call, name, args in
                 // Checked here, so the job gets its answer at once; the host stores the child
                 // before it records the parent's outcome (frames keep their order).
-                let task = try WorkerPool.prepareChild(job: name, argsJSON: args, parent: call.taskID, registry: registry)
+                let task = try WorkerPool.prepareChild(
+                    job: name, argsJSON: args, parent: call.taskID, registry: registry)
                 let id = task.id ?? TaskID.make()
                 outbox.send(.submit(parent: call.taskID, childID: id, job: name, kwargs: task.kwargs))
                 return id

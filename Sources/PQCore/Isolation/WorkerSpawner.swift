@@ -76,7 +76,10 @@ enum WorkerSpawner {
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
-        let arguments = [executable == currentExecutable ? currentExecutablePath : executable, "__worker", "--host-pid", String(getpid())]
+        let arguments = [
+            executable == currentExecutable ? currentExecutablePath : executable, "__worker", "--host-pid",
+            String(getpid()),
+        ]
         var environment = ProcessInfo.processInfo.environment
         // A crash must be reported within a second: the Swift backtracer takes seconds.
         environment["SWIFT_BACKTRACE"] = "enable=no"
@@ -90,12 +93,15 @@ enum WorkerSpawner {
         guard rc == 0 else {
             close(pair[0])
             close(pipeFDs[0])
-            throw SpawnError(description: "cannot start a worker process (\(executable)): \(String(cString: strerror(rc)))")
+            throw SpawnError(
+                description: "cannot start a worker process (\(executable)): \(String(cString: strerror(rc)))")
         }
         return SpawnedWorker(pid: pid, socket: pair[0], stderr: pipeFDs[0])
     }
 
-    private static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    private static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R)
+        -> R
+    {
         var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
         pointers.append(nil)
         defer { for p in pointers { free(p) } }

@@ -223,7 +223,9 @@ struct FrameDecoder {
         guard buffer.count - head >= 5 else { return nil }
         var length = 0
         for i in 0..<4 { length |= Int(buffer[head + i]) << (8 * i) }
-        guard length >= 1, length <= Self.maximumFrame else { throw FrameError(description: "bad frame length \(length)") }
+        guard length >= 1, length <= Self.maximumFrame else {
+            throw FrameError(description: "bad frame length \(length)")
+        }
         guard buffer.count - head >= 4 + length else { return nil }
         var reader = FieldReader(bytes: buffer, at: head + 5, end: head + 4 + length)
         let frame = try reader.frame(kind: buffer[head + 4])
@@ -240,12 +242,6 @@ private struct FieldReader {
     let bytes: [UInt8]
     var at: Int
     let end: Int
-
-    init(bytes: [UInt8], at: Int, end: Int) {
-        self.bytes = bytes
-        self.at = at
-        self.end = end
-    }
 
     mutating func u8() throws(FrameError) -> UInt8 {
         guard at + 1 <= end else { throw FrameError(description: "frame too short") }
@@ -289,7 +285,8 @@ private struct FieldReader {
                 plugins.append(.init(image: try string(), path: try string(), generation: Int(try u64())))
             }
             return .setup(
-                WorkerSetup(plugins: plugins, slots: slots, memoryLimitKB: memoryLimitKB, checkTrust: checkTrust, probe: probe))
+                WorkerSetup(
+                    plugins: plugins, slots: slots, memoryLimitKB: memoryLimitKB, checkTrust: checkTrust, probe: probe))
         case 2:
             return .call(
                 token: try u32(), taskID: try string(), job: try string(), kwargs: try string(), attempt: try u32(),
@@ -307,8 +304,12 @@ private struct FieldReader {
         case 12:
             let token = try u32()
             switch try u8() {
-            case 0: return .done(token: token, end: .completed(.success(try string()), plugin: try string(), version: try string()))
-            case 1: return .done(token: token, end: .completed(.failure(try string()), plugin: try string(), version: try string()))
+            case 0:
+                return .done(
+                    token: token, end: .completed(.success(try string()), plugin: try string(), version: try string()))
+            case 1:
+                return .done(
+                    token: token, end: .completed(.failure(try string()), plugin: try string(), version: try string()))
             case 2: return .done(token: token, end: .refused(try string(), plugin: try string(), version: try string()))
             case 3: return .done(token: token, end: .unknownJob)
             case 4: return .done(token: token, end: .returned)

@@ -30,7 +30,9 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
         "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
     ]
-    private static let monthNames = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+    private static let monthNames = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ]
     private static let dayNames = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 
     /// Parses an expression.
@@ -43,7 +45,8 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
             guard let expanded = Self.macros[trimmed.lowercased()] else {
                 throw CronError(
                     .unknownMacro, text,
-                    "unknown macro '\(trimmed)'; use @hourly, @daily, @midnight, @weekly, @monthly, @yearly or @annually")
+                    "unknown macro '\(trimmed)'; use @hourly, @daily, @midnight, @weekly, @monthly, @yearly or @annually"
+                )
             }
             body = expanded
         }
@@ -103,7 +106,8 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
             var step = 1
             if parts.count == 2 {
                 guard let s = Int(parts[1]), s > 0 else {
-                    throw CronError(.invalidStep, expression, "\(name) step in '\(item)' must be a positive whole number")
+                    throw CronError(
+                        .invalidStep, expression, "\(name) step in '\(item)' must be a positive whole number")
                 }
                 step = s
             }
@@ -117,7 +121,8 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
                 low = try value(base[..<dash])
                 high = try value(base[base.index(after: dash)...])
                 guard low <= high else {
-                    throw CronError(.invalidRange, expression, "\(name) range '\(base)' runs backwards; write it low-high")
+                    throw CronError(
+                        .invalidRange, expression, "\(name) range '\(base)' runs backwards; write it low-high")
                 }
             } else {
                 low = try value(base)

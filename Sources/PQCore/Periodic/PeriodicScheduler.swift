@@ -105,7 +105,9 @@ public final class PeriodicScheduler: Service, Sendable {
         self.init(store: store, options: options, logger: logger) {
             registry.jobs.compactMap { definition in
                 guard definition.options.isPeriodic else { return nil }
-                let key = definition.plugin.path + "\u{0}" + definition.plugin.version + "\u{0}" + (definition.optionsJSON ?? "")
+                let key =
+                    definition.plugin.path + "\u{0}" + definition.plugin.version + "\u{0}"
+                    + (definition.optionsJSON ?? "")
                 return cache.withLock { cache in
                     if let hit = cache[definition.name], hit.key == key { return hit.job }
                     let job = definition.options.schedule.map {

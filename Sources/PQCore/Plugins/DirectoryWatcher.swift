@@ -38,7 +38,8 @@ final class DirectoryWatcher: Sendable {
     /// - Returns: false when the watch could not be added.
     @discardableResult
     func watch(_ directory: String) -> Bool {
-        let mask = UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_CREATE | IN_DELETE_SELF | IN_ONLYDIR)
+        let mask = UInt32(
+            IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_CREATE | IN_DELETE_SELF | IN_ONLYDIR)
         let wd = thread.watch(directory, mask: mask)
         guard wd >= 0 else { return false }
         directories.byWatch.withLock { $0[wd] = directory }

@@ -9,11 +9,11 @@ import Glibc
 /// inside the file.
 public enum ELFCheck {
     #if arch(x86_64)
-    static let machine = UInt16(EM_X86_64)
+        static let machine = UInt16(EM_X86_64)
     #elseif arch(arm64)
-    static let machine = UInt16(EM_AARCH64)
+        static let machine = UInt16(EM_AARCH64)
     #else
-    static let machine: UInt16 = 0
+        static let machine: UInt16 = 0
     #endif
 
     /// Validates the file at `path`.
@@ -55,39 +55,50 @@ public enum ELFCheck {
             throw PluginError(.truncated, path: path, "ELF header cut short (\(size) bytes): the file is incomplete")
         }
         guard header.e_type == UInt16(ET_DYN) else {
-            throw PluginError(.notELF, path: path, "ELF file is not a shared object (e_type \(header.e_type)); build it with -shared")
+            throw PluginError(
+                .notELF, path: path, "ELF file is not a shared object (e_type \(header.e_type)); build it with -shared")
         }
         guard header.e_machine == machine else {
             throw PluginError(.notELF, path: path, "ELF file is for another machine (e_machine \(header.e_machine))")
         }
-        let phoff = header.e_phoff, shoff = header.e_shoff
-        let phentsize = UInt64(header.e_phentsize), phnum = UInt64(header.e_phnum)
-        let shentsize = UInt64(header.e_shentsize), shnum = UInt64(header.e_shnum)
+        let phoff = header.e_phoff
+        let shoff = header.e_shoff
+        let phentsize = UInt64(header.e_phentsize)
+        let phnum = UInt64(header.e_phnum)
+        let shentsize = UInt64(header.e_shentsize)
+        let shnum = UInt64(header.e_shnum)
         let phEnd = phoff &+ phentsize &* phnum
         guard phnum > 0, phentsize >= UInt64(MemoryLayout<Elf64_Phdr>.size), phEnd <= size else {
             throw PluginError(
                 .truncated, path: path,
-                "program headers end at byte \(phEnd) but the file has \(size): the file is incomplete (still being written?)")
+                "program headers end at byte \(phEnd) but the file has \(size): the file is incomplete (still being written?)"
+            )
         }
         if shnum > 0 {
             let shEnd = shoff &+ shentsize &* shnum
             guard shEnd <= size, shoff >= UInt64(MemoryLayout<Elf64_Ehdr>.size) else {
                 throw PluginError(
                     .truncated, path: path,
-                    "section headers end at byte \(shEnd) but the file has \(size): the file is incomplete (still being written?)")
+                    "section headers end at byte \(shEnd) but the file has \(size): the file is incomplete (still being written?)"
+                )
             }
         }
         for i in 0..<phnum {
             var segment = Elf64_Phdr()
-            let read = withUnsafeMutableBytes(of: &segment) { pread(fd, $0.baseAddress, $0.count, off_t(phoff + i * phentsize)) }
+            let read = withUnsafeMutableBytes(of: &segment) {
+                pread(fd, $0.baseAddress, $0.count, off_t(phoff + i * phentsize))
+            }
             guard read == MemoryLayout<Elf64_Phdr>.size else {
                 throw PluginError(.truncated, path: path, "cannot read the program headers: the file is incomplete")
             }
             // What the dynamic linker maps and reads.
             let end = segment.p_offset &+ segment.p_filesz
-            if segment.p_type == UInt32(PT_LOAD) || segment.p_type == UInt32(PT_DYNAMIC), end > size || end < segment.p_offset {
+            if segment.p_type == UInt32(PT_LOAD) || segment.p_type == UInt32(PT_DYNAMIC),
+                end > size || end < segment.p_offset
+            {
                 throw PluginError(
-                    .truncated, path: path, "segment \(i) ends at byte \(end) but the file has \(size): the file is incomplete")
+                    .truncated, path: path,
+                    "segment \(i) ends at byte \(end) but the file has \(size): the file is incomplete")
             }
         }
     }

@@ -47,7 +47,9 @@ public final class JobDefinition: Sendable {
     /// - Returns: true when it is a slug.
     public static func isValidName(_ name: String) -> Bool {
         guard let first = name.utf8.first, isSlugStart(first), name.utf8.count <= 200 else { return false }
-        return name.utf8.allSatisfy { isSlugStart($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+        return name.utf8.allSatisfy {
+            isSlugStart($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
+        }
     }
 
     private static func isSlugStart(_ c: UInt8) -> Bool {
@@ -61,11 +63,13 @@ public final class JobDefinition: Sendable {
     public init(description d: JobDescription, plugin: PluginInfo) throws {
         let options: JobOptions
         do { options = try JobOptions.parse(d.optionsJSON) } catch {
-            throw PluginError(.invalidJob, path: plugin.path, "job '\(d.name)' of plugin '\(plugin.name)': \(error); job skipped")
+            throw PluginError(
+                .invalidJob, path: plugin.path, "job '\(d.name)' of plugin '\(plugin.name)': \(error); job skipped")
         }
         if let text = d.signature {
             do { kind = .typed(try TypedSignature.parse(text)) } catch {
-                throw PluginError(.invalidJob, path: plugin.path, "job '\(d.name)' of plugin '\(plugin.name)': \(error); job skipped")
+                throw PluginError(
+                    .invalidJob, path: plugin.path, "job '\(d.name)' of plugin '\(plugin.name)': \(error); job skipped")
             }
         } else {
             kind = .json
@@ -102,7 +106,8 @@ public final class JobDefinition: Sendable {
         do {
             options = try JobOptions.parse(optionsJSON)
         } catch {
-            throw PluginError(.invalidJob, path: path, "job '\(name)' of plugin '\(plugin.name)': \(error); job skipped")
+            throw PluginError(
+                .invalidJob, path: path, "job '\(name)' of plugin '\(plugin.name)': \(error); job skipped")
         }
         let kind: Kind
         var typedCall: TypedCall?
@@ -117,16 +122,20 @@ public final class JobDefinition: Sendable {
                     jobName: name, signature: signature, function: UnsafeRawPointer(def.fn!),
                     freeString: handle.descriptor.pointee.free_string)
             } catch {
-                throw PluginError(.invalidJob, path: path, "job '\(name)' of plugin '\(plugin.name)': \(error); job skipped")
+                throw PluginError(
+                    .invalidJob, path: path, "job '\(name)' of plugin '\(plugin.name)': \(error); job skipped")
             }
         case (true, true, _):
             throw PluginError(
                 .invalidJob, path: path,
-                "job '\(name)' of plugin '\(plugin.name)' sets both run and fn; a job is either a JSON job (run) or a typed job (fn + signature)")
+                "job '\(name)' of plugin '\(plugin.name)' sets both run and fn; a job is either a JSON job (run) or a typed job (fn + signature)"
+            )
         case (false, true, false):
-            throw PluginError(.invalidJob, path: path, "typed job '\(name)' of plugin '\(plugin.name)' has fn but no signature")
+            throw PluginError(
+                .invalidJob, path: path, "typed job '\(name)' of plugin '\(plugin.name)' has fn but no signature")
         case (false, false, _):
-            throw PluginError(.invalidJob, path: path, "job '\(name)' of plugin '\(plugin.name)' has neither run nor fn")
+            throw PluginError(
+                .invalidJob, path: path, "job '\(name)' of plugin '\(plugin.name)' has neither run nor fn")
         }
         self.name = name
         self.doc = def.doc.map { String(cString: $0) } ?? ""

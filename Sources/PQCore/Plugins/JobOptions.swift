@@ -1,6 +1,5 @@
 import Foundation
 
-
 /// The options of a job, read from its `options_json` (DESIGN.md section 2).
 public struct JobOptions: Sendable, Equatable {
     /// Seconds from the start of a run after which the task is revoked.
@@ -86,7 +85,9 @@ public struct JobOptions: Sendable, Equatable {
         }
         func bool(_ key: String) throws(OptionsError) -> Bool? {
             guard let value = parsed[key], value != .null else { return nil }
-            guard case .bool(let b) = value else { throw OptionsError(message: "option '\(key)' must be true or false") }
+            guard case .bool(let b) = value else {
+                throw OptionsError(message: "option '\(key)' must be true or false")
+            }
             return b
         }
         func string(_ key: String) throws(OptionsError) -> String? {
@@ -108,7 +109,8 @@ public struct JobOptions: Sendable, Equatable {
         options.timezone = try string("timezone")
         if let isolation = try string("isolation") {
             guard let mode = Isolation(rawValue: isolation) else {
-                throw OptionsError(message: "option 'isolation' must be \"process\" or \"thread\", got \"\(isolation)\"")
+                throw OptionsError(
+                    message: "option 'isolation' must be \"process\" or \"thread\", got \"\(isolation)\"")
             }
             options.isolation = mode
         }
@@ -128,7 +130,8 @@ public struct JobOptions: Sendable, Equatable {
         }
         if let cron = options.cron {
             if options.runEvery != nil {
-                throw OptionsError(message: "options 'run_every' and 'cron' are both set; a periodic job has one schedule")
+                throw OptionsError(
+                    message: "options 'run_every' and 'cron' are both set; a periodic job has one schedule")
             }
             do { _ = try CronExpression(parsing: cron) } catch {
                 throw OptionsError(message: "option 'cron' is invalid: \(error)")
@@ -139,7 +142,10 @@ public struct JobOptions: Sendable, Equatable {
                 throw OptionsError(message: "option 'timezone' applies to 'cron' only; run_every and anchor are UTC")
             }
             guard TimeZone(identifier: zone) != nil else {
-                throw OptionsError(message: "option 'timezone' \"\(zone)\" is not a known time zone; use an IANA name such as \"Europe/Paris\"")
+                throw OptionsError(
+                    message:
+                        "option 'timezone' \"\(zone)\" is not a known time zone; use an IANA name such as \"Europe/Paris\""
+                )
             }
         }
         return options
@@ -164,4 +170,3 @@ public struct JobOptions: Sendable, Equatable {
         public var description: String { message }
     }
 }
-

@@ -60,8 +60,11 @@ public final class JobRegistry: Sendable {
             // Re-expose shadowed definitions, in registration order (later wins).
             for p in state.order {
                 guard let plugin = state.plugins[p] else { continue }
-                for job in plugin.jobs where state.jobs[job.name] == nil || removed.jobs.contains(where: { $0.name == job.name }) {
-                    if state.jobs[job.name] == nil || state.jobs[job.name]!.plugin.path != p { state.jobs[job.name] = job }
+                for job in plugin.jobs
+                where state.jobs[job.name] == nil || removed.jobs.contains(where: { $0.name == job.name }) {
+                    if state.jobs[job.name] == nil || state.jobs[job.name]!.plugin.path != p {
+                        state.jobs[job.name] = job
+                    }
                 }
             }
             state.names = Set(state.jobs.keys)

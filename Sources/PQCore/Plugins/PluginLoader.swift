@@ -52,7 +52,8 @@ public struct PluginLoader: Sendable {
         ///   - trustAll: skip the trust check.
         ///   - privateDirectory: where private copies go.
         ///   - hostToolchain: the toolchain to require of Swift plugins.
-        public init(trustAll: Bool = false, privateDirectory: String? = nil, hostToolchain: String = hostSwiftToolchain) {
+        public init(trustAll: Bool = false, privateDirectory: String? = nil, hostToolchain: String = hostSwiftToolchain)
+        {
             self.trustAll = trustAll
             self.privateDirectory = privateDirectory ?? (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp")
             self.hostToolchain = hostToolchain
@@ -98,7 +99,8 @@ public struct PluginLoader: Sendable {
         guard let descriptor = entry(UInt32(PQ_ABI_VERSION)) else {
             throw PluginError(
                 .entryReturnedNull, path: path,
-                "pq_plugin_entry(\(PQ_ABI_VERSION)) returned NULL: the plugin cannot serve ABI version \(PQ_ABI_VERSION)")
+                "pq_plugin_entry(\(PQ_ABI_VERSION)) returned NULL: the plugin cannot serve ABI version \(PQ_ABI_VERSION)"
+            )
         }
         return try validate(descriptor, path: path, generation: generation)
     }
@@ -111,14 +113,18 @@ public struct PluginLoader: Sendable {
         let path = path ?? image
         if !options.trustAll { try PluginTrust.check(path: image) }
         let copy = try privateCopy(of: image)
-        defer { unlink(copy.file); rmdir(copy.directory) }
+        defer {
+            unlink(copy.file)
+            rmdir(copy.directory)
+        }
         // Check the copy, not the original: the original may change under us, the copy cannot.
         try ELFCheck.validate(path: copy.file, reportedPath: path)
         guard let handle = dlopen(copy.file, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
             throw PluginError(
                 .dlopenFailed, path: path,
-                "dlopen failed: \(reason.replacingPrivatePath(copy.file, with: path).replacingPrivatePath(image, with: path))")
+                "dlopen failed: \(reason.replacingPrivatePath(copy.file, with: path).replacingPrivatePath(image, with: path))"
+            )
         }
         return handle
     }
@@ -128,23 +134,27 @@ public struct PluginLoader: Sendable {
         guard d.abi_version == UInt32(PQ_ABI_VERSION) else {
             throw PluginError(
                 .abiMismatch, path: path,
-                "plugin was built for ABI version \(d.abi_version) but this host speaks version \(PQ_ABI_VERSION); rebuild it against this pq_plugin.h")
+                "plugin was built for ABI version \(d.abi_version) but this host speaks version \(PQ_ABI_VERSION); rebuild it against this pq_plugin.h"
+            )
         }
         guard Int(d.struct_size) >= Self.minimumPluginStructSize else {
             throw PluginError(
                 .structTooSmall, path: path,
-                "struct_size \(d.struct_size) is smaller than pq_plugin of ABI version 1 (\(Self.minimumPluginStructSize) bytes); set it to sizeof(pq_plugin)")
+                "struct_size \(d.struct_size) is smaller than pq_plugin of ABI version 1 (\(Self.minimumPluginStructSize) bytes); set it to sizeof(pq_plugin)"
+            )
         }
         guard let namePtr = d.name, case let name = String(cString: namePtr), !name.isEmpty else {
             throw PluginError(.invalidDescriptor, path: path, "plugin has no name (pq_plugin.name is NULL or empty)")
         }
         guard let versionPtr = d.version else {
-            throw PluginError(.invalidDescriptor, path: path, "plugin '\(name)' has no version (pq_plugin.version is NULL)")
+            throw PluginError(
+                .invalidDescriptor, path: path, "plugin '\(name)' has no version (pq_plugin.version is NULL)")
         }
         guard let toolchainPtr = d.toolchain else {
             throw PluginError(
                 .invalidDescriptor, path: path,
-                "plugin '\(name)' has no toolchain (pq_plugin.toolchain is NULL; use \"c\" for plugins without Swift code)")
+                "plugin '\(name)' has no toolchain (pq_plugin.toolchain is NULL; use \"c\" for plugins without Swift code)"
+            )
         }
         let toolchain = String(cString: toolchainPtr)
         if toolchain.hasPrefix("swift"), toolchain != options.hostToolchain {
@@ -157,7 +167,8 @@ public struct PluginLoader: Sendable {
             throw PluginError(.invalidDescriptor, path: path, "plugin '\(name)' claims \(d.job_count) jobs")
         }
         if d.job_count > 0, d.jobs == nil {
-            throw PluginError(.invalidDescriptor, path: path, "plugin '\(name)' has job_count \(d.job_count) but jobs is NULL")
+            throw PluginError(
+                .invalidDescriptor, path: path, "plugin '\(name)' has job_count \(d.job_count) but jobs is NULL")
         }
         let info = PluginInfo(
             name: name, version: String(cString: versionPtr), toolchain: toolchain, path: path,
@@ -211,7 +222,8 @@ public struct PluginLoader: Sendable {
         defer { close(input) }
         let output = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o700)
         guard output >= 0 else {
-            throw PluginError(.unreadable, path: target, "cannot create private copy: \(String(cString: strerror(errno)))")
+            throw PluginError(
+                .unreadable, path: target, "cannot create private copy: \(String(cString: strerror(errno)))")
         }
         defer { close(output) }
         var buffer = [UInt8](repeating: 0, count: 1 << 16)

@@ -108,13 +108,16 @@ public struct PluginManifest: Sendable, Equatable {
             do { signature = try TypedSignature.parse(signatureText) } catch { throw fail("\(label): \(error)") }
             var optionsJSON: String?
             if let options = item["options"] {
-                guard case .object = options else { throw fail("\(label): options must be a table, got \(options.typeName)") }
+                guard case .object = options else {
+                    throw fail("\(label): options must be a table, got \(options.typeName)")
+                }
                 optionsJSON = options.jsonText
                 do { _ = try JobOptions.parse(optionsJSON) } catch { throw fail("\(label): \(error)") }
             }
             jobs.append(
                 Job(
-                    name: jobName, symbol: symbol, signature: signature, doc: try string(item["doc"], "\(label): doc") ?? "",
+                    name: jobName, symbol: symbol, signature: signature,
+                    doc: try string(item["doc"], "\(label): doc") ?? "",
                     optionsJSON: optionsJSON))
         }
         return PluginManifest(name: name, version: version, library: library, freeString: freeString, jobs: jobs)
@@ -136,8 +139,10 @@ extension PluginLoader {
         let handle: UnsafeMutableRawPointer
         if manifest.library.contains("/") {
             let directory = (path as NSString).deletingLastPathComponent
-            let file = manifest.library.hasPrefix("/")
-                ? manifest.library : ((directory as NSString).appendingPathComponent(manifest.library) as NSString).standardizingPath
+            let file =
+                manifest.library.hasPrefix("/")
+                ? manifest.library
+                : ((directory as NSString).appendingPathComponent(manifest.library) as NSString).standardizingPath
             guard FileManager.default.fileExists(atPath: file) else {
                 throw PluginError(.invalidManifest, path: path, "manifest: library \(file) does not exist")
             }
@@ -149,7 +154,8 @@ extension PluginLoader {
                 let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
                 throw PluginError(
                     .invalidManifest, path: path,
-                    "manifest: cannot open library '\(manifest.library)': \(reason) (give a soname on the system's library path or a path to the file)")
+                    "manifest: cannot open library '\(manifest.library)': \(reason) (give a soname on the system's library path or a path to the file)"
+                )
             }
             handle = h
         }
@@ -167,13 +173,16 @@ extension PluginLoader {
         if let name = manifest.freeString {
             guard let symbol = dlsym(handle, name) else {
                 throw PluginError(
-                    .invalidManifest, path: path, "manifest: free_string: no symbol '\(name)' in library \(manifest.library)")
+                    .invalidManifest, path: path,
+                    "manifest: free_string: no symbol '\(name)' in library \(manifest.library)")
             }
             freeString = unsafeBitCast(symbol, to: TypedCall.FreeString.self)
         }
         let descriptor = ManifestDescriptor.make(manifest, functions: functions, freeString: freeString)
         let plugin = try validate(descriptor, path: path)
-        if let rejected = plugin.rejectedJobs.first { throw PluginError(.invalidManifest, path: path, "manifest: \(rejected.message)") }
+        if let rejected = plugin.rejectedJobs.first {
+            throw PluginError(.invalidManifest, path: path, "manifest: \(rejected.message)")
+        }
         return plugin
     }
 }
@@ -189,7 +198,8 @@ enum ManifestDescriptor {
         for (i, job) in manifest.jobs.enumerated() {
             (jobs + i).initialize(
                 to: pq_job_def(
-                    name: strdup(job.name), doc: strdup(job.doc), options_json: job.optionsJSON.map { UnsafePointer(strdup($0)!) },
+                    name: strdup(job.name), doc: strdup(job.doc),
+                    options_json: job.optionsJSON.map { UnsafePointer(strdup($0)!) },
                     run: nil, cancel: nil, fn: functions[i], signature: strdup(job.signature.description)))
         }
         let plugin = UnsafeMutablePointer<pq_plugin>.allocate(capacity: 1)

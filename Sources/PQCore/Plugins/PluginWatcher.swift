@@ -23,7 +23,9 @@ public final class PluginWatcher: Service, Sendable {
         public var automatic: Bool = true
 
         /// Creates options: 50 ms settle, 1 s polling fallback, 30 s safety rescan.
-        public init(settle: Double = 0.05, pollInterval: Double = 1, safetyRescan: Double = 30, forcePolling: Bool = false) {
+        public init(
+            settle: Double = 0.05, pollInterval: Double = 1, safetyRescan: Double = 30, forcePolling: Bool = false
+        ) {
             self.settle = settle
             self.pollInterval = pollInterval
             self.safetyRescan = safetyRescan
@@ -59,7 +61,9 @@ public final class PluginWatcher: Service, Sendable {
         let catalog = self.catalog
         return try await withCheckedThrowingContinuation { continuation in
             let thread = Thread {
-                do { continuation.resume(returning: try catalog.rescan()) } catch { continuation.resume(throwing: error) }
+                do { continuation.resume(returning: try catalog.rescan()) } catch {
+                    continuation.resume(throwing: error)
+                }
             }
             thread.name = "pq-plugin-rescan"
             thread.start()
@@ -80,7 +84,9 @@ public final class PluginWatcher: Service, Sendable {
             logger.info("plugin watcher polls every \(options.pollInterval) s (inotify unavailable or disabled)")
         }
         @Sendable func watchAll() {
-            guard automatic, !polling, let dirs = try? TaskPaths.resolve(catalog.taskPaths, root: catalog.root) else { return }
+            guard automatic, !polling, let dirs = try? TaskPaths.resolve(catalog.taskPaths, root: catalog.root) else {
+                return
+            }
             for dir in dirs where !watcher.watch(dir.directory) {
                 logger.warning("cannot watch \(dir.directory) for plugin changes")
             }

@@ -64,10 +64,12 @@ public enum TaskPaths {
                     "task_paths entry '\(entry)' has no directory \(dir) (plugins root: \(rootURL.path)); "
                         + "create it or fix --task-paths/--plugins-dir")
             }
-            result.append(Directory(entry: entry, directory: dir, isWildcardParent: wildcard, libraries: libraries(in: dir)))
+            result.append(
+                Directory(entry: entry, directory: dir, isWildcardParent: wildcard, libraries: libraries(in: dir)))
             if wildcard {
                 for sub in subdirectories(of: dir) {
-                    result.append(Directory(entry: entry, directory: sub, isWildcardParent: false, libraries: libraries(in: sub)))
+                    result.append(
+                        Directory(entry: entry, directory: sub, isWildcardParent: false, libraries: libraries(in: sub)))
                 }
             }
         }
@@ -94,7 +96,9 @@ public enum TaskPaths {
         return names.filter(isLibraryName).sorted().compactMap { name in
             let path = dir + "/" + name
             var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else { return nil }
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
+                return nil
+            }
             return path
         }
     }

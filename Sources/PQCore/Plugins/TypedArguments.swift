@@ -25,7 +25,9 @@ public enum TypedValue: Sendable, Equatable {
 public struct TypedArgumentError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The kind of mismatch.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        fileprivate enum Base: String, Sendable { case notAnObject, missing, unexpected, wrongType, outOfRange, fraction }
+        fileprivate enum Base: String, Sendable {
+            case notAnObject, missing, unexpected, wrongType, outOfRange, fraction
+        }
         fileprivate let base: Base
         /// The kwargs are not a JSON object.
         public static let notAnObject = Code(base: .notAnObject)
@@ -94,7 +96,9 @@ extension TypedSignature {
             guard let value = pairs.last(where: { $0.0 == parameter.name })?.1 else {
                 throw TypedArgumentError(
                     code: .missing, argument: parameter.name,
-                    message: "missing argument '\(parameter.name)', which must be \(parameter.type.expectation); the signature is \(description)")
+                    message:
+                        "missing argument '\(parameter.name)', which must be \(parameter.type.expectation); the signature is \(description)"
+                )
             }
             values.append(try parameter.type.convert(value, argument: parameter.name))
         }
@@ -107,7 +111,8 @@ extension TypedSignature {
     public func check(kwargsJSON: String) throws(TypedArgumentError) {
         let value: JSONValue
         do { value = try JSONValue.parse(kwargsJSON) } catch {
-            throw TypedArgumentError(code: .notAnObject, argument: nil, message: "arguments are not valid JSON: \(error)")
+            throw TypedArgumentError(
+                code: .notAnObject, argument: nil, message: "arguments are not valid JSON: \(error)")
         }
         _ = try bind(value)
     }
@@ -120,7 +125,8 @@ extension TypedSignature.ValueType {
             var shown = value.jsonText
             if shown.count > 40 { shown = String(shown.prefix(40)) + "…" }
             return TypedArgumentError(
-                code: code, argument: argument, message: "argument '\(argument)' must be \(expectation), got \(shown) (\(why))")
+                code: code, argument: argument,
+                message: "argument '\(argument)' must be \(expectation), got \(shown) (\(why))")
         }
         switch self {
         case .bool:
@@ -128,7 +134,9 @@ extension TypedSignature.ValueType {
             return .bool(b)
         case .str:
             guard case .string(let s) = value else { throw fail(.wrongType, value.typeName) }
-            guard !s.utf8.contains(0) else { throw fail(.wrongType, "it holds a NUL character, which a C string cannot") }
+            guard !s.utf8.contains(0) else {
+                throw fail(.wrongType, "it holds a NUL character, which a C string cannot")
+            }
             return .str(s)
         case .f64, .f32:
             let d: Double

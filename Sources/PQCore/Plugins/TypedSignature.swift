@@ -59,7 +59,8 @@ public struct TypedSignature: Sendable, Equatable, CustomStringConvertible {
                     name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" })
                 else { throw SignatureError(message: "signature '\(text)': '\(name)' is not a valid argument name") }
                 guard let type = ValueType(rawValue: String(pieces[1])) else {
-                    throw SignatureError(message: "signature '\(text)': unknown type '\(pieces[1])' for '\(name)' (use \(typeList))")
+                    throw SignatureError(
+                        message: "signature '\(text)': unknown type '\(pieces[1])' for '\(name)' (use \(typeList))")
                 }
                 guard !parameters.contains(where: { $0.name == name }) else {
                     throw SignatureError(message: "signature '\(text)': argument '\(name)' appears twice")

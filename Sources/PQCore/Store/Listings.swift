@@ -47,7 +47,8 @@ public enum ScheduleListing {
 
     /// The rows of the periodic jobs hosts published.
     public static func rows(published: [JobInfo], now: Double) -> [Row] {
-        rows(published.filter(\.periodic).compactMap { job in job.jobOptions.schedule.map { (job.name, $0) } }, now: now)
+        rows(
+            published.filter(\.periodic).compactMap { job in job.jobOptions.schedule.map { (job.name, $0) } }, now: now)
     }
 
     /// `[{name, schedule, next_run (epoch seconds), in_seconds}]`.

@@ -10,7 +10,9 @@ extension MemoryTaskStore: PeriodicScheduleStore {
     public func acquireSchedulerLease(holder: String, until: Double, now: Double) async throws -> Bool {
         try read { state in
             let lease = state.periodic
-            guard lease.leaseHolder == nil || lease.leaseHolder == holder || lease.leaseUntil < now else { return false }
+            guard lease.leaseHolder == nil || lease.leaseHolder == holder || lease.leaseUntil < now else {
+                return false
+            }
             state.periodic.leaseHolder = holder
             state.periodic.leaseUntil = until
             return true

@@ -36,7 +36,6 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-
     struct StoredEvent {
         var kind: TaskEventKind
         var record: TaskRecord?
@@ -513,7 +512,8 @@ public final class MemoryTaskStore: TaskStore {
                 out.append(
                     TaskEvent(
                         seq: seq, kind: stored.kind, taskID: stored.record?.id ?? "",
-                        status: stored.record?.status ?? .queued, taskJSON: stored.record?.json() ?? stored.payload ?? "{}"))
+                        status: stored.record?.status ?? .queued,
+                        taskJSON: stored.record?.json() ?? stored.payload ?? "{}"))
             }
             return out
         }

@@ -16,7 +16,8 @@ package enum TaskEngine {
         let last = utf8.reversed().first(where: { !isBlank($0) })
         guard first == nil || (first == 0x7B && last == 0x7D) else {
             throw TaskStoreError(
-                .invalidArgument, "the arguments of a \(task.name) task must be a JSON object, got: \(task.kwargs.prefix(80))")
+                .invalidArgument,
+                "the arguments of a \(task.name) task must be a JSON object, got: \(task.kwargs.prefix(80))")
         }
     }
 

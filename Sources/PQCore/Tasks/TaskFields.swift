@@ -89,10 +89,13 @@ extension TaskField.Value {
 
 extension TaskField {
     private static func field(
-        _ name: String, _ redis: String?, _ kind: Kind, required: Bool = false, _ part: Part, encoding: Encoding = .plain,
+        _ name: String, _ redis: String?, _ kind: Kind, required: Bool = false, _ part: Part,
+        encoding: Encoding = .plain,
         get: @escaping @Sendable (TaskRecord) -> Value, set: @escaping @Sendable (inout TaskRecord, Value) -> Void
     ) -> TaskField {
-        TaskField(name: name, redis: redis, kind: kind, required: required, part: part, encoding: encoding, get: get, set: set)
+        TaskField(
+            name: name, redis: redis, kind: kind, required: required, part: part, encoding: encoding, get: get, set: set
+        )
     }
 
     /// Every stored field, in the order of the SQLite columns and of the task JSON (DESIGN.md
@@ -103,7 +106,9 @@ extension TaskField {
         field(
             "status", "s", .integer, required: true, .changing, get: { .integer($0.status.rawValue) },
             set: { $0.status = $1.integer.flatMap(TaskStatus.init(rawValue:)) ?? .queued }),
-        field("queue", nil, .text, required: true, .fixed, get: { .text($0.queue) }, set: { $0.queue = $1.text ?? "default" }),
+        field(
+            "queue", nil, .text, required: true, .fixed, get: { .text($0.queue) },
+            set: { $0.queue = $1.text ?? "default" }),
         field(
             "kwargs", nil, .text, required: true, .fixed, encoding: .json(empty: "{}"), get: { .text($0.kwargs) },
             set: { $0.kwargs = $1.text ?? "{}" }),
@@ -114,13 +119,16 @@ extension TaskField {
         field(
             "time_queued", nil, .real, required: true, .fixed, get: { .real($0.timeQueued) },
             set: { $0.timeQueued = $1.real ?? 0 }),
-        field("time_started", "ts", .real, .changing, get: { Value($0.timeStarted) }, set: { $0.timeStarted = $1.real }),
+        field(
+            "time_started", "ts", .real, .changing, get: { Value($0.timeStarted) }, set: { $0.timeStarted = $1.real }),
         field("time_ended", "te", .real, .changing, get: { Value($0.timeEnded) }, set: { $0.timeEnded = $1.real }),
         field("delay", nil, .real, .fixed, get: { Value($0.delay) }, set: { $0.delay = $1.real }),
         field("timeout", nil, .real, .fixed, get: { Value($0.timeout) }, set: { $0.timeout = $1.real }),
         // Also a Redis field of its own: the claim function reads it without parsing the JSON.
         field("expiry", "ex", .real, .fixed, get: { Value($0.expiry) }, set: { $0.expiry = $1.real }),
-        field("retry", "r", .integer, required: true, .changing, get: { .integer($0.retry) }, set: { $0.retry = $1.integer ?? 0 }),
+        field(
+            "retry", "r", .integer, required: true, .changing, get: { .integer($0.retry) },
+            set: { $0.retry = $1.integer ?? 0 }),
         field(
             "max_retries", nil, .integer, required: true, .fixed, get: { .integer($0.maxRetries) },
             set: { $0.maxRetries = $1.integer ?? 0 }),
@@ -128,7 +136,9 @@ extension TaskField {
         field("node", "n", .text, .changing, get: { Value($0.node) }, set: { $0.node = $1.text }),
         field("worker", "w", .text, .changing, get: { Value($0.worker) }, set: { $0.worker = $1.text }),
         field("plugin", "p", .text, .changing, get: { Value($0.plugin) }, set: { $0.plugin = $1.text }),
-        field("plugin_version", "v", .text, .changing, get: { Value($0.pluginVersion) }, set: { $0.pluginVersion = $1.text }),
+        field(
+            "plugin_version", "v", .text, .changing, get: { Value($0.pluginVersion) },
+            set: { $0.pluginVersion = $1.text }),
         field(
             "eta", "e", .real, required: true, .changing, encoding: .none, get: { .real($0.eta) },
             set: { $0.eta = $1.real ?? $0.timeQueued }),
@@ -154,7 +164,8 @@ extension TaskField {
             "dead_runs", "k", .integer, required: true, .changing, encoding: .none, get: { .integer($0.deadRuns) },
             set: { $0.deadRuns = $1.integer ?? 0 }),
         field(
-            "cancel_requested", "c", .flag, required: true, .changing, encoding: .none, get: { Value($0.cancelRequested) },
+            "cancel_requested", "c", .flag, required: true, .changing, encoding: .none,
+            get: { Value($0.cancelRequested) },
             set: { $0.cancelRequested = $1.flag }),
     ]
 

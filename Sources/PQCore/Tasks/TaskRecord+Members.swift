@@ -68,7 +68,9 @@ extension TaskField {
     package static let json: [TaskField] = all.filter { if case .none = $0.encoding { false } else { true } }
 
     /// `"name":` of each of ``json`` (with its comma, but for the first).
-    static let jsonKeys: [[UInt8]] = json.enumerated().map { i, f in Array(((i == 0 ? "" : ",") + "\"\(f.name)\":").utf8) }
+    static let jsonKeys: [[UInt8]] = json.enumerated().map { i, f in
+        Array(((i == 0 ? "" : ",") + "\"\(f.name)\":").utf8)
+    }
 
     /// Whether each of ``json`` is a fixed field that starts a run of fixed fields.
     static let startsRun: [Bool] = json.indices.map { i in
@@ -145,7 +147,8 @@ private struct FixedMembersReader {
         if case .json = field.encoding {
             let end = runEnd()
             defer { parser.index = end }
-            return .text(String(decoding: UnsafeBufferPointer(rebasing: parser.bytes[parser.index..<end]), as: UTF8.self))
+            return .text(
+                String(decoding: UnsafeBufferPointer(rebasing: parser.bytes[parser.index..<end]), as: UTF8.self))
         }
         if try null() { return .null }
         switch field.kind {
@@ -161,7 +164,8 @@ private struct FixedMembersReader {
             {
                 parser.index += 1
             }
-            let text = String(decoding: UnsafeBufferPointer(rebasing: parser.bytes[start..<parser.index]), as: UTF8.self)
+            let text = String(
+                decoding: UnsafeBufferPointer(rebasing: parser.bytes[start..<parser.index]), as: UTF8.self)
             guard let number = Double(text) else { throw parser.error("expected a number") }
             return field.kind == .real ? .real(number) : .integer(Int(number))
         }

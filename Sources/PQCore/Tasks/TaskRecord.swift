@@ -177,11 +177,21 @@ struct JSONWriter {
             }
             for byte in utf8 {
                 switch byte {
-                case 0x22: bytes.append(0x5C); bytes.append(0x22)
-                case 0x5C: bytes.append(0x5C); bytes.append(0x5C)
-                case 0x0A: bytes.append(0x5C); bytes.append(0x6E)
-                case 0x0D: bytes.append(0x5C); bytes.append(0x72)
-                case 0x09: bytes.append(0x5C); bytes.append(0x74)
+                case 0x22:
+                    bytes.append(0x5C)
+                    bytes.append(0x22)
+                case 0x5C:
+                    bytes.append(0x5C)
+                    bytes.append(0x5C)
+                case 0x0A:
+                    bytes.append(0x5C)
+                    bytes.append(0x6E)
+                case 0x0D:
+                    bytes.append(0x5C)
+                    bytes.append(0x72)
+                case 0x09:
+                    bytes.append(0x5C)
+                    bytes.append(0x74)
                 case 0..<0x20:
                     bytes.append(contentsOf: [0x5C, 0x75, 0x30, 0x30])
                     bytes.append(Self.hexDigits[Int(byte >> 4)])

@@ -192,7 +192,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         case .array(let values), .push(let values): items = values
         default: return nil
         }
-        guard items.count == 3, case .bulkString(let kind) = items[0], kind.readableBytesView.elementsEqual("message".utf8),
+        guard items.count == 3, case .bulkString(let kind) = items[0],
+            kind.readableBytesView.elementsEqual("message".utf8),
             case .bulkString(let channel) = items[1], case .bulkString(let payload) = items[2]
         else { return nil }
         return (String(buffer: channel), payload)

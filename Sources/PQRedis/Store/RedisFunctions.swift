@@ -638,7 +638,8 @@ enum RedisFunctions {
     /// each call their own functions.
     static let library: RedisFunctionLibrary = {
         let prefix = "pq" + fnv1a(body)
-        let registrations = functions.map { "redis.register_function('\(prefix)_\($0)', \($0))" }.joined(separator: "\n")
+        let registrations = functions.map { "redis.register_function('\(prefix)_\($0)', \($0))" }.joined(
+            separator: "\n")
         return RedisFunctionLibrary(name: prefix, body: body + registrations + "\n")
     }()
 

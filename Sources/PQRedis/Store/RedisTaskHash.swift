@@ -29,11 +29,14 @@ enum RedisTaskHash {
         return out
     }
 
-    private static let extra = TaskField.all.filter { $0.redis != nil && !["status", "eta", "retry"].contains($0.name) }
+    private static let extra = TaskField.all.filter {
+        $0.redis != nil && !["status", "eta", "retry"].contains($0.name)
+    }
 
     /// The fields by their Redis names, as two bytes (the names are one or two bytes long).
     private static let byName: [UInt16: TaskField] = Dictionary(
-        uniqueKeysWithValues: TaskField.all.compactMap { field in field.redis.map { (code(Array($0.utf8)[...]), field) } })
+        uniqueKeysWithValues: TaskField.all.compactMap { field in field.redis.map { (code(Array($0.utf8)[...]), field) }
+        })
 
     private static func code(_ name: ArraySlice<UInt8>) -> UInt16 {
         name.count == 1 ? UInt16(name.first!) : name.count == 2 ? UInt16(name.first!) | UInt16(name.last!) << 8 : 0
@@ -77,7 +80,9 @@ enum RedisTaskHash {
         var index = 0
         while index + 1 < items.count {
             defer { index += 2 }
-            guard case .bulkString(let keyBuffer) = items[index], let value = try items[index + 1].string else { continue }
+            guard case .bulkString(let keyBuffer) = items[index], let value = try items[index + 1].string else {
+                continue
+            }
             let key = keyBuffer.readableBytesView
             guard key.count == 1 || key.count == 2 else { continue }
             let first = key[key.startIndex]
@@ -93,7 +98,8 @@ enum RedisTaskHash {
             }
         }
         guard let fixed, hasStatus else {
-            throw RedisError(.unexpectedReply, "a task hash in Redis lacks its fields j or s (\(items.count / 2) fields)")
+            throw RedisError(
+                .unexpectedReply, "a task hash in Redis lacks its fields j or s (\(items.count / 2) fields)")
         }
         var record: TaskRecord
         do {

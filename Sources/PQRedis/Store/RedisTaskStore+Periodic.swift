@@ -40,12 +40,16 @@ extension RedisTaskStore: PeriodicScheduleStore {
     /// claim, that one run is skipped rather than risk a duplicate.
     public func queuePeriodicRun(job: String, slot: Double, task: NewTask) async throws -> TaskRecord? {
         try TaskEngine.validate(task)
-        let claimed = try await call(
-            RedisFunctions.claimPeriodicSlot, [.string(job), .string(RedisTaskHash.text(slot))]).int == 1
+        let claimed =
+            try await call(
+                RedisFunctions.claimPeriodicSlot, [.string(job), .string(RedisTaskHash.text(slot))]
+            ).int == 1
         guard claimed else { return nil }
         do {
             return try await enqueue([task]).first
-        } catch let error as TaskStoreError where error.code == .invalidArgument && error.message.contains("already used") {
+        } catch let error as TaskStoreError
+            where error.code == .invalidArgument && error.message.contains("already used")
+        {
             return nil
         }
     }

@@ -1,7 +1,7 @@
 import Foundation
 public import Logging
-public import PQCore
 import NIOCore
+public import PQCore
 import Synchronization
 
 /// A task store in Redis, shared by any number of hosts on any number of machines.
@@ -39,7 +39,9 @@ public final class RedisTaskStore: TaskStore {
         ///   - finishRetryWindow: 60 s by default.
         ///   - poolSize: 2 connections by default.
         ///   - resultTTL: a day by default.
-        public init(pollInterval: Double = 1, finishRetryWindow: Double = 60, poolSize: Int = 2, resultTTL: Double = 86_400) {
+        public init(
+            pollInterval: Double = 1, finishRetryWindow: Double = 60, poolSize: Int = 2, resultTTL: Double = 86_400
+        ) {
             self.pollInterval = pollInterval
             self.finishRetryWindow = finishRetryWindow
             self.poolSize = poolSize
@@ -108,7 +110,11 @@ public final class RedisTaskStore: TaskStore {
             defer { probe.close() }
             let ns = url.namespace
             let replies = try await probe.send([
-                ["PING"], ["EXISTS", .string(ns + ":order"), .string(ns + ":all"), .string(ns + ":events"), .string(ns + ":waitkeys")],
+                ["PING"],
+                [
+                    "EXISTS", .string(ns + ":order"), .string(ns + ":all"), .string(ns + ":events"),
+                    .string(ns + ":waitkeys"),
+                ],
             ])
             try replies[0].check()
             old = replies[1]
@@ -121,7 +127,8 @@ public final class RedisTaskStore: TaskStore {
             let ns = url.namespace
             throw TaskStoreError(
                 .cannotOpen,
-                "Redis at \(url.host):\(url.port) holds tasks of pq's previous Redis layout in namespace '\(ns)' (keys '\(ns):*'); finish them with the pq that queued them, or delete them (redis-cli --scan --pattern '\(ns):*' | xargs redis-cli del), or use another namespace")
+                "Redis at \(url.host):\(url.port) holds tasks of pq's previous Redis layout in namespace '\(ns)' (keys '\(ns):*'); finish them with the pq that queued them, or delete them (redis-cli --scan --pattern '\(ns):*' | xargs redis-cli del), or use another namespace"
+            )
         }
         return store
     }
@@ -219,7 +226,8 @@ public final class RedisTaskStore: TaskStore {
             commands.append(
                 [
                     "HSET", key("t:" + record.id), "j", .string(record.fixedJSONMembers), "s",
-                    .string(String(TaskStatus.queued.rawValue)), "e", eta, "o", .string(order), "wk", .string(wait), "r",
+                    .string(String(TaskStatus.queued.rawValue)), "e", eta, "o", .string(order), "wk", .string(wait),
+                    "r",
                     .string(String(record.retry)),
                 ] + RedisTaskHash.extraFields(record))
             if waiting[wait] == nil {
@@ -228,7 +236,11 @@ public final class RedisTaskStore: TaskStore {
             }
             waiting[wait]!.append(eta)
             waiting[wait]!.append(.string(order + record.id))
-            if listening { commands.append(["PUBLISH", .string(channel), .string("{\"event\":\"queued\",\"task\":" + record.json() + "}")]) }
+            if listening {
+                commands.append([
+                    "PUBLISH", .string(channel), .string("{\"event\":\"queued\",\"task\":" + record.json() + "}"),
+                ])
+            }
         }
         for name in names { commands.append(waiting[name]!) }
         commands.append(["SADD", key("waitkeys")] + names.map { .string($0) })
@@ -241,7 +253,9 @@ public final class RedisTaskStore: TaskStore {
                 throw TaskStoreError(.database, "Redis at \(url.host):\(url.port): \(String(buffer: buffer))")
             }
         }
-        if case .null = exec { throw TaskStoreError(.database, "Redis at \(url.host):\(url.port): the queueing transaction was aborted") }
+        if case .null = exec {
+            throw TaskStoreError(.database, "Redis at \(url.host):\(url.port): the queueing transaction was aborted")
+        }
     }
 
     /// See ``TaskStore/claim(_:)``.
@@ -527,11 +541,15 @@ public final class RedisTaskStore: TaskStore {
             var cursor = "0"
             let prefix = keyPrefix + "t:"
             repeat {
-                let reply = try await command(["SCAN", .string(cursor), "MATCH", .string(Self.globEscaped(prefix) + "*"), "COUNT", "1000"])
+                let reply = try await command([
+                    "SCAN", .string(cursor), "MATCH", .string(Self.globEscaped(prefix) + "*"), "COUNT", "1000",
+                ])
                 guard let parts = try reply.array, parts.count == 2 else { break }
                 cursor = try parts[0].string ?? "0"
                 for item in try parts[1].array ?? [] {
-                    if let name = try item.string, name.hasPrefix(prefix) { ids.append(String(name.dropFirst(prefix.count))) }
+                    if let name = try item.string, name.hasPrefix(prefix) {
+                        ids.append(String(name.dropFirst(prefix.count)))
+                    }
                 }
             } while cursor != "0"
         }
@@ -572,7 +590,8 @@ public final class RedisTaskStore: TaskStore {
     /// See ``TaskStore/revoke(id:now:)``.
     public func revoke(id: String, now: Double) async throws -> RevokeOutcome {
         let reply = try await call(
-            RedisFunctions.revoke, [.string(id), .string(RedisTaskHash.text(now)), ttl, .string(TaskEngine.revokedMessage)])
+            RedisFunctions.revoke,
+            [.string(id), .string(RedisTaskHash.text(now)), ttl, .string(TaskEngine.revokedMessage)])
         let items = try reply.array ?? []
         guard let first = try items.first?.string else {
             throw TaskStoreError(.database, "Redis: unexpected reply to a revoke: \(reply)")
@@ -692,11 +711,14 @@ public final class RedisTaskStore: TaskStore {
         let kinds: [TaskEventKind] = TaskEventKind.allCases
         let channels = kinds.map { channelPrefix + ($0.isTaskEvent ? "task_" : "") + $0.rawValue }
         let byChannel = Dictionary(uniqueKeysWithValues: zip(channels, kinds))
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: TaskEvent.self, bufferingPolicy: .bufferingNewest(100_000))
+        let (stream, continuation) = AsyncThrowingStream.makeStream(
+            of: TaskEvent.self, bufferingPolicy: .bufferingNewest(100_000))
         let counter = Atomic<Int64>(0)
         let follower = Task { [client] in
             await client.subscribe(to: channels) { channel, payload in
-                guard let kind = byChannel[channel], let event = Self.event(kind: kind, message: payload, seq: counter.add(1, ordering: .relaxed).newValue)
+                guard let kind = byChannel[channel],
+                    let event = Self.event(
+                        kind: kind, message: payload, seq: counter.add(1, ordering: .relaxed).newValue)
                 else { return }
                 continuation.yield(event)
             }
@@ -711,7 +733,9 @@ public final class RedisTaskStore: TaskStore {
         let head = "{\"event\":\"\(kind.rawValue)\",\"\(kind.payloadKey)\":"
         guard message.hasPrefix(head), message.hasSuffix("}") else { return nil }
         let json = String(message.dropFirst(head.count).dropLast())
-        guard kind.isTaskEvent else { return TaskEvent(seq: seq, kind: kind, taskID: "", status: .queued, taskJSON: json) }
+        guard kind.isTaskEvent else {
+            return TaskEvent(seq: seq, kind: kind, taskID: "", status: .queued, taskJSON: json)
+        }
         // The task JSON starts with its id (TaskRecord.fixedJSONMembers) and holds its status.
         let idHead = "{\"id\":\""
         guard json.hasPrefix(idHead), let close = json.dropFirst(idHead.count).firstIndex(of: "\"") else { return nil }
@@ -751,7 +775,10 @@ public final class RedisTaskStore: TaskStore {
     /// See ``TaskStore/recordEvent(_:json:)``: published on its channel (`<ns>_plugin_loaded`, …).
     public func recordEvent(_ kind: TaskEventKind, json: String) async throws {
         let replies = try await pipeline([
-            ["PUBLISH", .string(channelPrefix + kind.rawValue), .string("{\"event\":\"\(kind.rawValue)\",\"\(kind.payloadKey)\":\(json)}")],
+            [
+                "PUBLISH", .string(channelPrefix + kind.rawValue),
+                .string("{\"event\":\"\(kind.rawValue)\",\"\(kind.payloadKey)\":\(json)}"),
+            ],
             ["PUBLISH", .string(channelPrefix + "changed"), ""],
         ])
         for reply in replies { try reply.check() }

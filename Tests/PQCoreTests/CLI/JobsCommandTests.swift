@@ -54,7 +54,10 @@ import Testing
         #expect(mul["signature"] as? String == "(a:i64,b:i64)->i64")
         #expect(array.first { $0["name"] as? String == "c.tick" }?["type"] as? String == "periodic")
         let table = try PQCommand.run(["jobs", "--store", store])
-        #expect(table.stdout.split(separator: "\n").contains { $0.hasPrefix("addition ") && $0.contains(Fixtures.swiftExamplePlugin) })
+        #expect(
+            table.stdout.split(separator: "\n").contains {
+                $0.hasPrefix("addition ") && $0.contains(Fixtures.swiftExamplePlugin)
+            })
         #expect(host.stop() == 0)
     }
 
@@ -83,23 +86,25 @@ import Testing
     }
 
     @Test func environmentAndConfigFileAreHonouredWithFlagsWinning() throws {
-        let viaEnv = try PQCommand.run(["jobs", "--json"], environment: ["PQ_TASK_PATHS": "examples.c", "PQ_PLUGINS_DIR": root])
+        let viaEnv = try PQCommand.run(
+            ["jobs", "--json"], environment: ["PQ_TASK_PATHS": "examples.c", "PQ_PLUGINS_DIR": root])
         #expect(viaEnv.status == 0)
         #expect(viaEnv.stdout.contains("c.echo") && !viaEnv.stdout.contains("\"addition\""))
 
         let dir = Fixtures.temporaryDirectory()
         let config = dir + "/pq.toml"
         try """
-            # pq settings
-            task_paths = ["examples.swift"]
-            plugins_dir = "\(root)"
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        # pq settings
+        task_paths = ["examples.swift"]
+        plugins_dir = "\(root)"
+        """.write(toFile: config, atomically: true, encoding: .utf8)
         let viaFile = try PQCommand.run(["jobs", "--json", "--config", config])
         #expect(viaFile.status == 0)
         #expect(viaFile.stdout.contains("\"addition\"") && !viaFile.stdout.contains("c.echo"))
 
         let flagWins = try PQCommand.run(
-            ["jobs", "--json", "--config", config, "--task-paths", "examples.c"], environment: ["PQ_TASK_PATHS": "examples.swift"])
+            ["jobs", "--json", "--config", config, "--task-paths", "examples.c"],
+            environment: ["PQ_TASK_PATHS": "examples.swift"])
         #expect(flagWins.stdout.contains("c.echo") && !flagWins.stdout.contains("\"addition\""))
 
         // ./pq.toml in the working directory is read when no --config is given.
@@ -117,7 +122,9 @@ import Testing
         #expect(r.status == 0)
         #expect(r.stderr.contains(dir) && r.stderr.contains("--trust-all-plugins"))
         #expect(!r.stdout.contains("c.echo"))
-        let trusted = try PQCommand.run(["jobs", "--task-paths", "open", "--plugins-dir", pluginsRoot, "--trust-all-plugins"])
+        let trusted = try PQCommand.run([
+            "jobs", "--task-paths", "open", "--plugins-dir", pluginsRoot, "--trust-all-plugins",
+        ])
         #expect(trusted.stdout.contains("c.echo"))
     }
 

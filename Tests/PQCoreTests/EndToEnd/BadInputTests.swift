@@ -24,7 +24,8 @@ import Testing
         let path = dir + "/big.json"
         try big.write(toFile: path, atomically: true, encoding: .utf8)
         expectOneLineError(try client.run(["submit", "addition", "--args", "-"], stdin: big), ["over the limit"])
-        expectOneLineError(try client.run(["submit", "addition", "--batch", path]), ["batch line 1", "over the limit"])
+        expectOneLineError(
+            try client.run(["submit", "addition", "--batch", path]), ["batch line 1", "over the limit"])
         try client.expectNothingQueued()
     }
 
@@ -43,13 +44,18 @@ import Testing
 
     @Test func storeInAMissingOrUnwritableFolder() throws {
         let missing = "sqlite:\(dir)/no/such/folder/pq.sqlite"
-        expectOneLineError(try PQCommand.run(["tasks", "--store", missing], currentDirectory: dir), ["\(dir)/no/such/folder"])
+        expectOneLineError(
+            try PQCommand.run(["tasks", "--store", missing], currentDirectory: dir), ["\(dir)/no/such/folder"])
         // /proc refuses new files even to root.
-        expectOneLineError(try PQCommand.run(["tasks", "--store", "sqlite:/proc/pq.sqlite"], currentDirectory: dir), ["/proc/pq.sqlite"])
+        expectOneLineError(
+            try PQCommand.run(["tasks", "--store", "sqlite:/proc/pq.sqlite"], currentDirectory: dir),
+            ["/proc/pq.sqlite"])
     }
 
     @Test func statusOfAnUnknownID() throws {
-        expectOneLineError(try client.run(["status", "0123456789abcdef0123456789abcdef"]), ["no task with id 0123456789abcdef0123456789abcdef"])
+        expectOneLineError(
+            try client.run(["status", "0123456789abcdef0123456789abcdef"]),
+            ["no task with id 0123456789abcdef0123456789abcdef"])
         expectOneLineError(try client.run(["revoke", "0123456789abcdef0123456789abcdef"]), ["no task with id"])
     }
 

@@ -28,7 +28,9 @@ import Testing
     }
 
     static func curlBinary() throws -> String {
-        try #require(["/usr/bin/curl", "/bin/curl"].first { FileManager.default.isExecutableFile(atPath: $0) }, "curl is missing (.ci/run installs it)")
+        try #require(
+            ["/usr/bin/curl", "/bin/curl"].first { FileManager.default.isExecutableFile(atPath: $0) },
+            "curl is missing (.ci/run installs it)")
     }
 
     /// The URL a `pq serve --http` or `pq web` printed (bounded wait).
@@ -50,12 +52,15 @@ import Testing
     static func web(
         store: String, arguments: [String] = ["--http", "127.0.0.1:0"], directory: String
     ) throws -> (process: HostProcess, url: String) {
-        let web = try HostProcess(store: store, arguments: arguments, directory: directory, command: "web", ready: "dashboard and API on")
+        let web = try HostProcess(
+            store: store, arguments: arguments, directory: directory, command: "web", ready: "dashboard and API on")
         return (web, try announcedURL({ web.log }, running: { web.isRunning }))
     }
 
     /// Polls `GET /api/tasks/ID` until the task is ready (bounded).
-    static func waitReady(_ base: String, _ id: String, headers: [String] = [], timeout: Double = 30) throws -> [String: Any] {
+    static func waitReady(_ base: String, _ id: String, headers: [String] = [], timeout: Double = 30) throws -> [String:
+        Any]
+    {
         let deadline = Date().addingTimeInterval(timeout)
         var last: [String: Any] = [:]
         while Date() < deadline {
@@ -108,7 +113,10 @@ import Testing
         var seen = ""
         while Date() < deadline {
             seen = text()
-            if seen.components(separatedBy: "\n\n").contains(where: { $0.hasPrefix("event: done\n") && $0.contains(id) }) { break }
+            if seen.components(separatedBy: "\n\n").contains(where: { $0.hasPrefix("event: done\n") && $0.contains(id) }
+            ) {
+                break
+            }
             usleep(50_000)
         }
         return seen
@@ -152,8 +160,14 @@ import Testing
         // another site pointing its own name at 127.0.0.1 gets nothing).
         let rebound = try Self.curl("GET", base + "api/tasks", headers: ["Host: evil.example:80"])
         #expect(rebound.status == 403)
-        #expect(try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition"}"#, headers: ["Origin: http://evil.example"]).status == 403)
-        #expect(try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition"}"#, headers: ["Sec-Fetch-Site: cross-site"]).status == 403)
+        #expect(
+            try Self.curl(
+                "POST", base + "api/tasks", json: #"{"job":"addition"}"#, headers: ["Origin: http://evil.example"]
+            ).status == 403)
+        #expect(
+            try Self.curl(
+                "POST", base + "api/tasks", json: #"{"job":"addition"}"#, headers: ["Sec-Fetch-Site: cross-site"]
+            ).status == 403)
         #expect(try client.run(["tasks", "--json", "--limit", "1000"]).stdout == before)
 
         // A worker crash is counted (process isolation: in thread mode it would take the host).
@@ -197,7 +211,9 @@ import Testing
         let (stream, text, headers) = try followEvents(base)
         defer { if stream.isRunning { kill(stream.processIdentifier, SIGKILL) } }
         #expect(try Self.metrics(base)["pq_http_event_subscribers"] == 1)
-        let id = try #require(try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":20,"b":22}}"#).object["id"] as? String)
+        let id = try #require(
+            try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":20,"b":22}}"#).object[
+                "id"] as? String)
         let seen = Self.waitForDone(text, id)
         #expect(headers().lowercased().contains("content-type: text/event-stream"))
         // Each message: `event: <kind>` then `data: <the JSON object of a pq watch line>`.
@@ -217,7 +233,8 @@ import Testing
 
     @Test(arguments: ["sqlite", "redis"])
     func webServesAStoreWithoutAHost(kind: String) async throws {
-        let store = kind == "redis" ? try TestRedis.urlText(namespace: TestRedis.uniqueNamespace()) : "sqlite:\(dir)/web.sqlite"
+        let store =
+            kind == "redis" ? try TestRedis.urlText(namespace: TestRedis.uniqueNamespace()) : "sqlite:\(dir)/web.sqlite"
         let host = try HostProcess(store: store, directory: dir)
         let (web, base) = try Self.web(store: store, directory: dir)
         // Jobs come from what the host published.
@@ -231,12 +248,18 @@ import Testing
         // Events on both stores: SQLite's log, Redis's pub/sub.
         let (stream, text, _) = try followEvents(base)
         defer { kill(stream.processIdentifier, SIGKILL) }
-        let id = try #require(try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":2,"b":5}}"#).object["id"] as? String)
+        let id = try #require(
+            try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":2,"b":5}}"#).object["id"]
+                as? String)
         #expect(try Self.waitReady(base, id)["result"] as? Int == 7)
         let seen = Self.waitForDone(text, id)
-        #expect(seen.components(separatedBy: "\n\n").contains { $0.hasPrefix("event: done\n") && $0.contains(id) }, "\(seen)")
+        #expect(
+            seen.components(separatedBy: "\n\n").contains { $0.hasPrefix("event: done\n") && $0.contains(id) },
+            "\(seen)")
         // Revoke a delayed task through the API.
-        let later = try #require(try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":1},"delay":600}"#).object["id"] as? String)
+        let later = try #require(
+            try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":1},"delay":600}"#)
+                .object["id"] as? String)
         let queued = try Self.curl("GET", base + "api/tasks?status=QUEUED&job=addition").array
         #expect(queued.map { $0["id"] as? String } == [later])
         let revoked = try Self.curl("POST", base + "api/tasks/\(later)/revoke", json: "{}")
@@ -257,11 +280,13 @@ import Testing
         // No token: loopback only, refused in one line naming the flag.
         let open = try PQCommand.run(["web", "--http", "0.0.0.0:0"], environment: ["PQ_STORE": store], timeout: 20)
         expectOneLineError(open, ["--http-token", "0.0.0.0:0"])
-        let badAddress = try PQCommand.run(["web", "--http", "localhost"], environment: ["PQ_STORE": store], timeout: 20)
+        let badAddress = try PQCommand.run(
+            ["web", "--http", "localhost"], environment: ["PQ_STORE": store], timeout: 20)
         expectOneLineError(badAddress, ["HOST:PORT"])
         // With a token (from pq.toml here) any address may be used, and nothing answers without it.
         let configDir = Fixtures.temporaryDirectory("pqhttptoml")
-        try "http = \"0.0.0.0:0\"\nhttp_token = \"s3cret\"\n".write(toFile: configDir + "/pq.toml", atomically: true, encoding: .utf8)
+        try "http = \"0.0.0.0:0\"\nhttp_token = \"s3cret\"\n".write(
+            toFile: configDir + "/pq.toml", atomically: true, encoding: .utf8)
         let host = try HostProcess(store: store, directory: dir)
         let (web, announced) = try Self.web(store: store, arguments: [], directory: configDir)
         let base = announced.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
@@ -271,11 +296,15 @@ import Testing
         }
         let refused = try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":2}}"#)
         #expect(refused.status == 401)
-        #expect(try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition"}"#, headers: ["Authorization: Bearer wrong"]).status == 401)
+        #expect(
+            try Self.curl(
+                "POST", base + "api/tasks", json: #"{"job":"addition"}"#, headers: ["Authorization: Bearer wrong"]
+            ).status == 401)
         let auth = ["Authorization: Bearer s3cret"]
         #expect(try Self.curl("GET", base + "api/tasks", headers: auth).array.isEmpty)  // nothing was queued
         #expect(try Self.curl("GET", base + "api/queues", headers: auth).status == 200)
-        let ok = try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":2}}"#, headers: auth)
+        let ok = try Self.curl(
+            "POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":2}}"#, headers: auth)
         #expect(ok.status == 201)
         #expect(web.stop() == 0)
         #expect(host.stop() == 0)
@@ -289,7 +318,8 @@ import Testing
         let base = try Self.announcedURL({ host.log }, running: { host.isRunning })
         try checkInBrowser(base, token: nil)
         // The token flow: the page asks for it, then goes live with it.
-        let (web, url) = try Self.web(store: store, arguments: ["--http", "127.0.0.1:0", "--http-token", "t0ken"], directory: dir)
+        let (web, url) = try Self.web(
+            store: store, arguments: ["--http", "127.0.0.1:0", "--http-token", "t0ken"], directory: dir)
         try checkInBrowser(url, token: "t0ken")
         #expect(web.stop() == 0)
         #expect(host.stop() == 0)

@@ -156,7 +156,9 @@ enum ProcTree {
 
     /// utime + stime of one process, in seconds (0 when gone).
     static func cpuSeconds(_ pid: Int32) -> Double {
-        guard let f = statFields(pid), f.count > 12, let user = Double(f[11]), let system = Double(f[12]) else { return 0 }
+        guard let f = statFields(pid), f.count > 12, let user = Double(f[11]), let system = Double(f[12]) else {
+            return 0
+        }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
@@ -178,7 +180,10 @@ struct PQClient {
     var taskPathsValue = "examples.*"
     var pluginsDir = Fixtures.installedPluginsRoot
 
-    init(store: String, directory: String, taskPaths: String = "examples.*", pluginsDir: String = Fixtures.installedPluginsRoot) {
+    init(
+        store: String, directory: String, taskPaths: String = "examples.*",
+        pluginsDir: String = Fixtures.installedPluginsRoot
+    ) {
         self.store = store
         self.directory = directory
         self.taskPathsValue = taskPaths
@@ -186,7 +191,9 @@ struct PQClient {
     }
 
     @discardableResult
-    func run(_ args: [String], stdin: String? = nil, timeout: Double = 60, taskPaths: Bool = true) throws -> Fixtures.ProcessResult {
+    func run(_ args: [String], stdin: String? = nil, timeout: Double = 60, taskPaths: Bool = true) throws
+        -> Fixtures.ProcessResult
+    {
         var env = HostProcess.environment(store: store, taskPaths: taskPathsValue, pluginsDir: pluginsDir)
         if !taskPaths { env["PQ_TASK_PATHS"] = nil }
         return try PQCommand.run(args, environment: env, stdin: stdin, currentDirectory: directory, timeout: timeout)
@@ -203,7 +210,8 @@ struct PQClient {
     func status(_ id: String) throws -> [String: Any] {
         let r = try run(["status", id, "--json"])
         try #require(r.status == 0, "status failed: \(r.stderr)")
-        return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8), options: [.fragmentsAllowed]) as? [String: Any])
+        return try #require(
+            try JSONSerialization.jsonObject(with: Data(r.stdout.utf8), options: [.fragmentsAllowed]) as? [String: Any])
     }
 
     /// `pq wait ID --json` parsed (bounded).

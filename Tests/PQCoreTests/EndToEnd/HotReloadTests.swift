@@ -43,7 +43,8 @@ import Testing
 
     func build(version: String, prefix: String = "rl") throws -> String {
         let out = Fixtures.temporaryDirectory("pqbuild") + "/lib\(prefix).so"
-        return try Fixtures.compileC(Self.versioned, to: out, defines: ["VERSION=\"\(version)\"", "PREFIX=\"\(prefix)\""])
+        return try Fixtures.compileC(
+            Self.versioned, to: out, defines: ["VERSION=\"\(version)\"", "PREFIX=\"\(prefix)\""])
     }
 
     /// Copies beside the target, then renames into place (what a careful deploy does).
@@ -144,7 +145,9 @@ import Testing
         // Garbage, and a wrong ABI.
         try Data("not a library".utf8).write(to: URL(fileURLWithPath: pkg + "/a/libjunk.so"))
         try Fixtures.compileC(Fixtures.configurablePlugin, to: pkg + "/a/libwrongabi.so", defines: ["ABI=7"])
-        try waitFor("the failures to be logged") { host.log.contains("libhalf.so") && host.log.contains("libjunk.so") && host.log.contains("libwrongabi.so") }
+        try waitFor("the failures to be logged") {
+            host.log.contains("libhalf.so") && host.log.contains("libjunk.so") && host.log.contains("libwrongabi.so")
+        }
         #expect(host.isRunning)
         #expect(try result(try client.submit(["rl.version"])) == "1.0.0")
 
@@ -160,7 +163,9 @@ import Testing
         try fh.truncate(atOffset: 0)
         try fh.write(contentsOf: bytes)
         try fh.close()
-        try waitFor("the completed in-place write to load") { (try result(try client.submit(["rl.version"]))) == "2.0.0" }
+        try waitFor("the completed in-place write to load") {
+            (try result(try client.submit(["rl.version"]))) == "2.0.0"
+        }
 
         // Another plugin defining the same job: the later file by name wins, with a warning.
         try install(try build(version: "9.9.9"), as: pkg + "/a/libzz.so")
@@ -182,7 +187,8 @@ extension HotReloadTests {
     @Test func pqReloadRescansAHostStartedWithoutWatching() throws {
         let pkg = try prepareRoot()
         try install(try build(version: "1.0.0"), as: pkg + "/a/librl.so")
-        let host = try HostProcess(store: store, arguments: ["--no-reload"], directory: dir, taskPaths: "pkg.*", pluginsDir: root)
+        let host = try HostProcess(
+            store: store, arguments: ["--no-reload"], directory: dir, taskPaths: "pkg.*", pluginsDir: root)
         try install(try build(version: "2.0.0"), as: pkg + "/a/librl.so")
         usleep(500_000)
         #expect(try result(try client.submit(["rl.version"])) == "1.0.0")
@@ -200,7 +206,8 @@ extension HotReloadTests {
         let pkg = try prepareRoot()
         try install(try build(version: "1.0.0"), as: pkg + "/a/librl.so")
         let host = try HostProcess(store: store, directory: dir, taskPaths: "pkg.*", pluginsDir: root)
-        let watch = try PQCommand.startWatch(["--events", "plugin_loaded,plugin_failed,plugin_removed", "--count", "3"], store: store)
+        let watch = try PQCommand.startWatch(
+            ["--events", "plugin_loaded,plugin_failed,plugin_removed", "--count", "3"], store: store)
         usleep(300_000)
         try install(try build(version: "2.0.0"), as: pkg + "/a/librl.so")
         usleep(400_000)

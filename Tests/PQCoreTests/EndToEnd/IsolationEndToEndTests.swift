@@ -191,7 +191,8 @@ import Testing
         let marker = dir + "/crash-now"
         try CrashPlugin.installPlugin(root: root)
         try CrashPlugin.install(
-            try CrashPlugin.build(constructorCrash: true, defines: ["CRASH_WHEN_MARKED"]), as: root + "/crashy/libmarked.so")
+            try CrashPlugin.build(constructorCrash: true, defines: ["CRASH_WHEN_MARKED"]),
+            as: root + "/crashy/libmarked.so")
         let host = try HostProcess(
             store: store, arguments: ["--workers", "1"], directory: dir, taskPaths: "crashy", pluginsDir: root,
             extraEnvironment: ["PQ_CTOR_CRASH_MARKER": marker])
@@ -558,7 +559,9 @@ import Testing
         // A host on the plugin serves its other jobs.
         let host = try startHost(defines: ["BAD_ISOLATION"])
         _ = try pidOfANewTask()
-        #expect(host.log.split(separator: "\n").contains { $0.contains("crashy.badiso") && $0.contains("isolation") }, "\(host.log)")
+        #expect(
+            host.log.split(separator: "\n").contains { $0.contains("crashy.badiso") && $0.contains("isolation") },
+            "\(host.log)")
         #expect(host.stop() == 0)
     }
 

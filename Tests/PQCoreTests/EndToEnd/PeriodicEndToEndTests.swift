@@ -11,7 +11,9 @@ import Testing
     /// The slots of `testperiodicjob` runs a host logged as queued.
     func slots(_ host: HostProcess) -> [Double] {
         host.log.split(separator: "\n").compactMap { line in
-            guard line.contains("queued periodic run"), let r = line.range(of: "job=testperiodicjob slot=") else { return nil }
+            guard line.contains("queued periodic run"), let r = line.range(of: "job=testperiodicjob slot=") else {
+                return nil
+            }
             return Double(line[r.upperBound...].prefix { $0 != " " })
         }
     }

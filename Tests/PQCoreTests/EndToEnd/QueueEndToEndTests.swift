@@ -65,7 +65,8 @@ import Testing
         #expect(r.status == 0)
         #expect(r.stdout.contains("revoked"))
         let task = try client.wait([delayed])[0]
-        let queued = task["time_queued"] as! Double, start = task["time_started"] as! Double
+        let queued = task["time_queued"] as! Double
+        let start = task["time_started"] as! Double
         #expect(start - queued >= 1.5)
         #expect(task["delay"] as? Double == 1.5)
         #expect(try client.status(revoked)["status"] as? Int == 3)

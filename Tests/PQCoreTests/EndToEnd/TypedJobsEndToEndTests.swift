@@ -11,7 +11,9 @@ import Testing
 
     @Test func jobsListsTheLibmManifest() throws {
         _ = try Fixtures.requireBuilt(Fixtures.installedPluginsRoot + "/examples/math/libm.pq.toml")
-        let r = try PQCommand.run(["jobs", "--json", "--task-paths", "examples.*", "--plugins-dir", Fixtures.installedPluginsRoot])
+        let r = try PQCommand.run([
+            "jobs", "--json", "--task-paths", "examples.*", "--plugins-dir", Fixtures.installedPluginsRoot,
+        ])
         #expect(r.status == 0)
         #expect(r.stderr == "")
         let array = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
@@ -20,17 +22,21 @@ import Testing
         #expect(pow["plugin"] as? String == "libm")
         #expect(pow["kind"] as? String == "typed")
         #expect(pow["path"] as? String == Fixtures.installedPluginsRoot + "/examples/math/libm.pq.toml")
-        #expect(array.contains { $0["name"] as? String == "m.cos" } && array.contains { $0["name"] as? String == "m.hypot" })
+        #expect(
+            array.contains { $0["name"] as? String == "m.cos" } && array.contains { $0["name"] as? String == "m.hypot" }
+        )
     }
 
     @Test func brokenManifestsAreReportedAndTheOthersListed() throws {
         let root = Fixtures.temporaryDirectory()
         let sub = root + "/mixed"
         try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: try Fixtures.requireBuilt(Fixtures.cExamplePlugin), toPath: sub + "/libgood.so")
+        try FileManager.default.copyItem(
+            atPath: try Fixtures.requireBuilt(Fixtures.cExamplePlugin), toPath: sub + "/libgood.so")
         try "library = \"libpq-missing.so.3\"\n[[jobs]]\nname = \"x.f\"\nsymbol = \"f\"\nsignature = \"()->void\"\n"
             .write(toFile: sub + "/nolib.pq.toml", atomically: true, encoding: .utf8)
-        try "library = \"libm.so.6\"\n[[jobs]]\nname = \"x.g\"\nsymbol = \"no_such_symbol_here\"\nsignature = \"()->void\"\n"
+        try
+            "library = \"libm.so.6\"\n[[jobs]]\nname = \"x.g\"\nsymbol = \"no_such_symbol_here\"\nsignature = \"()->void\"\n"
             .write(toFile: sub + "/nosym.pq.toml", atomically: true, encoding: .utf8)
         let r = try PQCommand.run(["jobs", "--task-paths", "mixed", "--plugins-dir", root])
         #expect(r.status == 0)
@@ -54,13 +60,17 @@ import Testing
     }
 
     @Test func badTypedArgumentsAreRefusedBeforeQueueing() throws {
-        expectOneLineError(try client.run(["submit", "c.mul", "a=1.5", "b=2"]), ["'c.mul'", "argument 'a'", "i64", "fraction", "nothing was queued"])
+        expectOneLineError(
+            try client.run(["submit", "c.mul", "a=1.5", "b=2"]),
+            ["'c.mul'", "argument 'a'", "i64", "fraction", "nothing was queued"])
         expectOneLineError(try client.run(["submit", "c.mul", "a=1"]), ["missing argument 'b'", "nothing was queued"])
         expectOneLineError(try client.run(["submit", "c.mul", "a=1", "b=2", "c=3"]), ["unexpected argument 'c'"])
-        expectOneLineError(try client.run(["submit", "c.mul", "--args", #"{"a":"x","b":2}"#]), ["argument 'a'", "a string"])
+        expectOneLineError(
+            try client.run(["submit", "c.mul", "--args", #"{"a":"x","b":2}"#]), ["argument 'a'", "a string"])
         expectOneLineError(try client.run(["submit", "m.pow", "x=2", "y=true"]), ["argument 'y'", "f64"])
         expectOneLineError(
-            try client.run(["submit", "c.mul", "--batch", "-"], stdin: "{\"a\":1,\"b\":2}\n{\"a\":9223372036854775808,\"b\":1}\n"),
+            try client.run(
+                ["submit", "c.mul", "--batch", "-"], stdin: "{\"a\":1,\"b\":2}\n{\"a\":9223372036854775808,\"b\":1}\n"),
             ["batch line 2", "argument 'a'", "out of range", "nothing was queued"])
         try client.expectNothingQueued()
     }
@@ -68,14 +78,17 @@ import Testing
     @Test func publishedSignaturesAreCheckedWithoutTaskPaths() throws {
         let host = try HostProcess(store: store, directory: dir)
         // The host published its jobs; this client knows c.mul only from the store.
-        expectOneLineError(try client.run(["submit", "c.mul", "a=1.5", "b=2"], taskPaths: false), ["argument 'a'", "fraction", "nothing was queued"])
+        expectOneLineError(
+            try client.run(["submit", "c.mul", "a=1.5", "b=2"], taskPaths: false),
+            ["argument 'a'", "fraction", "nothing was queued"])
         try client.expectNothingQueued()
         #expect(host.stop() == 0)
     }
 
     @Test func bindingFailuresAndTimeoutsInAHostThatLives() async throws {
         let root = try TypedFixture.root.get()
-        let host = try HostProcess(store: store, arguments: ["--task-paths", "typed", "--plugins-dir", root], directory: dir)
+        let host = try HostProcess(
+            store: store, arguments: ["--task-paths", "typed", "--plugins-dir", root], directory: dir)
         // Queued straight into the store, past pq submit's check: the host must refuse them itself.
         let sqlite = try SQLiteTaskStore(path: "\(dir)/pq.sqlite")
         let bad = try await sqlite.enqueue([

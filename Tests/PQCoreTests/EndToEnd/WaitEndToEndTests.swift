@@ -16,13 +16,15 @@ import Testing
     @Test func twentyThousandIdsFromStdinAndAsArguments() throws {
         for store in try stores() {
             let client = PQClient(store: store, directory: dir)
-            let submitted = try client.run(["submit", "c.noop", "--batch", "-"], stdin: String(repeating: "{}\n", count: 20_000))
+            let submitted = try client.run(
+                ["submit", "c.noop", "--batch", "-"], stdin: String(repeating: "{}\n", count: 20_000))
             try #require(submitted.status == 0, "submit failed: \(submitted.stderr)")
             let ids = submitted.stdout.split(separator: "\n").map(String.init)
             try #require(ids.count == 20_000)
             // The waiter starts before any host: it follows the tasks as they end.
             let host = try HostProcess(store: store, arguments: ["--concurrent-tasks", "16"], directory: dir)
-            let fromStdin = try client.run(["wait", "-", "--timeout", "120"], stdin: ids.joined(separator: "\n") + "\n", timeout: 150)
+            let fromStdin = try client.run(
+                ["wait", "-", "--timeout", "120"], stdin: ids.joined(separator: "\n") + "\n", timeout: 150)
             #expect(fromStdin.status == 0, "\(store): \(fromStdin.stderr)")
             let lines = fromStdin.stdout.split(separator: "\n")
             #expect(lines.count == 20_000)
@@ -35,7 +37,9 @@ import Testing
             let fromArguments = try client.run(["wait", "--timeout", "60"] + ids, timeout: 90)
             #expect(fromArguments.status == 0, "\(store): \(fromArguments.stderr)")
             #expect(fromArguments.stdout.split(separator: "\n").count == 20_000)
-            #expect(Date().timeIntervalSince(started) < 20, "\(store): pq wait of 20,000 finished tasks took \(Date().timeIntervalSince(started)) s")
+            #expect(
+                Date().timeIntervalSince(started) < 20,
+                "\(store): pq wait of 20,000 finished tasks took \(Date().timeIntervalSince(started)) s")
             #expect(host.stop() == 0)
         }
     }

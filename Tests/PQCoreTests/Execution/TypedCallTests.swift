@@ -5,7 +5,9 @@ import Testing
 /// Typed jobs called in process through libffi: every type both ways, 64-bit extremes, strings,
 /// results that JSON cannot hold, and every way kwargs can miss the signature.
 @Suite struct TypedCallTests {
-    func expectSuccess(_ job: String, _ kwargs: String, _ result: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectSuccess(
+        _ job: String, _ kwargs: String, _ result: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         #expect(try TypedFixture.call(job, kwargs) == .success(result), sourceLocation: sourceLocation)
     }
 

@@ -27,75 +27,92 @@ func runs(_ expression: String, after start: String, count: Int = 3, timeZone: T
 @Suite("Cron expressions")
 struct CronExpressionTests {
     @Test func everyMinuteIsStrictlyAfter() throws {
-        #expect(try runs("* * * * *", after: "2024-01-01T00:00:00Z") == [
-            "2024-01-01T00:01:00Z", "2024-01-01T00:02:00Z", "2024-01-01T00:03:00Z",
-        ])
+        #expect(
+            try runs("* * * * *", after: "2024-01-01T00:00:00Z") == [
+                "2024-01-01T00:01:00Z", "2024-01-01T00:02:00Z", "2024-01-01T00:03:00Z",
+            ])
         // Seconds into a minute: the next whole minute.
         let cron = try CronExpression(parsing: "* * * * *")
         #expect(cron.next(after: utc("2024-01-01T00:00:30Z")) == utc("2024-01-01T00:01:00Z"))
     }
 
     @Test func stepsListsRangesAndNames() throws {
-        #expect(try runs("*/15 * * * *", after: "2024-01-01T00:50:00Z") == [
-            "2024-01-01T01:00:00Z", "2024-01-01T01:15:00Z", "2024-01-01T01:30:00Z",
-        ])
-        #expect(try runs("5,10 8-9 * * *", after: "2024-01-01T08:07:00Z", count: 4) == [
-            "2024-01-01T08:10:00Z", "2024-01-01T09:05:00Z", "2024-01-01T09:10:00Z", "2024-01-02T08:05:00Z",
-        ])
-        #expect(try runs("0 12-18/3 * * *", after: "2024-01-01T00:00:00Z") == [
-            "2024-01-01T12:00:00Z", "2024-01-01T15:00:00Z", "2024-01-01T18:00:00Z",
-        ])
+        #expect(
+            try runs("*/15 * * * *", after: "2024-01-01T00:50:00Z") == [
+                "2024-01-01T01:00:00Z", "2024-01-01T01:15:00Z", "2024-01-01T01:30:00Z",
+            ])
+        #expect(
+            try runs("5,10 8-9 * * *", after: "2024-01-01T08:07:00Z", count: 4) == [
+                "2024-01-01T08:10:00Z", "2024-01-01T09:05:00Z", "2024-01-01T09:10:00Z", "2024-01-02T08:05:00Z",
+            ])
+        #expect(
+            try runs("0 12-18/3 * * *", after: "2024-01-01T00:00:00Z") == [
+                "2024-01-01T12:00:00Z", "2024-01-01T15:00:00Z", "2024-01-01T18:00:00Z",
+            ])
         // "a/n" is "a-max/n".
-        #expect(try runs("50/5 * * * *", after: "2024-01-01T00:00:00Z") == [
-            "2024-01-01T00:50:00Z", "2024-01-01T00:55:00Z", "2024-01-01T01:50:00Z",
-        ])
+        #expect(
+            try runs("50/5 * * * *", after: "2024-01-01T00:00:00Z") == [
+                "2024-01-01T00:50:00Z", "2024-01-01T00:55:00Z", "2024-01-01T01:50:00Z",
+            ])
         // 2024-01-01 is a Monday.
-        #expect(try runs("0 9 * * mon-fri", after: "2024-01-05T10:00:00Z", count: 2) == [
-            "2024-01-08T09:00:00Z", "2024-01-09T09:00:00Z",
-        ])
-        #expect(try runs("0 0 1 JAN,jul *", after: "2024-01-01T00:00:00Z", count: 2) == [
-            "2024-07-01T00:00:00Z", "2025-01-01T00:00:00Z",
-        ])
+        #expect(
+            try runs("0 9 * * mon-fri", after: "2024-01-05T10:00:00Z", count: 2) == [
+                "2024-01-08T09:00:00Z", "2024-01-09T09:00:00Z",
+            ])
+        #expect(
+            try runs("0 0 1 JAN,jul *", after: "2024-01-01T00:00:00Z", count: 2) == [
+                "2024-07-01T00:00:00Z", "2025-01-01T00:00:00Z",
+            ])
         // 7 and 0 are both Sunday; 2024-01-07 is a Sunday.
         #expect(try CronExpression(parsing: "0 0 * * 7") == CronExpression(parsing: "0 0 * * 7"))
         #expect(try runs("0 0 * * 7", after: "2024-01-01T00:00:00Z", count: 1) == ["2024-01-07T00:00:00Z"])
         #expect(try runs("0 0 * * sun", after: "2024-01-01T00:00:00Z", count: 1) == ["2024-01-07T00:00:00Z"])
-        #expect(try runs("0 0 * * 5-7", after: "2024-01-01T00:00:00Z", count: 3) == [
-            "2024-01-05T00:00:00Z", "2024-01-06T00:00:00Z", "2024-01-07T00:00:00Z",
-        ])
+        #expect(
+            try runs("0 0 * * 5-7", after: "2024-01-01T00:00:00Z", count: 3) == [
+                "2024-01-05T00:00:00Z", "2024-01-06T00:00:00Z", "2024-01-07T00:00:00Z",
+            ])
     }
 
     @Test func dayOfMonthOrDayOfWeek() throws {
         // Both restricted: either matches (Vixie). 2024-01-05 is a Friday.
-        #expect(try runs("0 0 13 * fri", after: "2024-01-01T00:00:00Z", count: 4) == [
-            "2024-01-05T00:00:00Z", "2024-01-12T00:00:00Z", "2024-01-13T00:00:00Z", "2024-01-19T00:00:00Z",
-        ])
+        #expect(
+            try runs("0 0 13 * fri", after: "2024-01-01T00:00:00Z", count: 4) == [
+                "2024-01-05T00:00:00Z", "2024-01-12T00:00:00Z", "2024-01-13T00:00:00Z", "2024-01-19T00:00:00Z",
+            ])
         // One starts with '*': both must match (here only the day of week restricts).
-        #expect(try runs("0 0 */1 * fri", after: "2024-01-01T00:00:00Z", count: 2) == [
-            "2024-01-05T00:00:00Z", "2024-01-12T00:00:00Z",
-        ])
+        #expect(
+            try runs("0 0 */1 * fri", after: "2024-01-01T00:00:00Z", count: 2) == [
+                "2024-01-05T00:00:00Z", "2024-01-12T00:00:00Z",
+            ])
     }
 
     @Test func monthEndsAndLeapYears() throws {
-        #expect(try runs("0 0 31 * *", after: "2024-01-31T00:00:00Z", count: 3) == [
-            "2024-03-31T00:00:00Z", "2024-05-31T00:00:00Z", "2024-07-31T00:00:00Z",
-        ])
-        #expect(try runs("0 0 29 2 *", after: "2023-01-01T00:00:00Z", count: 3) == [
-            "2024-02-29T00:00:00Z", "2028-02-29T00:00:00Z", "2032-02-29T00:00:00Z",
-        ])
+        #expect(
+            try runs("0 0 31 * *", after: "2024-01-31T00:00:00Z", count: 3) == [
+                "2024-03-31T00:00:00Z", "2024-05-31T00:00:00Z", "2024-07-31T00:00:00Z",
+            ])
+        #expect(
+            try runs("0 0 29 2 *", after: "2023-01-01T00:00:00Z", count: 3) == [
+                "2024-02-29T00:00:00Z", "2028-02-29T00:00:00Z", "2032-02-29T00:00:00Z",
+            ])
         // 2100 is not a leap year.
         #expect(try runs("0 0 29 2 *", after: "2096-03-01T00:00:00Z", count: 1) == ["2104-02-29T00:00:00Z"])
-        #expect(try runs("59 23 28-29 2 *", after: "2024-02-28T23:59:00Z", count: 2) == [
-            "2024-02-29T23:59:00Z", "2025-02-28T23:59:00Z",
-        ])
+        #expect(
+            try runs("59 23 28-29 2 *", after: "2024-02-28T23:59:00Z", count: 2) == [
+                "2024-02-29T23:59:00Z", "2025-02-28T23:59:00Z",
+            ])
     }
 
     @Test func macros() throws {
-        #expect(try runs("@monthly", after: "2024-01-31T12:00:00Z", count: 3) == [
-            "2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z", "2024-04-01T00:00:00Z",
-        ])
+        #expect(
+            try runs("@monthly", after: "2024-01-31T12:00:00Z", count: 3) == [
+                "2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z", "2024-04-01T00:00:00Z",
+            ])
         #expect(try runs("@hourly", after: "2024-12-31T23:30:00Z", count: 1) == ["2025-01-01T00:00:00Z"])
-        #expect(try runs("@daily", after: "2024-02-28T00:00:00Z", count: 2) == ["2024-02-29T00:00:00Z", "2024-03-01T00:00:00Z"])
+        #expect(
+            try runs("@daily", after: "2024-02-28T00:00:00Z", count: 2) == [
+                "2024-02-29T00:00:00Z", "2024-03-01T00:00:00Z",
+            ])
         #expect(try runs("@midnight", after: "2024-02-28T00:00:00Z", count: 1) == ["2024-02-29T00:00:00Z"])
         #expect(try runs("@weekly", after: "2024-01-01T00:00:00Z", count: 1) == ["2024-01-07T00:00:00Z"])
         #expect(try runs("@yearly", after: "2024-06-01T00:00:00Z", count: 1) == ["2025-01-01T00:00:00Z"])
@@ -105,14 +122,16 @@ struct CronExpressionTests {
     @Test func timeZones() throws {
         // Tokyo is UTC+9 without daylight saving: 09:00 there is 00:00 UTC.
         let tokyo = try #require(TimeZone(identifier: "Asia/Tokyo"))
-        #expect(try runs("0 9 * * *", after: "2024-01-01T00:00:00Z", count: 2, timeZone: tokyo) == [
-            "2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z",
-        ])
+        #expect(
+            try runs("0 9 * * *", after: "2024-01-01T00:00:00Z", count: 2, timeZone: tokyo) == [
+                "2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z",
+            ])
         // New York: 09:00 is 14:00 UTC in winter, 13:00 UTC in summer (DST began 2024-03-10).
         let newYork = try #require(TimeZone(identifier: "America/New_York"))
-        #expect(try runs("0 9 * * *", after: "2024-03-08T15:00:00Z", count: 3, timeZone: newYork) == [
-            "2024-03-09T14:00:00Z", "2024-03-10T13:00:00Z", "2024-03-11T13:00:00Z",
-        ])
+        #expect(
+            try runs("0 9 * * *", after: "2024-03-08T15:00:00Z", count: 3, timeZone: newYork) == [
+                "2024-03-09T14:00:00Z", "2024-03-10T13:00:00Z", "2024-03-11T13:00:00Z",
+            ])
     }
 
     @Test(arguments: [

@@ -7,9 +7,12 @@ import Testing
 @Suite struct ExamplePluginTests {
     let pool = PluginThreadPool(size: 2)
 
-    func call(_ registry: JobRegistry, _ name: String, _ args: String, attempt: Int = 1, hooks: CallHooks = CallHooks()) async throws -> CallOutcome {
+    func call(_ registry: JobRegistry, _ name: String, _ args: String, attempt: Int = 1, hooks: CallHooks = CallHooks())
+        async throws -> CallOutcome
+    {
         let job = try #require(registry.job(named: name))
-        let call = PluginCall(job: job, taskID: String(repeating: "a", count: 32), argsJSON: args, attempt: attempt, hooks: hooks)
+        let call = PluginCall(
+            job: job, taskID: String(repeating: "a", count: 32), argsJSON: args, attempt: attempt, hooks: hooks)
         call.start(on: pool)
         return await call.outcome() ?? .failure("wait cancelled")
     }
@@ -42,14 +45,17 @@ import Testing
             submitted.set(Data("\(job) \(args)".utf8))
             return "0123456789abcdef0123456789abcdef"
         })
-        #expect(try await call(registry, "c.child", "{}", hooks: hooks) == .success(#""0123456789abcdef0123456789abcdef""#))
+        #expect(
+            try await call(registry, "c.child", "{}", hooks: hooks) == .success(#""0123456789abcdef0123456789abcdef""#))
         #expect(String(decoding: submitted.get(), as: UTF8.self) == #"c.echo {"from":"c.child"}"#)
     }
 
     @Test func cancelStopsARunningCJob() async throws {
         let registry = try loadExamples()
         let job = try #require(registry.job(named: "c.sleep"))
-        let call = PluginCall(job: job, taskID: String(repeating: "b", count: 32), argsJSON: #"{"seconds":30}"#, attempt: 1, hooks: CallHooks())
+        let call = PluginCall(
+            job: job, taskID: String(repeating: "b", count: 32), argsJSON: #"{"seconds":30}"#, attempt: 1,
+            hooks: CallHooks())
         call.start(on: pool)
         try await Task.sleep(for: .milliseconds(50))
         call.cancel()

@@ -84,16 +84,29 @@ import Testing
     }
 
     @Test func missingLibraryNamesTheManifest() throws {
-        let soname = try loadError(try write("gone.pq.toml", "library = \"libpq-no-such-lib.so.7\"\n[[jobs]]\nname = \"g.f\"\nsymbol = \"f\"\nsignature = \"()->void\"\n"))
+        let soname = try loadError(
+            try write(
+                "gone.pq.toml",
+                "library = \"libpq-no-such-lib.so.7\"\n[[jobs]]\nname = \"g.f\"\nsymbol = \"f\"\nsignature = \"()->void\"\n"
+            ))
         #expect(soname.code == .invalidManifest)
-        #expect(soname.description.contains(dir + "/gone.pq.toml") && soname.description.contains("libpq-no-such-lib.so.7"))
-        let file = try loadError(try write("gone2.pq.toml", "library = \"./nothere.so\"\n[[jobs]]\nname = \"g.f\"\nsymbol = \"f\"\nsignature = \"()->void\"\n"))
-        #expect(file.description.contains(dir + "/gone2.pq.toml") && file.description.contains(dir + "/nothere.so") && file.description.contains("does not exist"))
+        #expect(
+            soname.description.contains(dir + "/gone.pq.toml") && soname.description.contains("libpq-no-such-lib.so.7"))
+        let file = try loadError(
+            try write(
+                "gone2.pq.toml",
+                "library = \"./nothere.so\"\n[[jobs]]\nname = \"g.f\"\nsymbol = \"f\"\nsignature = \"()->void\"\n"))
+        #expect(
+            file.description.contains(dir + "/gone2.pq.toml") && file.description.contains(dir + "/nothere.so")
+                && file.description.contains("does not exist"))
     }
 
     @Test func missingSymbolNamesJobAndSymbol() throws {
         let error = try loadError(
-            try write("nosym.pq.toml", "library = \"libm.so.6\"\n[[jobs]]\nname = \"m.nope\"\nsymbol = \"no_such_function\"\nsignature = \"(x:f64)->f64\"\n"))
+            try write(
+                "nosym.pq.toml",
+                "library = \"libm.so.6\"\n[[jobs]]\nname = \"m.nope\"\nsymbol = \"no_such_function\"\nsignature = \"(x:f64)->f64\"\n"
+            ))
         #expect(error.code == .invalidManifest)
         for f in [dir + "/nosym.pq.toml", "'m.nope'", "'no_such_function'", "libm.so.6"] {
             #expect(error.description.contains(f), "\(error) lacks \(f)")
@@ -108,9 +121,18 @@ import Testing
             ("library = \"libm.so.6\"\n", ["no jobs"]),
             ("[[jobs]]\nname = \"m.cos\"\n", ["no library"]),
             ("library = \"libm.so.6\"\nlibary = 1\n", ["unknown key 'libary'"]),
-            ("library = \"libm.so.6\"\n\(job)signature = \"(x:f64)->f64\"\nsymbl = \"x\"\n", ["job 'm.cos'", "unknown key 'symbl'"]),
-            ("library = \"libm.so.6\"\n[[jobs]]\nname = \"Bad Name\"\nsymbol = \"cos\"\nsignature = \"(x:f64)->f64\"\n", ["'Bad Name'", "slug"]),
-            ("library = \"libm.so.6\"\n\(job)signature = \"(x:f64)->f64\"\noptions = { timeout = \"soon\" }\n", ["job 'm.cos'", "timeout"]),
+            (
+                "library = \"libm.so.6\"\n\(job)signature = \"(x:f64)->f64\"\nsymbl = \"x\"\n",
+                ["job 'm.cos'", "unknown key 'symbl'"]
+            ),
+            (
+                "library = \"libm.so.6\"\n[[jobs]]\nname = \"Bad Name\"\nsymbol = \"cos\"\nsignature = \"(x:f64)->f64\"\n",
+                ["'Bad Name'", "slug"]
+            ),
+            (
+                "library = \"libm.so.6\"\n\(job)signature = \"(x:f64)->f64\"\noptions = { timeout = \"soon\" }\n",
+                ["job 'm.cos'", "timeout"]
+            ),
             ("library = = \n", ["line 1"]),
         ]
         for (i, (text, fragments)) in cases.enumerated() {
@@ -125,11 +147,15 @@ import Testing
         let root = Fixtures.temporaryDirectory("pqmroot")
         let sub = root + "/mixed"
         try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: try Fixtures.requireBuilt(Fixtures.cExamplePlugin), toPath: sub + "/libgood.so")
-        try FileManager.default.copyItem(atPath: Fixtures.packageRoot + "/Plugins/manifests/libm.pq.toml", toPath: sub + "/libm.pq.toml")
+        try FileManager.default.copyItem(
+            atPath: try Fixtures.requireBuilt(Fixtures.cExamplePlugin), toPath: sub + "/libgood.so")
+        try FileManager.default.copyItem(
+            atPath: Fixtures.packageRoot + "/Plugins/manifests/libm.pq.toml", toPath: sub + "/libm.pq.toml")
         try "library = \"libm.so.6\"\n[[jobs]]\nname = \"x.y\"\nsymbol = \"nope_nope\"\nsignature = \"()->void\"\n"
             .write(toFile: sub + "/broken.pq.toml", atomically: true, encoding: .utf8)
-        #expect(TaskPaths.isLibraryName("libm.pq.toml") && !TaskPaths.isLibraryName(".pq.toml") && !TaskPaths.isLibraryName("x.toml"))
+        #expect(
+            TaskPaths.isLibraryName("libm.pq.toml") && !TaskPaths.isLibraryName(".pq.toml")
+                && !TaskPaths.isLibraryName("x.toml"))
         let registry = JobRegistry()
         let report = try PluginSet.load(taskPaths: ["mixed"], root: root, loader: PluginLoader(), into: registry)
         #expect(report.failures.count == 1)

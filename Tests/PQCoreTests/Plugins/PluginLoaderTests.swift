@@ -102,7 +102,10 @@ import Testing
         #expect(plugin.jobs.map(\.name) == ["fixture.echo", "fixture.fail"])
         #expect(plugin.rejectedJobs.count == 2)
         #expect(plugin.rejectedJobs.contains { $0.description.contains("'Bad Name!'") })
-        #expect(plugin.rejectedJobs.contains { $0.description.contains("fixture.badopts") && $0.description.contains("timeout") })
+        #expect(
+            plugin.rejectedJobs.contains {
+                $0.description.contains("fixture.badopts") && $0.description.contains("timeout")
+            })
     }
 
     @Test func worldWritableDirectoryIsRefusedUnlessTrusted() throws {
@@ -152,7 +155,9 @@ import Testing
         #expect(report.failures[0].description.contains("libb.so"))
         // Same job names in liba and libc: the later file (libc) wins with a warning naming both.
         #expect(registry.job(named: "fixture.echo")?.plugin.path == dir + "/libc.so")
-        #expect(report.warnings.contains { $0.contains("liba.so") && $0.contains("libc.so") && $0.contains("fixture.echo") })
+        #expect(
+            report.warnings.contains { $0.contains("liba.so") && $0.contains("libc.so") && $0.contains("fixture.echo") }
+        )
         // Removing libc brings back liba's definition.
         registry.unregister(path: dir + "/libc.so")
         #expect(registry.job(named: "fixture.echo")?.plugin.path == dir + "/liba.so")

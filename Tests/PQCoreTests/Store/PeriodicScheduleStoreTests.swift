@@ -67,7 +67,9 @@ struct PeriodicScheduleStoreTests {
                     group.addTask {
                         var queued = 0
                         for slot in slots {
-                            if try await store.queuePeriodicRun(job: "race", slot: slot, task: NewTask(name: "race")) != nil {
+                            if try await store.queuePeriodicRun(job: "race", slot: slot, task: NewTask(name: "race"))
+                                != nil
+                            {
                                 queued += 1
                             }
                         }
@@ -122,7 +124,9 @@ struct PeriodicScheduleStoreTests {
             let tasks = try await store.tasks(status: nil, job: "every10", limit: 10)
             #expect(tasks.count == 3)
             #expect(tasks.allSatisfy { $0.kwargs == #"{"fixed":true}"# })
-            #expect(Set(tasks.map(\.id)) == Set([1010.0, 1020, 1080].map { PeriodicScheduler.taskID(job: "every10", slot: $0) }))
+            #expect(
+                Set(tasks.map(\.id))
+                    == Set([1010.0, 1020, 1080].map { PeriodicScheduler.taskID(job: "every10", slot: $0) }))
         }
     }
 }

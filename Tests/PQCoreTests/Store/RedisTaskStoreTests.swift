@@ -18,7 +18,8 @@ import Testing
         _ = try await store.client.send(["SET", .string("{\(namespace)}:t:\(tasks[0].id)"), "not a hash"])
         await #expect(throws: (any Error).self) {
             _ = try await store.finish(
-                [TaskOutcome(id: tasks[0].id, worker: worker, .success(result: "1"))], thenClaim: claimRequest(limit: 5))
+                [TaskOutcome(id: tasks[0].id, worker: worker, .success(result: "1"))], thenClaim: claimRequest(limit: 5)
+            )
         }
         // The two others were claimed beside the failed finish and given back: QUEUED, no run counted.
         for task in tasks.dropFirst() {
@@ -39,7 +40,8 @@ import Testing
         let claimed = try await store.claim(claimRequest(limit: 2))
         #expect(claimed.count == 2)
         // One through the host's fast path (finish then claim), one through the plain finish.
-        _ = try await store.finish([TaskOutcome(id: tasks[0].id, worker: worker, .success(result: "1"))], thenClaim: nil)
+        _ = try await store.finish(
+            [TaskOutcome(id: tasks[0].id, worker: worker, .success(result: "1"))], thenClaim: nil)
         _ = try await store.finish([TaskOutcome(id: tasks[1].id, worker: worker, .failure("no"))])
         for task in tasks.prefix(2) {
             let ttl = try await store.client.send(["PTTL", .string("{\(namespace)}:t:\(task.id)")]).int ?? -9
@@ -48,7 +50,9 @@ import Testing
         #expect(try await store.client.send(["PTTL", .string("{\(namespace)}:t:\(tasks[2].id)")]).int == -1)
         #expect(try await store.task(id: tasks[0].id)?.result == "1")
         let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline, try await store.task(id: tasks[0].id) != nil { try await Task.sleep(for: .milliseconds(100)) }
+        while Date() < deadline, try await store.task(id: tasks[0].id) != nil {
+            try await Task.sleep(for: .milliseconds(100))
+        }
         #expect(try await store.task(id: tasks[0].id) == nil)
         #expect(try await store.task(id: tasks[1].id) == nil)
         #expect(try await store.task(id: tasks[2].id)?.status == .queued)
@@ -65,12 +69,15 @@ import Testing
         _ = try await probe.client.send(["HSET", .string("\(namespace):task:x"), "id", "x"])
         let error = await #expect(throws: TaskStoreError.self) { _ = try await RedisTaskStore.connect(url: url) }
         #expect(error?.code == .cannotOpen)
-        #expect(error?.message.contains("holds tasks of pq's previous Redis layout in namespace '\(namespace)'") == true)
+        #expect(
+            error?.message.contains("holds tasks of pq's previous Redis layout in namespace '\(namespace)'") == true)
         #expect(error?.message.contains("\n") == false)
-        let keys = try await probe.client.send(["KEYS", .string("*\(namespace)*")]).array?.compactMap { try $0.string } ?? []
+        let keys =
+            try await probe.client.send(["KEYS", .string("*\(namespace)*")]).array?.compactMap { try $0.string } ?? []
         #expect(Set(keys) == ["\(namespace):order", "\(namespace):task:x"])
         // The CLI says the same, in one line, and queues nothing.
-        let client = PQClient(store: try TestRedis.urlText(namespace: namespace), directory: Fixtures.temporaryDirectory("pqold"))
+        let client = PQClient(
+            store: try TestRedis.urlText(namespace: namespace), directory: Fixtures.temporaryDirectory("pqold"))
         let submitted = try client.run(["submit", "addition", "a=1", "b=2"])
         #expect(submitted.status != 0)
         #expect(submitted.stderr.contains("previous Redis layout"))

@@ -24,7 +24,8 @@ struct SQLiteTaskStoreTests {
         let store = try SQLiteTaskStore(path: path)
         _ = try await store.enqueue([NewTask(name: "secret", kwargs: #"{"password":"hunter2"}"#)])
         for file in [path, path + "-wal", path + "-shm"] {
-            let mode = try #require(try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int, "\(file)")
+            let mode = try #require(
+                try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int, "\(file)")
             #expect(mode & 0o777 == 0o600, "\(file) has mode \(String(mode, radix: 8))")
         }
         await store.close()
@@ -39,11 +40,16 @@ struct SQLiteTaskStoreTests {
         // Make it what pq wrote before version 2.
         let downgrade = try Fixtures.run(
             "/usr/bin/env",
-            ["python3", "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('ALTER TABLE published_jobs DROP COLUMN path'); c.execute('PRAGMA user_version=1'); c.commit()", path])
+            [
+                "python3", "-c",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('ALTER TABLE published_jobs DROP COLUMN path'); c.execute('PRAGMA user_version=1'); c.commit()",
+                path,
+            ])
         try #require(downgrade.status == 0, "\(downgrade.stderr)")
         let store = try SQLiteTaskStore(path: path)
         #expect(try await store.task(id: id)?.name == "kept")
-        try await store.publishJobs(host: "h", jobs: [JobInfo(name: "j", plugin: "p", pluginVersion: "1", path: "/plugins/p.so")])
+        try await store.publishJobs(
+            host: "h", jobs: [JobInfo(name: "j", plugin: "p", pluginVersion: "1", path: "/plugins/p.so")])
         #expect(try await store.publishedJobs().first?.path == "/plugins/p.so")
         await store.close()
     }
@@ -52,11 +58,15 @@ struct SQLiteTaskStoreTests {
     @Test(.enabled(if: getuid() == 0, "needs root to become nobody; unwritableFolderIsExplained runs instead"))
     func unwritableFolderIsExplainedToAnotherUser() throws {
         let folder = "/tmp/pq-readonly-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o555])
+        try FileManager.default.createDirectory(
+            atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o555])
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let r = try Fixtures.run(
             "/usr/bin/setpriv",
-            ["--reuid=65534", "--regid=65534", "--clear-groups", "--", PQCommand.binary, "queues", "--store", "sqlite:\(folder)/pq.db"],
+            [
+                "--reuid=65534", "--regid=65534", "--clear-groups", "--", PQCommand.binary, "queues", "--store",
+                "sqlite:\(folder)/pq.db",
+            ],
             environment: ["PATH": "/usr/bin:/bin", "HOME": "/tmp"], currentDirectory: "/tmp", timeout: 30)
         #expect(r.status != 0)
         #expect(r.stderr.contains("not writable"), "\(r.stderr)")
@@ -170,7 +180,8 @@ struct SQLiteTaskStoreTests {
             for (index, store) in stores.enumerated() {
                 group.addTask {
                     for round in 0..<20 {
-                        _ = try await store.enqueue((0..<10).map { NewTask(name: "s\(index)", kwargs: #"{"r":\#(round),"i":\#($0)}"#) })
+                        _ = try await store.enqueue(
+                            (0..<10).map { NewTask(name: "s\(index)", kwargs: #"{"r":\#(round),"i":\#($0)}"#) })
                         _ = try await store.claim(claimRequest(limit: 7, worker: "h:\(index)"))
                     }
                 }
@@ -191,7 +202,8 @@ struct SQLiteTaskStoreTests {
     @Test func eventsAreTrimmed() async throws {
         let folder = try makeTempFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
-        let store = try SQLiteTaskStore(path: folder.appendingPathComponent("pq.db").path, options: .init(maxEvents: 100))
+        let store = try SQLiteTaskStore(
+            path: folder.appendingPathComponent("pq.db").path, options: .init(maxEvents: 100))
         for _ in 0..<5 { _ = try await store.enqueue((0..<100).map { _ in NewTask(name: "a") }) }
         let events = try await store.events(after: 0, limit: 10_000)
         #expect(events.count <= 200)
@@ -215,7 +227,8 @@ struct SQLiteTaskStoreTests {
             while true {
                 let claimed = try await store.claim(claimRequest(limit: 100))
                 if claimed.isEmpty { break }
-                _ = try await store.finish(claimed.map { TaskOutcome(id: $0.id, worker: worker, .success(result: "1")) })
+                _ = try await store.finish(
+                    claimed.map { TaskOutcome(id: $0.id, worker: worker, .success(result: "1")) })
                 processed += claimed.count
             }
             let processSeconds = TaskClock.now() - t0

@@ -95,7 +95,8 @@ struct TaskModelTests {
     /// those runs with the changing members between them, in the designed key order.
     @Test func fixedJSONMembersRoundTrip() throws {
         let record = TaskRecord(
-            id: "id-\"quoted\"", name: "add", status: .retry, queue: "q\\slow", kwargs: #"{"a": [1, {"b": "x\u0000y,\"z"}], "é": null}"#,
+            id: "id-\"quoted\"", name: "add", status: .retry, queue: "q\\slow",
+            kwargs: #"{"a": [1, {"b": "x\u0000y,\"z"}], "é": null}"#,
             exception: "boom", timeQueued: 1_700_000_000.125, delay: 2.5, timeout: 10, expiry: 1_800_000_000,
             retry: 2, maxRetries: 5, fromTask: "parent\n1")
         let members = record.fixedJSONMembers
@@ -103,7 +104,9 @@ struct TaskModelTests {
         let back = try TaskRecord(fixedJSONMembers: members)
         #expect(back.id == record.id && back.name == record.name && back.queue == record.queue)
         #expect(back.kwargs == record.kwargs)
-        #expect(back.timeQueued == record.timeQueued && back.delay == 2.5 && back.timeout == 10 && back.expiry == 1_800_000_000)
+        #expect(
+            back.timeQueued == record.timeQueued && back.delay == 2.5 && back.timeout == 10
+                && back.expiry == 1_800_000_000)
         #expect(back.maxRetries == 5 && back.fromTask == "parent\n1")
         #expect(back.eta == record.timeQueued + 2.5)
         #expect(throws: JSONParseError.self) { _ = try TaskRecord(fixedJSONMembers: "\"id\":\"x\"") }
@@ -154,7 +157,9 @@ struct StoreURLTests {
                     RedisStoreURL(
                         host: "db.example", port: 6380, database: 3, namespace: "jobs", user: "bob", password: "p@ss")))
         #expect(try StoreURL(parsing: "redis://:secret@h") == .redis(RedisStoreURL(host: "h", password: "secret")))
-        #expect(try StoreURL(parsing: "redis://[::1]:7000/1") == .redis(RedisStoreURL(host: "::1", port: 7000, database: 1)))
+        #expect(
+            try StoreURL(parsing: "redis://[::1]:7000/1") == .redis(RedisStoreURL(host: "::1", port: 7000, database: 1))
+        )
         #expect(try StoreURL(parsing: "redis://bob:secret@h:1/2").description == "redis://bob:***@h:1/2?namespace=pq")
     }
 

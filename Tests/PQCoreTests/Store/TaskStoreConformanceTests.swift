@@ -57,7 +57,8 @@ struct TaskStoreConformanceTests {
             #expect(none.isEmpty)
             #expect(try await store.task(id: next[0].id)?.status == .failure)
             let empty = try await store.finish(
-                [TaskOutcome(id: next[1].id, worker: worker, .success(result: "null"))], thenClaim: claimRequest(limit: 3))
+                [TaskOutcome(id: next[1].id, worker: worker, .success(result: "null"))],
+                thenClaim: claimRequest(limit: 3))
             #expect(empty.isEmpty)
             #expect(try await store.task(id: next[1].id)?.status == .success)
         }
@@ -85,8 +86,9 @@ struct TaskStoreConformanceTests {
                 cursor = last.seq
             }
             #expect(seen.map(\.seq) == Array((start + 1)...(start + 15)))
-            #expect(seen.map(\.kind) == Array(repeating: .queued, count: 5) + Array(repeating: .started, count: 5)
-                + Array(repeating: .done, count: 5))
+            #expect(
+                seen.map(\.kind) == Array(repeating: .queued, count: 5) + Array(repeating: .started, count: 5)
+                    + Array(repeating: .done, count: 5))
             #expect(Set(seen.filter { $0.kind == .started }.map(\.taskID)) == Set(queued.map(\.id)))
         }
     }
@@ -99,23 +101,24 @@ struct TaskStoreConformanceTests {
             var queued: [TaskRecord] = []
             var claimed: [TaskRecord] = []
             let events = try await recordedEvents(store, count: 9) {
-            queued = try await store.enqueue([
-                NewTask(name: "add", kwargs: #" {"a": [1, 2], "é": "x\"y"} "#),
-                NewTask(name: "add", kwargs: #"{"b":2}"#, canOverlap: false),
-                NewTask(name: "mul", kwargs: "{}", timeout: 3, fromTask: "parent-1"),
-            ])
-            claimed = try await store.claim(claimRequest(limit: 3))
-            #expect(claimed.count == 3)
-            var outcomes = [
-                TaskOutcome(id: queued[0].id, worker: worker, .success(result: #"{"sum": [3, "ü"]}"#)),
-                TaskOutcome(id: queued[1].id, worker: worker, .failure("line 1\n\"quoted\"\ttab")),
-                TaskOutcome(id: queued[2].id, worker: worker, .revoked("timed out after 3 s")),
-            ]
-            outcomes[0].plugin = "examples_c"
-            outcomes[0].pluginVersion = "1.2.3"
-            _ = try await store.finish(outcomes, thenClaim: claimRequest(limit: 5))
+                queued = try await store.enqueue([
+                    NewTask(name: "add", kwargs: #" {"a": [1, 2], "é": "x\"y"} "#),
+                    NewTask(name: "add", kwargs: #"{"b":2}"#, canOverlap: false),
+                    NewTask(name: "mul", kwargs: "{}", timeout: 3, fromTask: "parent-1"),
+                ])
+                claimed = try await store.claim(claimRequest(limit: 3))
+                #expect(claimed.count == 3)
+                var outcomes = [
+                    TaskOutcome(id: queued[0].id, worker: worker, .success(result: #"{"sum": [3, "ü"]}"#)),
+                    TaskOutcome(id: queued[1].id, worker: worker, .failure("line 1\n\"quoted\"\ttab")),
+                    TaskOutcome(id: queued[2].id, worker: worker, .revoked("timed out after 3 s")),
+                ]
+                outcomes[0].plugin = "examples_c"
+                outcomes[0].pluginVersion = "1.2.3"
+                _ = try await store.finish(outcomes, thenClaim: claimRequest(limit: 5))
             }
-            #expect(events.map(\.kind) == [.queued, .queued, .queued, .started, .started, .started, .done, .done, .done])
+            #expect(
+                events.map(\.kind) == [.queued, .queued, .queued, .started, .started, .started, .done, .done, .done])
             #expect(zip(events, events.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq })
             for record in claimed {  // a started event carries the task as its claim returned it
                 let started = try #require(events.first { $0.taskID == record.id && $0.kind == .started })
@@ -324,8 +327,13 @@ struct TaskStoreConformanceTests {
             #expect(running.id == tasks[1].id)
             #expect(try await store.revoke(id: running.id) == .cancelRequested)
             #expect(try await store.task(id: running.id)?.cancelRequested == true)
-            #expect(try await store.renew(ids: [running.id], worker: worker, leaseUntil: TaskClock.now() + 30) == [running.id])
-            let stopped = try await store.finish([TaskOutcome(id: running.id, worker: worker, .revoked("revoked while running"))])
+            #expect(
+                try await store.renew(ids: [running.id], worker: worker, leaseUntil: TaskClock.now() + 30) == [
+                    running.id
+                ])
+            let stopped = try await store.finish([
+                TaskOutcome(id: running.id, worker: worker, .revoked("revoked while running"))
+            ])
             #expect(stopped[0].status == .revoked && !stopped[0].cancelRequested)
             // RETRY → REVOKED
             _ = try await store.claim(claimRequest(limit: 1))
@@ -409,10 +417,12 @@ struct TaskStoreConformanceTests {
             let claimed = try await store.claim(claimRequest(limit: 8))
             #expect(claimed.map(\.id) == done.map(\.id))
             let t0 = TaskClock.now()
-            _ = try await store.finish(done.prefix(7).map { TaskOutcome(id: $0.id, worker: worker, .success(result: "1"), time: t0 - 100) })
+            _ = try await store.finish(
+                done.prefix(7).map { TaskOutcome(id: $0.id, worker: worker, .success(result: "1"), time: t0 - 100) })
             #expect(try await store.purge(finishedBefore: t0 - 50) == 7)
-            #expect(try await store.tasks(status: nil, job: nil, limit: 10).map(\.id)
-                == (waiting.reversed() + [later] + [done[7]]).map(\.id))
+            #expect(
+                try await store.tasks(status: nil, job: nil, limit: 10).map(\.id)
+                    == (waiting.reversed() + [later] + [done[7]]).map(\.id))
             #expect(try await store.tasks(status: .started, job: nil, limit: 10).map(\.id) == [done[7].id])
             // The waiting ones claim in queue order; the delayed one waits.
             #expect(try await store.claim(claimRequest(limit: 10)).map(\.id) == waiting.map(\.id))

@@ -19,7 +19,8 @@ enum Fixtures {
 
     /// Fails the test with a clear message when `make build` has not installed the plugins.
     static func requireBuilt(_ path: String) throws -> String {
-        try #require(FileManager.default.fileExists(atPath: path), "missing \(path): run `make build` before `swift test`")
+        try #require(
+            FileManager.default.fileExists(atPath: path), "missing \(path): run `make build` before `swift test`")
         return path
     }
 
@@ -28,7 +29,8 @@ enum Fixtures {
 
     /// A fresh private temporary directory (mode 0700), removed when the test process exits.
     static func temporaryDirectory(_ label: String = "pqtest") -> String {
-        var template = Array(((NSTemporaryDirectory() as NSString).appendingPathComponent("\(label)-XXXXXX")).utf8CString)
+        var template = Array(
+            ((NSTemporaryDirectory() as NSString).appendingPathComponent("\(label)-XXXXXX")).utf8CString)
         let ptr = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         let path = String(cString: ptr!)
         let first = made.withLock { paths in
@@ -51,7 +53,8 @@ enum Fixtures {
         let sourcePath = dir + "/plugin.c"
         try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
         let result = try run(
-            "/usr/bin/env", ["cc", "-shared", "-fPIC", "-O1", "-I", headerDirectory] + defines.map { "-D" + $0 }
+            "/usr/bin/env",
+            ["cc", "-shared", "-fPIC", "-O1", "-I", headerDirectory] + defines.map { "-D" + $0 }
                 + ["-o", path, sourcePath, "-lpthread"])
         try #require(result.status == 0, "cc failed: \(result.stderr)")
         return path
@@ -122,7 +125,8 @@ enum Fixtures {
         process.arguments = arguments
         if let environment { process.environment = environment }
         if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        let out = Pipe(), err = Pipe()
+        let out = Pipe()
+        let err = Pipe()
         process.standardOutput = out
         process.standardError = err
         let input = Pipe()
@@ -131,7 +135,8 @@ enum Fixtures {
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
         try? input.fileHandleForWriting.close()
         // Read both pipes on background threads so a chatty child never blocks.
-        let outData = DataBox(), errData = DataBox()
+        let outData = DataBox()
+        let errData = DataBox()
         let group = DispatchGroup()
         group.enter()
         DispatchQueue.global().async {
@@ -161,6 +166,14 @@ enum Fixtures {
 final class DataBox: @unchecked Sendable {
     private let lock = NSLock()
     private var data = Data()
-    func set(_ d: Data) { lock.lock(); data = d; lock.unlock() }
-    func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
+    func set(_ d: Data) {
+        lock.lock()
+        data = d
+        lock.unlock()
+    }
+    func get() -> Data {
+        lock.lock()
+        defer { lock.unlock() }
+        return data
+    }
 }

@@ -45,7 +45,8 @@ enum TestRedis {
     private static func startPrivateServer() throws -> String {
         let candidates = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
         guard let binary = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            Issue.record("redis-server is not installed (apt-get install redis-server), and PQ_TEST_REDIS_URL is not set")
+            Issue.record(
+                "redis-server is not installed (apt-get install redis-server), and PQ_TEST_REDIS_URL is not set")
             throw TaskStoreError(.cannotOpen, "no redis-server")
         }
         let port = Int.random(in: 20_000..<60_000)

@@ -166,7 +166,8 @@ enum TestRedisTLS {
             if Date() >= deadline {
                 kill(pid, SIGKILL)
                 _ = waitpid(pid, &status, 0)
-                throw TaskStoreError(.cannotOpen, "\(binary) \(arguments.joined(separator: " ")) did not finish in 30 s")
+                throw TaskStoreError(
+                    .cannotOpen, "\(binary) \(arguments.joined(separator: " ")) did not finish in 30 s")
             }
             usleep(10_000)
         }

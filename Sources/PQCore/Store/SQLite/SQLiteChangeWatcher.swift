@@ -15,7 +15,8 @@ final class SQLiteChangeWatcher: Sendable {
     private let thread: InotifyThread
 
     init(path: String, fallback: Duration, onChange: @escaping @Sendable () -> Void) throws(TaskStoreError) {
-        let fallbackMs = Int32(max(1, fallback.components.seconds * 1000 + fallback.components.attoseconds / 1_000_000_000_000_000))
+        let fallbackMs = Int32(
+            max(1, fallback.components.seconds * 1000 + fallback.components.attoseconds / 1_000_000_000_000_000))
         let watched = Watched(try SQLiteConnection(path: path, create: false))
         thread = InotifyThread(name: "pq-sqlite-watch", inotify: true, firstTimeout: fallbackMs) { events in
             // Rung after the commit, so the new version should be visible; recheck briefly in
@@ -29,7 +30,8 @@ final class SQLiteChangeWatcher: Sendable {
             return watched.recheckUntil > Self.monotonicMs() ? 1 : fallbackMs
         }
         guard thread.isRunning else {
-            throw TaskStoreError(.cannotOpen, "cannot watch the task store \(path): no pipe (errno \(errno))", path: path)
+            throw TaskStoreError(
+                .cannotOpen, "cannot watch the task store \(path): no pipe (errno \(errno))", path: path)
         }
         // Without a watch (no inotify, or no doorbell yet) the thread checks every `fallback`.
         _ = thread.watch(SQLiteDoorbell.path(for: path), mask: UInt32(IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB))

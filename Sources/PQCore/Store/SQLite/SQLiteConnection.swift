@@ -54,13 +54,15 @@ final class SQLiteConnection {
     /// - Parameter timeoutMs: give up (SQLITE_BUSY) after about this long.
     func setBusyTimeout(milliseconds timeoutMs: Int) {
         let context = UnsafeMutableRawPointer(bitPattern: max(1, timeoutMs))
-        sqlite3_busy_handler(handle, { context, count in
-            let timeout = Int(bitPattern: context)
-            let waited = count < 40 ? Double(count) * 0.05 : 2 + Double(count - 40) * 0.5
-            guard waited < Double(timeout) else { return 0 }
-            usleep(count < 40 ? 50 : 500)
-            return 1
-        }, context)
+        sqlite3_busy_handler(
+            handle,
+            { context, count in
+                let timeout = Int(bitPattern: context)
+                let waited = count < 40 ? Double(count) * 0.05 : 2 + Double(count - 40) * 0.5
+                guard waited < Double(timeout) else { return 0 }
+                usleep(count < 40 ? 50 : 500)
+                return 1
+            }, context)
     }
 
     func exec(_ sql: String) throws(TaskStoreError) {
@@ -127,17 +129,26 @@ final class SQLiteStatement {
     }
 
     func bind(_ index: Int32, _ value: String?) {
-        guard let value else { sqlite3_bind_null(stmt, index); return }
+        guard let value else {
+            sqlite3_bind_null(stmt, index)
+            return
+        }
         sqlite3_bind_text(stmt, index, value, -1, transient)
     }
 
     func bind(_ index: Int32, _ value: Double?) {
-        guard let value else { sqlite3_bind_null(stmt, index); return }
+        guard let value else {
+            sqlite3_bind_null(stmt, index)
+            return
+        }
         sqlite3_bind_double(stmt, index, value)
     }
 
     func bind(_ index: Int32, _ value: Int?) {
-        guard let value else { sqlite3_bind_null(stmt, index); return }
+        guard let value else {
+            sqlite3_bind_null(stmt, index)
+            return
+        }
         sqlite3_bind_int64(stmt, index, Int64(value))
     }
 

@@ -71,7 +71,8 @@ public final class SQLiteTaskStore: TaskStore {
         let absolute = Self.absolutePath(path)
         try Self.checkLocation(absolute, given: path)
         self.path = absolute
-        let busyMs = options.busyTimeout.components.seconds * 1000
+        let busyMs =
+            options.busyTimeout.components.seconds * 1000
             + options.busyTimeout.components.attoseconds / 1_000_000_000_000_000
 
         let writeConnection = try SQLiteConnection(path: absolute, create: true)
@@ -198,49 +199,50 @@ public final class SQLiteTaskStore: TaskStore {
     private static let ready = TaskStatus.list(TaskStatus.readyStates)
     private static let started = TaskStatus.started.rawValue
 
-    private static let schemaSQL = tasksTableSQL + """
-        CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks(eta, time_queued) WHERE status IN \(waiting);
-        CREATE INDEX IF NOT EXISTS tasks_started ON tasks(name, lease_expires) WHERE status = \(started);
-        CREATE INDEX IF NOT EXISTS tasks_overlap ON tasks(name, overlap_key)
-            WHERE can_overlap = 0 AND status IN \(active);
-        CREATE INDEX IF NOT EXISTS tasks_ended ON tasks(time_ended) WHERE time_ended IS NOT NULL;
-        CREATE TABLE IF NOT EXISTS events (
-            seq INTEGER PRIMARY KEY,
-            kind TEXT NOT NULL,
-            task_id TEXT NOT NULL,
-            status INTEGER NOT NULL,
-            task TEXT NOT NULL
-        );
-        CREATE TABLE IF NOT EXISTS host_status (
-            worker TEXT PRIMARY KEY,
-            status TEXT NOT NULL,
-            time REAL NOT NULL
-        );
-        CREATE TABLE IF NOT EXISTS published_jobs (
-            host TEXT NOT NULL,
-            name TEXT NOT NULL,
-            plugin TEXT NOT NULL,
-            plugin_version TEXT NOT NULL,
-            signature TEXT,
-            periodic INTEGER NOT NULL,
-            doc TEXT,
-            options TEXT,
-            published_at REAL NOT NULL,
-            path TEXT,
-            PRIMARY KEY (host, name)
-        );
-        CREATE TABLE IF NOT EXISTS periodic_runs (
-            name TEXT PRIMARY KEY,
-            last_run REAL NOT NULL,
-            task_id TEXT,
-            queued_at REAL NOT NULL
-        );
-        CREATE TABLE IF NOT EXISTS scheduler_lease (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            holder TEXT NOT NULL,
-            lease_until REAL NOT NULL
-        );
-        """
+    private static let schemaSQL =
+        tasksTableSQL + """
+            CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks(eta, time_queued) WHERE status IN \(waiting);
+            CREATE INDEX IF NOT EXISTS tasks_started ON tasks(name, lease_expires) WHERE status = \(started);
+            CREATE INDEX IF NOT EXISTS tasks_overlap ON tasks(name, overlap_key)
+                WHERE can_overlap = 0 AND status IN \(active);
+            CREATE INDEX IF NOT EXISTS tasks_ended ON tasks(time_ended) WHERE time_ended IS NOT NULL;
+            CREATE TABLE IF NOT EXISTS events (
+                seq INTEGER PRIMARY KEY,
+                kind TEXT NOT NULL,
+                task_id TEXT NOT NULL,
+                status INTEGER NOT NULL,
+                task TEXT NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS host_status (
+                worker TEXT PRIMARY KEY,
+                status TEXT NOT NULL,
+                time REAL NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS published_jobs (
+                host TEXT NOT NULL,
+                name TEXT NOT NULL,
+                plugin TEXT NOT NULL,
+                plugin_version TEXT NOT NULL,
+                signature TEXT,
+                periodic INTEGER NOT NULL,
+                doc TEXT,
+                options TEXT,
+                published_at REAL NOT NULL,
+                path TEXT,
+                PRIMARY KEY (host, name)
+            );
+            CREATE TABLE IF NOT EXISTS periodic_runs (
+                name TEXT PRIMARY KEY,
+                last_run REAL NOT NULL,
+                task_id TEXT,
+                queued_at REAL NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS scheduler_lease (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                holder TEXT NOT NULL,
+                lease_until REAL NOT NULL
+            );
+            """
 
     // MARK: - Row mapping
 
@@ -269,11 +271,13 @@ public final class SQLiteTaskStore: TaskStore {
     }
 
     private static let insertSQL =
-        "INSERT INTO tasks (\(columns), overlap_key) VALUES (" + Array(repeating: "?", count: TaskField.all.count + 1).joined(separator: ",") + ")"
+        "INSERT INTO tasks (\(columns), overlap_key) VALUES ("
+        + Array(repeating: "?", count: TaskField.all.count + 1).joined(separator: ",") + ")"
 
     /// The fields a state change can touch, and the statement that writes them.
     private static let changing = TaskField.all.filter(\.changes)
-    private static let updateSQL = "UPDATE tasks SET " + changing.map { "\($0.name) = ?" }.joined(separator: ", ") + " WHERE id = ?"
+    private static let updateSQL =
+        "UPDATE tasks SET " + changing.map { "\($0.name) = ?" }.joined(separator: ", ") + " WHERE id = ?"
 
     static func insert(_ r: TaskRecord, _ db: SQLiteConnection) throws(TaskStoreError) {
         let s = try db.statement(insertSQL)
@@ -397,12 +401,15 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    static func claim(_ request: ClaimRequest, _ db: SQLiteConnection, _ trimmer: EventTrimmer) throws(TaskStoreError) -> [TaskRecord] {
+    static func claim(_ request: ClaimRequest, _ db: SQLiteConnection, _ trimmer: EventTrimmer) throws(TaskStoreError)
+        -> [TaskRecord]
+    {
         var picked: [TaskRecord] = []
         var expired: [TaskRecord] = []
         var running: [String: Int] = [:]
         let scan = try db.statement(
-            "SELECT \(Self.columns) FROM tasks WHERE status IN \(Self.waiting) AND eta <= ? ORDER BY eta, time_queued, seq")
+            "SELECT \(Self.columns) FROM tasks WHERE status IN \(Self.waiting) AND eta <= ? ORDER BY eta, time_queued, seq"
+        )
         scan.bind(1, request.now)
         var scanned = 0
         do {
@@ -484,7 +491,9 @@ public final class SQLiteTaskStore: TaskStore {
         return try await writer.perform(durability: .soon) { db in try Self.finish(outcomes, db, trimmer) }
     }
 
-    static func finish(_ outcomes: [TaskOutcome], _ db: SQLiteConnection, _ trimmer: EventTrimmer) throws(TaskStoreError) -> [TaskRecord] {
+    static func finish(_ outcomes: [TaskOutcome], _ db: SQLiteConnection, _ trimmer: EventTrimmer)
+        throws(TaskStoreError) -> [TaskRecord]
+    {
         var out: [TaskRecord] = []
         out.reserveCapacity(outcomes.count)
         for outcome in outcomes {
@@ -730,7 +739,8 @@ public final class SQLiteTaskStore: TaskStore {
         // A status is refreshed every few seconds: losing the last one in a power cut is harmless.
         try await writer.perform(durability: .none) { db in
             let s = try db.statement(
-                "INSERT INTO host_status (worker, status, time) VALUES (?, ?, ?) ON CONFLICT (worker) DO UPDATE SET status = excluded.status, time = excluded.time")
+                "INSERT INTO host_status (worker, status, time) VALUES (?, ?, ?) ON CONFLICT (worker) DO UPDATE SET status = excluded.status, time = excluded.time"
+            )
             s.bind(1, worker)
             s.bind(2, json)
             s.bind(3, TaskClock.now())
