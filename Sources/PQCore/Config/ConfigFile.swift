@@ -58,7 +58,7 @@ public struct ConfigFile: Sendable, Equatable {
             throw ConfigError(message: "\(path): cannot read the config file (does it exist?)")
         }
         let doc: JSONValue
-        do { doc = try TOML.parse(String(decoding: data, as: UTF8.self)) } catch {
+        do { doc = try TOMLDocument.parse(String(decoding: data, as: UTF8.self)) } catch {
             throw ConfigError(message: "\(path): \(error)")
         }
         guard case .object(let pairs) = doc else { return ConfigFile() }

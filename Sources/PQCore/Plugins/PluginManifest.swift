@@ -62,7 +62,7 @@ public struct PluginManifest: Sendable, Equatable {
             PluginError(.invalidManifest, path: path, "manifest: \(message)")
         }
         let document: JSONValue
-        do { document = try TOML.parse(text) } catch { throw fail("\(error)") }
+        do { document = try TOMLDocument.parse(text) } catch { throw fail("\(error)") }
         guard case .object(let top) = document else { throw fail("not a TOML table") }
         let topKeys: Set = ["name", "version", "library", "free_string", "jobs"]
         for (key, _) in top where !topKeys.contains(key) {
