@@ -7,7 +7,7 @@ import Synchronization
 /// Fans the store's event stream out to the `GET /api/events` subscribers.
 ///
 /// One reader of the store however many browsers watch, and none while nobody does: on Redis a
-/// subscriber makes every host publish its events (``TaskStore/eventStream(after:batch:)``), so
+/// subscriber makes every host publish its events (``TaskEventLog/followEvents(after:batch:_:)``), so
 /// the hub subscribes only while it has subscribers. Each event is rendered once as an SSE
 /// message, and the messages of up to ``coalescing`` seconds go out together: one buffer,
 /// shared by every subscriber, one write on each connection (a host at 20,000 tasks/s makes
@@ -174,9 +174,11 @@ final class EventHub: Sendable {
             if store.keepsEventLog {
                 try await readLog(after: cursor)
             } else {
-                let events = store.eventStream(after: cursor)
                 setFollowing(true)
-                for try await event in events { take([event]) }
+                try await store.followEvents(after: cursor) { event in
+                    take([event])
+                    return true
+                }
             }
             if !Task.isCancelled { logger.warning("the event stream of the store ended; following it again in 1 s") }
         } catch {

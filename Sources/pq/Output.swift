@@ -57,7 +57,7 @@ func describe(_ task: TaskRecord) -> String {
 
 /// Waits until every task is ready (or `timeout` passes).
 ///
-/// Linear in the ids: they are read once, in batches (``TaskStore/tasks(ids:)``); after that only
+/// Linear in the ids: they are read once, in batches (``TaskQueueStore/tasks(ids:)``); after that only
 /// the tasks that `done` events name are read again. The events are followed from a cursor taken
 /// before the first read, so none is missed between the read and the follow; a full re-read of
 /// the tasks still open, every few seconds, covers events a store did not keep (a trimmed log, a
@@ -92,9 +92,12 @@ func waitUntilReady(_ ids: [String], store: any TaskStore, timeout: Double?) asy
     let wake = Wakeup()
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
-            for try await event in store.eventStream(after: cursor) where event.kind == .done {
-                ended.names.withLock { _ = $0.insert(event.taskID) }
-                wake.signal()
+            try await store.followEvents(after: cursor) { event in
+                if event.kind == .done {
+                    ended.names.withLock { _ = $0.insert(event.taskID) }
+                    wake.signal()
+                }
+                return true
             }
         }
         defer { group.cancelAll() }

@@ -162,11 +162,11 @@ extension PQ {
                     )
                 }
                 var seen = 0
-                for try await event in store.eventStream() {
-                    if let kinds, !kinds.contains(event.kind.rawValue) { continue }
+                try await store.followEvents { event in
+                    if let kinds, !kinds.contains(event.kind.rawValue) { return true }
                     emit(event.json())
                     seen += 1
-                    if let count, seen >= count { break }
+                    return count.map { seen < $0 } ?? true
                 }
                 await store.close()
             }

@@ -69,7 +69,7 @@ package final class ChangeBroadcaster: Sendable {
     }
 }
 
-/// A handler registered with ``TaskStore/observeChanges(_:)``; ``cancel()`` unregisters it.
+/// A handler registered with ``TaskQueueStore/observeChanges(_:)``; ``cancel()`` unregisters it.
 public struct ChangeObservation: Sendable {
     private let cancelHandler: @Sendable () -> Void
 

@@ -175,7 +175,7 @@ public final class MemoryTaskStore: TaskStore {
 
     // MARK: - TaskStore
 
-    /// See ``TaskStore/enqueue(_:)``.
+    /// See ``TaskQueueStore/enqueue(_:)``.
     public func enqueue(_ tasks: [NewTask]) async throws -> [TaskRecord] {
         for task in tasks { try TaskEngine.validate(task) }
         let now = TaskClock.now()
@@ -213,13 +213,13 @@ public final class MemoryTaskStore: TaskStore {
         return out
     }
 
-    /// See ``TaskStore/claim(_:)``.
+    /// See ``TaskQueueStore/claim(_:)``.
     public func claim(_ request: ClaimRequest) async throws -> [TaskRecord] {
         guard request.limit > 0 else { return [] }
         return try write(claimOnly: true) { state in try claim(request, in: &state) }
     }
 
-    /// See ``TaskStore/finish(_:thenClaim:)``: both under one lock.
+    /// See ``TaskQueueStore/finish(_:thenClaim:)``: both under one lock.
     public func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord] {
         try write { state in
             _ = try finish(outcomes, in: &state, collect: false)
@@ -272,7 +272,7 @@ public final class MemoryTaskStore: TaskStore {
         return claimed
     }
 
-    /// See ``TaskStore/renew(ids:worker:leaseUntil:)``.
+    /// See ``TaskQueueStore/renew(ids:worker:leaseUntil:)``.
     public func renew(ids: [String], worker: String, leaseUntil: Double) async throws -> Set<String> {
         try read { state in
             var cancel: Set<String> = []
@@ -290,7 +290,7 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/finish(_:)``.
+    /// See ``TaskQueueStore/finish(_:)``.
     public func finish(_ outcomes: [TaskOutcome]) async throws -> [TaskRecord] {
         try write { state in try finish(outcomes, in: &state) }
     }
@@ -321,12 +321,12 @@ public final class MemoryTaskStore: TaskStore {
         return state.index[outcome.id]
     }
 
-    /// See ``TaskStore/recoverExpiredLeases(now:maxDeadRuns:)``.
+    /// See ``TaskQueueStore/recoverExpiredLeases(now:maxDeadRuns:)``.
     public func recoverExpiredLeases(now: Double, maxDeadRuns: Int) async throws -> [TaskRecord] {
         try recover(now: now, maxDeadRuns: maxDeadRuns) { ($0.leaseExpires ?? 0) < now }
     }
 
-    /// See ``TaskStore/recoverWorker(_:now:maxDeadRuns:)``.
+    /// See ``TaskQueueStore/recoverWorker(_:now:maxDeadRuns:)``.
     public func recoverWorker(_ worker: String, now: Double, maxDeadRuns: Int) async throws -> [TaskRecord] {
         try recover(now: now, maxDeadRuns: maxDeadRuns) { $0.worker == worker }
     }
@@ -348,12 +348,12 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/task(id:)``.
+    /// See ``TaskQueueStore/task(id:)``.
     public func task(id: String) async throws -> TaskRecord? {
         try read { state in state.index[id].flatMap { state.slots[$0] } }
     }
 
-    /// See ``TaskStore/tasks(status:job:queue:limit:)``.
+    /// See ``TaskQueueStore/tasks(status:job:queue:limit:)``.
     public func tasks(status: TaskStatus?, job: String?, queue: String?, limit: Int) async throws -> [TaskRecord] {
         try read { state in
             var out: [TaskRecord] = []
@@ -378,7 +378,7 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/revoke(id:now:)``.
+    /// See ``TaskQueueStore/revoke(id:now:)``.
     public func revoke(id: String, now: Double) async throws -> RevokeOutcome {
         try write { state in
             guard let position = state.index[id], let old = state.slots[position] else { return .notFound }
@@ -397,7 +397,7 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/queueSizes(now:)``.
+    /// See ``TaskQueueStore/queueSizes(now:)``.
     public func queueSizes(now: Double) async throws -> [QueueSize] {
         try read { state in
             var sizes: [String: QueueSize] = [:]
@@ -417,7 +417,7 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/nextDue(queues:jobs:)``.
+    /// See ``TaskQueueStore/nextDue(queues:jobs:)``.
     public func nextDue(queues: Set<String>?, jobs: Set<String>?) async throws -> Double? {
         try read { state in
             var best: Double?
@@ -447,7 +447,7 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/purge(finishedBefore:)``.
+    /// See ``TaskQueueStore/purge(finishedBefore:)``.
     public func purge(finishedBefore: Double) async throws -> Int {
         try write { state in
             var count = 0
@@ -480,13 +480,13 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/publishJobs(host:jobs:)``.
+    /// See ``HostDirectory/publishJobs(host:jobs:)``.
     public func publishJobs(host: String, jobs: [JobInfo]) async throws {
         let now = TaskClock.now()
         try read { $0.published[host] = (now, jobs) }
     }
 
-    /// See ``TaskStore/publishedJobs()``.
+    /// See ``HostDirectory/publishedJobs()``.
     public func publishedJobs() async throws -> [JobInfo] {
         try read { state in
             var byName: [String: (Double, JobInfo)] = [:]
@@ -499,7 +499,7 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/events(after:limit:)``.
+    /// See ``TaskEventLog/events(after:limit:)``.
     public func events(after cursor: Int64, limit: Int) async throws -> [TaskEvent] {
         try read { state in
             let start = max(cursor + 1, state.firstSeq)
@@ -519,39 +519,39 @@ public final class MemoryTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/publishHostStatus(worker:json:)``.
+    /// See ``HostDirectory/publishHostStatus(worker:json:)``.
     public func publishHostStatus(worker: String, json: String) async throws {
         try write { $0.hostStatus[worker] = (TaskClock.now(), json) }
     }
 
-    /// See ``TaskStore/hostStatuses(since:)``.
+    /// See ``HostDirectory/hostStatuses(since:)``.
     public func hostStatuses(since: Double) async throws -> [String] {
         try read { state in
             state.hostStatus.values.filter { $0.time >= since }.sorted { $0.time > $1.time }.map(\.json)
         }
     }
 
-    /// See ``TaskStore/recordEvent(_:json:)``.
+    /// See ``TaskEventLog/recordEvent(_:json:)``.
     public func recordEvent(_ kind: TaskEventKind, json: String) async throws {
         try write { state in append(StoredEvent(kind: kind, record: nil, payload: json), in: &state) }
     }
 
-    /// See ``TaskStore/lastEventCursor()``.
+    /// See ``TaskEventLog/lastEventCursor()``.
     public func lastEventCursor() async throws -> Int64 {
         try read { $0.nextSeq - 1 }
     }
 
-    /// See ``TaskStore/observeChanges(_:)``.
+    /// See ``TaskQueueStore/observeChanges(_:)``.
     public func observeChanges(_ handler: @escaping @Sendable () -> Void) -> ChangeObservation {
         broadcaster.observe(handler)
     }
 
-    /// See ``TaskStore/changes()``.
+    /// See ``TaskQueueStore/changes()``.
     public func changes() -> AsyncStream<Void> {
         broadcaster.stream()
     }
 
-    /// See ``TaskStore/close()``.
+    /// See ``TaskQueueStore/close()``.
     public func close() async {
         state.withLock { $0.closed = true }
         broadcaster.finish()

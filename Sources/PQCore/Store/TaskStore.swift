@@ -1,6 +1,12 @@
 import Glibc
 
-/// Where tasks live: queued, claimed under a lease, finished, listed, revoked, and followed as events.
+/// Everything a host, `pq` and the HTTP API need of a store: the task lifecycle
+/// (``TaskQueueStore``), the events (``TaskEventLog``) and the directory of hosts and their jobs
+/// (``HostDirectory``). Every store (memory, SQLite, Redis) is all three; a store that schedules
+/// periodic jobs across hosts is also a ``PeriodicScheduleStore``.
+public typealias TaskStore = TaskQueueStore & TaskEventLog & HostDirectory
+
+/// Where tasks live: queued, claimed under a lease, finished, listed and revoked.
 ///
 /// Every state change a store makes is checked by ``TaskStatus/canMove(to:)`` and recorded as a
 /// ``TaskEvent``. Implementations never block the cooperative thread pool on I/O.
@@ -11,7 +17,7 @@ import Glibc
 /// let claimed = try await store.claim(ClaimRequest(worker: "box:42", node: "box", limit: 8))
 /// _ = try await store.finish(claimed.map { TaskOutcome(id: $0.id, worker: "box:42", .success(result: "3")) })
 /// ```
-public protocol TaskStore: Sendable {
+public protocol TaskQueueStore: Sendable {
     /// Queues tasks, all in one transaction.
     ///
     /// A task with `canOverlap == false` whose twin (same name, identical kwargs text) is active
@@ -121,6 +127,67 @@ public protocol TaskStore: Sendable {
     /// - Returns: how many were deleted.
     func purge(finishedBefore: Double) async throws -> Int
 
+    /// A stream that yields soon after anything was written to the store, by this process or
+    /// (for a shared store) by another one. Yields coalesce; a yield may be spurious.
+    /// - Returns: a new stream; it ends when the store closes.
+    func changes() -> AsyncStream<Void>
+
+    /// Calls `handler` soon after anything was written to the store, like ``changes()`` but on
+    /// the thread that noticed the write (a store's own writer, a file watcher, a network event
+    /// loop), with no task hop: a host's dispatcher wakes one step sooner. `handler` must be quick
+    /// and must not block. Calls coalesce or may be spurious, as with ``changes()``; a store may
+    /// skip the calls for its own claims (a claim never makes another task claimable).
+    /// - Parameter handler: the callback; it is dropped when the store closes.
+    /// - Returns: the registration; cancel it to stop the calls.
+    func observeChanges(_ handler: @escaping @Sendable () -> Void) -> ChangeObservation
+
+    /// Finishes pending writes and releases the store's threads and files. Later calls fail with
+    /// ``TaskStoreError/Code/closed``.
+    func close() async
+}
+
+/// The events of a store: task state changes and plugin events, for `pq watch`, `pq wait` and the
+/// HTTP API's `/api/events` (DESIGN.md section 7).
+public protocol TaskEventLog: Sendable {
+    /// Recorded events after a cursor, oldest first. Old events are trimmed, so a reader that
+    /// falls far behind misses some.
+    /// - Parameters:
+    ///   - cursor: the ``TaskEvent/seq`` of the last event seen; 0 for the oldest kept.
+    ///   - limit: at most this many.
+    /// - Returns: the events.
+    func events(after cursor: Int64, limit: Int) async throws -> [TaskEvent]
+
+    /// Follows events after `cursor` as they happen, calling `body` with each, in order, in the
+    /// caller's task. The default reads ``events(after:limit:)`` after each
+    /// ``TaskQueueStore/changes()``; a store without an event log (Redis) follows its live messages.
+    /// - Parameters:
+    ///   - cursor: the seq of the last event seen; `nil` for only events from now on.
+    ///   - batch: events read per store round trip.
+    ///   - body: called with each event; return `false` to stop following.
+    /// - Returns: when `body` returned `false`, the calling task was cancelled, or the store closed.
+    /// - Throws: what the store or `body` throws.
+    func followEvents(
+        after cursor: Int64?, batch: Int, _ body: (TaskEvent) async throws -> Bool
+    ) async throws
+
+    /// Whether ``events(after:limit:)`` reads a log of past events (false: the store keeps none,
+    /// as Redis, and only ``followEvents(after:batch:_:)`` delivers events). Default: true.
+    var keepsEventLog: Bool { get }
+
+    /// Records an event that is not a task state change (plugin events of hosts), so `pq watch`
+    /// shows it among the task events.
+    /// - Parameters:
+    ///   - kind: a plugin event kind.
+    ///   - json: the JSON object the event carries.
+    func recordEvent(_ kind: TaskEventKind, json: String) async throws
+
+    /// The seq of the newest event, 0 when there is none: the cursor to follow only new events.
+    /// - Returns: the cursor.
+    func lastEventCursor() async throws -> Int64
+}
+
+/// The hosts that share a store and the jobs they serve (`pq jobs`, `pq hosts`, `/api/jobs`).
+public protocol HostDirectory: Sendable {
     /// Replaces the set of jobs published by one host. The sets stay when hosts stop.
     /// - Parameters:
     ///   - host: a stable name of the publisher (e.g. the node name).
@@ -142,67 +209,20 @@ public protocol TaskStore: Sendable {
     /// Every published job, the newest publication winning per job name, sorted by name.
     /// - Returns: the jobs.
     func publishedJobs() async throws -> [JobInfo]
-
-    /// Recorded events after a cursor, oldest first. Old events are trimmed, so a reader that
-    /// falls far behind misses some.
-    /// - Parameters:
-    ///   - cursor: the ``TaskEvent/seq`` of the last event seen; 0 for the oldest kept.
-    ///   - limit: at most this many.
-    /// - Returns: the events.
-    func events(after cursor: Int64, limit: Int) async throws -> [TaskEvent]
-
-    /// Follows events after `cursor` as they happen. The default follows ``events(after:limit:)``,
-    /// woken by ``changes()``; a store without an event log (Redis) follows its live messages.
-    /// - Parameters:
-    ///   - cursor: the seq of the last event seen; `nil` for only events from now on.
-    ///   - batch: events read per store round trip.
-    /// - Returns: a stream that ends when the store closes, fails, or the consumer stops.
-    func eventStream(after cursor: Int64?, batch: Int) -> AsyncThrowingStream<TaskEvent, any Error>
-
-    /// Whether ``events(after:limit:)`` reads a log of past events (false: the store keeps none,
-    /// as Redis, and only ``eventStream(after:batch:)`` delivers events). Default: true.
-    var keepsEventLog: Bool { get }
-
-    /// Records an event that is not a task state change (plugin events of hosts), so `pq watch`
-    /// shows it among the task events.
-    /// - Parameters:
-    ///   - kind: a plugin event kind.
-    ///   - json: the JSON object the event carries.
-    func recordEvent(_ kind: TaskEventKind, json: String) async throws
-
-    /// The seq of the newest event, 0 when there is none: the cursor to follow only new events.
-    /// - Returns: the cursor.
-    func lastEventCursor() async throws -> Int64
-
-    /// A stream that yields soon after anything was written to the store, by this process or
-    /// (for a shared store) by another one. Yields coalesce; a yield may be spurious.
-    /// - Returns: a new stream; it ends when the store closes.
-    func changes() -> AsyncStream<Void>
-
-    /// Calls `handler` soon after anything was written to the store, like ``changes()`` but on
-    /// the thread that noticed the write (a store's own writer, a file watcher, a network event
-    /// loop), with no task hop: a host's dispatcher wakes one step sooner. `handler` must be quick
-    /// and must not block. Calls coalesce or may be spurious, as with ``changes()``; a store may
-    /// skip the calls for its own claims (a claim never makes another task claimable).
-    /// - Parameter handler: the callback; it is dropped when the store closes.
-    /// - Returns: the registration; cancel it to stop the calls.
-    func observeChanges(_ handler: @escaping @Sendable () -> Void) -> ChangeObservation
-
-    /// Finishes pending writes and releases the store's threads and files. Later calls fail with
-    /// ``TaskStoreError/Code/closed``.
-    func close() async
 }
 
-extension TaskStore {
-    /// See ``TaskStore/keepsEventLog``: stores keep one unless they say otherwise.
+extension TaskEventLog {
+    /// See ``TaskEventLog/keepsEventLog``: stores keep one unless they say otherwise.
     public var keepsEventLog: Bool { true }
+}
 
+extension TaskQueueStore {
     /// Recent tasks of any queue, newest first (``tasks(status:job:queue:limit:)``).
     public func tasks(status: TaskStatus?, job: String?, limit: Int) async throws -> [TaskRecord] {
         try await tasks(status: status, job: job, queue: nil, limit: limit)
     }
 
-    /// See ``TaskStore/tasks(ids:)``: one ``task(id:)`` after another, for stores whose reads
+    /// See ``TaskQueueStore/tasks(ids:)``: one ``task(id:)`` after another, for stores whose reads
     /// cost no round trip.
     public func tasks(ids: [String]) async throws -> [String: TaskRecord] {
         var found: [String: TaskRecord] = [:]
@@ -211,7 +231,7 @@ extension TaskStore {
         return found
     }
 
-    /// See ``TaskStore/finish(_:thenClaim:)``: two calls, for stores without a combined one.
+    /// See ``TaskQueueStore/finish(_:thenClaim:)``: two calls, for stores without a combined one.
     public func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord] {
         if !outcomes.isEmpty { _ = try await finish(outcomes) }
         guard let request, request.limit > 0 else { return [] }
@@ -243,59 +263,52 @@ extension TaskStore {
     public func queueSizes() async throws -> [QueueSize] {
         try await queueSizes(now: TaskClock.now())
     }
+}
 
-    /// Follows events after `cursor` as they are recorded, woken by ``changes()``.
-    ///
-    /// - Parameters:
-    ///   - cursor: the seq of the last event seen; `nil` for only events recorded from now on.
-    ///   - batch: events read per store round trip.
-    /// - Returns: a stream that ends when the store closes, fails, or the consumer stops.
-    public func eventStream() -> AsyncThrowingStream<TaskEvent, any Error> { eventStream(after: nil, batch: 512) }
-
-    /// ``eventStream(after:batch:)`` in batches of 512.
-    /// - Parameter cursor: the seq of the last event seen; `nil` for only events from now on.
-    /// - Returns: the stream.
-    public func eventStream(after cursor: Int64?) -> AsyncThrowingStream<TaskEvent, any Error> {
-        eventStream(after: cursor, batch: 512)
+extension TaskEventLog where Self: TaskQueueStore {
+    /// ``followEvents(after:batch:_:)`` from now on, in batches of 512.
+    /// - Parameter body: called with each event; return `false` to stop.
+    public func followEvents(_ body: (TaskEvent) async throws -> Bool) async throws {
+        try await followEvents(after: nil, batch: 512, body)
     }
 
-    /// See ``TaskStore/eventStream(after:batch:)``: the event log, read after each change.
-    public func eventStream(after cursor: Int64?, batch: Int) -> AsyncThrowingStream<TaskEvent, any Error> {
-        let changes = self.changes()
-        return AsyncThrowingStream { continuation in
-            let follower = Task {
-                do {
-                    var last: Int64
-                    if let cursor { last = cursor } else { last = try await self.lastEventCursor() }
-                    var iterator = changes.makeAsyncIterator()
-                    while !Task.isCancelled {
-                        // Drain everything after `last`, then sleep until the store changes.
-                        while true {
-                            let events = try await self.events(after: last, limit: batch)
-                            for event in events { continuation.yield(event) }
-                            guard let newest = events.last else { break }
-                            last = newest.seq
-                            if events.count < batch { break }
-                        }
-                        guard await iterator.next() != nil else { break }
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
+    /// ``followEvents(after:batch:_:)`` in batches of 512.
+    /// - Parameters:
+    ///   - cursor: the seq of the last event seen; `nil` for only events from now on.
+    ///   - body: called with each event; return `false` to stop.
+    public func followEvents(after cursor: Int64?, _ body: (TaskEvent) async throws -> Bool) async throws {
+        try await followEvents(after: cursor, batch: 512, body)
+    }
+
+    /// See ``TaskEventLog/followEvents(after:batch:_:)``: the event log, read after each change.
+    public func followEvents(
+        after cursor: Int64?, batch: Int, _ body: (TaskEvent) async throws -> Bool
+    ) async throws {
+        // Subscribe to changes before taking the cursor, so nothing written in between is missed.
+        var changes = self.changes().makeAsyncIterator()
+        var last: Int64
+        if let cursor { last = cursor } else { last = try await lastEventCursor() }
+        while !Task.isCancelled {
+            // Drain everything after `last`, then sleep until the store changes.
+            while true {
+                let events = try await self.events(after: last, limit: batch)
+                for event in events where try await !body(event) { return }
+                guard let newest = events.last else { break }
+                last = newest.seq
+                if events.count < batch { break }
             }
-            continuation.onTermination = { _ in follower.cancel() }
+            guard await changes.next() != nil else { return }
         }
     }
 }
 
-extension TaskStore where Self == MemoryTaskStore {
+extension TaskQueueStore where Self == MemoryTaskStore {
     /// A new in-process store: `let store: some TaskStore = .memory()`.
     /// - Returns: an empty ``MemoryTaskStore``.
     public static func memory() -> MemoryTaskStore { MemoryTaskStore() }
 }
 
-extension TaskStore where Self == SQLiteTaskStore {
+extension TaskQueueStore where Self == SQLiteTaskStore {
     /// Opens a SQLite store: `let store: some TaskStore = try .sqlite(path: "pq.db")`.
     /// - Parameter path: the database file.
     /// - Returns: the store.
@@ -313,7 +326,7 @@ public enum TaskClock {
     }
 }
 
-/// What a worker asks of ``TaskStore/claim(_:)``.
+/// What a worker asks of ``TaskQueueStore/claim(_:)``.
 public struct ClaimRequest: Sendable, Equatable {
     /// `<node>:<pid>` of the claiming host process.
     public var worker: String
@@ -353,7 +366,7 @@ public struct ClaimRequest: Sendable, Equatable {
     }
 }
 
-/// The end of one run, given to ``TaskStore/finish(_:)``.
+/// The end of one run, given to ``TaskQueueStore/finish(_:)``.
 public struct TaskOutcome: Sendable, Equatable {
     /// How the run ended.
     public enum Kind: Sendable, Equatable {
@@ -398,7 +411,7 @@ public struct TaskOutcome: Sendable, Equatable {
     }
 }
 
-/// What ``TaskStore/revoke(id:now:)`` did.
+/// What ``TaskQueueStore/revoke(id:now:)`` did.
 public enum RevokeOutcome: Sendable, Equatable {
     /// The task was waiting and is now REVOKED.
     case revoked(TaskRecord)

@@ -1,6 +1,6 @@
 import Synchronization
 
-/// What a caller asks to queue: the input of ``TaskStore/enqueue(_:)``.
+/// What a caller asks to queue: the input of ``TaskQueueStore/enqueue(_:)``.
 ///
 /// ```swift
 /// let task = NewTask(name: "add", kwargs: #"{"a":1,"b":2}"#, delay: 5)

@@ -160,7 +160,7 @@ public final class RedisTaskStore: TaskStore {
 
     // MARK: - TaskStore
 
-    /// See ``TaskStore/enqueue(_:)``.
+    /// See ``TaskQueueStore/enqueue(_:)``.
     public func enqueue(_ tasks: [NewTask]) async throws -> [TaskRecord] {
         guard !tasks.isEmpty else { return [] }
         for task in tasks { try TaskEngine.validate(task) }
@@ -258,7 +258,7 @@ public final class RedisTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/claim(_:)``.
+    /// See ``TaskQueueStore/claim(_:)``.
     public func claim(_ request: ClaimRequest) async throws -> [TaskRecord] {
         guard request.limit > 0 else { return [] }
         let arguments: [RESPArgument] =
@@ -287,7 +287,7 @@ public final class RedisTaskStore: TaskStore {
         return records
     }
 
-    /// See ``TaskStore/renew(ids:worker:leaseUntil:)``.
+    /// See ``TaskQueueStore/renew(ids:worker:leaseUntil:)``.
     public func renew(ids: [String], worker: String, leaseUntil: Double) async throws -> Set<String> {
         guard !ids.isEmpty else { return [] }
         let reply = try await call(
@@ -295,7 +295,7 @@ public final class RedisTaskStore: TaskStore {
         return Set(try (reply.array ?? []).compactMap { try $0.string })
     }
 
-    /// See ``TaskStore/finish(_:)``.
+    /// See ``TaskQueueStore/finish(_:)``.
     ///
     /// All outcomes go in one function call (the worker pool already gathers the outcomes of a
     /// burst into one call). While Redis is unreachable the call is retried for
@@ -369,7 +369,7 @@ public final class RedisTaskStore: TaskStore {
         return arguments
     }
 
-    /// See ``TaskStore/finish(_:thenClaim:)``: the outcomes in one quiet function call (no
+    /// See ``TaskQueueStore/finish(_:thenClaim:)``: the outcomes in one quiet function call (no
     /// records sent back), retried like ``finish(_:)``, then the claim.
     ///
     /// The claim runs beside the finish, on another connection of the pool: the host's encoding
@@ -457,12 +457,12 @@ public final class RedisTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/recoverExpiredLeases(now:maxDeadRuns:)``.
+    /// See ``TaskQueueStore/recoverExpiredLeases(now:maxDeadRuns:)``.
     public func recoverExpiredLeases(now: Double, maxDeadRuns: Int) async throws -> [TaskRecord] {
         try await recover(mode: "expired", worker: "", now: now, maxDeadRuns: maxDeadRuns)
     }
 
-    /// See ``TaskStore/recoverWorker(_:now:maxDeadRuns:)``.
+    /// See ``TaskQueueStore/recoverWorker(_:now:maxDeadRuns:)``.
     public func recoverWorker(_ worker: String, now: Double, maxDeadRuns: Int) async throws -> [TaskRecord] {
         try await recover(mode: "worker", worker: worker, now: now, maxDeadRuns: maxDeadRuns)
     }
@@ -480,12 +480,12 @@ public final class RedisTaskStore: TaskStore {
         return records
     }
 
-    /// See ``TaskStore/task(id:)``.
+    /// See ``TaskQueueStore/task(id:)``.
     public func task(id: String) async throws -> TaskRecord? {
         try await tasks(ids: [id])[id]
     }
 
-    /// See ``TaskStore/tasks(ids:)``: pipelines of 1,000 reads, two at a time (one is decoded
+    /// See ``TaskQueueStore/tasks(ids:)``: pipelines of 1,000 reads, two at a time (one is decoded
     /// while the server answers the other).
     public func tasks(ids: [String]) async throws -> [String: TaskRecord] {
         guard !closed.load(ordering: .relaxed) else { throw TaskStoreError(.closed, "the Redis store was closed") }
@@ -527,7 +527,7 @@ public final class RedisTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/tasks(status:job:limit:)``.
+    /// See ``TaskQueueStore/tasks(status:job:limit:)``.
     ///
     /// Redis keeps no list of every task (section 6): running tasks come from the lease set,
     /// others from a `SCAN` of the namespace's task keys, newest first by queue order. A listing
@@ -587,7 +587,7 @@ public final class RedisTaskStore: TaskStore {
         return out
     }
 
-    /// See ``TaskStore/revoke(id:now:)``.
+    /// See ``TaskQueueStore/revoke(id:now:)``.
     public func revoke(id: String, now: Double) async throws -> RevokeOutcome {
         let reply = try await call(
             RedisFunctions.revoke,
@@ -610,7 +610,7 @@ public final class RedisTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/queueSizes(now:)``.
+    /// See ``TaskQueueStore/queueSizes(now:)``.
     public func queueSizes(now: Double) async throws -> [QueueSize] {
         let items = try await call(RedisFunctions.queueSizes, [.string(RedisTaskHash.text(now))]).array ?? []
         var sizes: [QueueSize] = []
@@ -626,13 +626,13 @@ public final class RedisTaskStore: TaskStore {
         return sizes.sorted { $0.queue < $1.queue }
     }
 
-    /// See ``TaskStore/nextDue(queues:jobs:)``.
+    /// See ``TaskQueueStore/nextDue(queues:jobs:)``.
     public func nextDue(queues: Set<String>?, jobs: Set<String>?) async throws -> Double? {
         let reply = try await call(RedisFunctions.nextDue, Self.set(queues) + Self.set(jobs))
         return try reply.string.flatMap(Double.init)
     }
 
-    /// See ``TaskStore/purge(finishedBefore:)``: nothing to do, since a finished task's hash
+    /// See ``TaskQueueStore/purge(finishedBefore:)``: nothing to do, since a finished task's hash
     /// expires by itself after ``Options/resultTTL``.
     public func purge(finishedBefore: Double) async throws -> Int { 0 }
 
@@ -651,7 +651,7 @@ public final class RedisTaskStore: TaskStore {
         var jobs: [Job]
     }
 
-    /// See ``TaskStore/publishJobs(host:jobs:)``.
+    /// See ``HostDirectory/publishJobs(host:jobs:)``.
     public func publishJobs(host: String, jobs: [JobInfo]) async throws {
         let set = PublishedSet(
             time: TaskClock.now(),
@@ -664,7 +664,7 @@ public final class RedisTaskStore: TaskStore {
         try await command(["HSET", key("jobs"), .string(host), .string(json)]).check()
     }
 
-    /// See ``TaskStore/publishedJobs()``.
+    /// See ``HostDirectory/publishedJobs()``.
     public func publishedJobs() async throws -> [JobInfo] {
         let items = try await command(["HGETALL", key("jobs")]).array ?? []
         var byName: [String: (Double, JobInfo)] = [:]
@@ -690,11 +690,11 @@ public final class RedisTaskStore: TaskStore {
         try await pipeline([arguments])[0]
     }
 
-    /// See ``TaskStore/events(after:limit:)``: none, since Redis keeps no event history
+    /// See ``TaskEventLog/events(after:limit:)``: none, since Redis keeps no event history
     /// (DESIGN.md section 6); ``eventStream(after:batch:)`` follows the live messages.
     public func events(after cursor: Int64, limit: Int) async throws -> [TaskEvent] { [] }
 
-    /// See ``TaskStore/lastEventCursor()``: always 0 (no history).
+    /// See ``TaskEventLog/lastEventCursor()``: always 0 (no history).
     public func lastEventCursor() async throws -> Int64 { 0 }
 
     /// Redis keeps no event history (DESIGN.md section 6): events come only from pub/sub.
@@ -707,25 +707,30 @@ public final class RedisTaskStore: TaskStore {
     ///   - cursor: ignored.
     ///   - batch: ignored.
     /// - Returns: a stream that ends when the store closes or the consumer stops.
-    public func eventStream(after cursor: Int64?, batch: Int) -> AsyncThrowingStream<TaskEvent, any Error> {
+    public func followEvents(
+        after cursor: Int64?, batch: Int, _ body: (TaskEvent) async throws -> Bool
+    ) async throws {
         let kinds: [TaskEventKind] = TaskEventKind.allCases
         let channels = kinds.map { channelPrefix + ($0.isTaskEvent ? "task_" : "") + $0.rawValue }
         let byChannel = Dictionary(uniqueKeysWithValues: zip(channels, kinds))
-        let (stream, continuation) = AsyncThrowingStream.makeStream(
+        // Messages arrive on the connection's event loop; they are handed to `body` in this task.
+        let (stream, continuation) = AsyncStream.makeStream(
             of: TaskEvent.self, bufferingPolicy: .bufferingNewest(100_000))
-        let counter = Atomic<Int64>(0)
-        let follower = Task { [client] in
-            await client.subscribe(to: channels) { channel, payload in
-                guard let kind = byChannel[channel],
-                    let event = Self.event(
-                        kind: kind, message: payload, seq: counter.add(1, ordering: .relaxed).newValue)
-                else { return }
-                continuation.yield(event)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { [client] in
+                let counter = Atomic<Int64>(0)
+                await client.subscribe(to: channels) { channel, payload in
+                    guard let kind = byChannel[channel],
+                        let event = Self.event(
+                            kind: kind, message: payload, seq: counter.add(1, ordering: .relaxed).newValue)
+                    else { return }
+                    continuation.yield(event)
+                }
+                continuation.finish()
             }
-            continuation.finish()
+            for await event in stream where try await !body(event) { break }
+            group.cancelAll()
         }
-        continuation.onTermination = { _ in follower.cancel() }
-        return stream
     }
 
     /// A published message as an event: `{"event":KIND,"task":{...}}` (or `"plugin"`, `"worker"`).
@@ -746,7 +751,7 @@ public final class RedisTaskStore: TaskStore {
         return TaskEvent(seq: seq, kind: kind, taskID: id, status: status, taskJSON: json)
     }
 
-    /// See ``TaskStore/publishHostStatus(worker:json:)``: the host's latest status in the `hosts`
+    /// See ``HostDirectory/publishHostStatus(worker:json:)``: the host's latest status in the `hosts`
     /// hash (`time|json`), published on `<ns>_host_status`.
     public func publishHostStatus(worker: String, json: String) async throws {
         let replies = try await pipeline([
@@ -756,7 +761,7 @@ public final class RedisTaskStore: TaskStore {
         for reply in replies { try reply.check() }
     }
 
-    /// See ``TaskStore/hostStatuses(since:)``.
+    /// See ``HostDirectory/hostStatuses(since:)``.
     public func hostStatuses(since: Double) async throws -> [String] {
         let items = try await command(["HGETALL", key("hosts")]).array ?? []
         var found: [(Double, String)] = []
@@ -772,7 +777,7 @@ public final class RedisTaskStore: TaskStore {
         return found.sorted { $0.0 > $1.0 }.map(\.1)
     }
 
-    /// See ``TaskStore/recordEvent(_:json:)``: published on its channel (`<ns>_plugin_loaded`, …).
+    /// See ``TaskEventLog/recordEvent(_:json:)``: published on its channel (`<ns>_plugin_loaded`, …).
     public func recordEvent(_ kind: TaskEventKind, json: String) async throws {
         let replies = try await pipeline([
             [
@@ -785,14 +790,14 @@ public final class RedisTaskStore: TaskStore {
         wrote()
     }
 
-    /// See ``TaskStore/observeChanges(_:)``.
+    /// See ``TaskQueueStore/observeChanges(_:)``.
     public func observeChanges(_ handler: @escaping @Sendable () -> Void) -> ChangeObservation {
         let observation = broadcaster.observe(handler)
         startWatcher()
         return observation
     }
 
-    /// See ``TaskStore/changes()``.
+    /// See ``TaskQueueStore/changes()``.
     ///
     /// Fed by this process's own writes, by a pub/sub subscription to `<ns>_changed` (other
     /// processes' writes), and by a poll of the queue order every ``Options/pollInterval``.
@@ -833,7 +838,7 @@ public final class RedisTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/close()``.
+    /// See ``TaskQueueStore/close()``.
     public func close() async {
         guard !closed.exchange(true, ordering: .relaxed) else { return }
         let task = watcher.withLock { $0 }
@@ -844,7 +849,7 @@ public final class RedisTaskStore: TaskStore {
     }
 }
 
-extension TaskStore where Self == RedisTaskStore {
+extension TaskQueueStore where Self == RedisTaskStore {
     /// Opens a Redis store and checks that it answers: `let store: some TaskStore = try await .redis(url: url)`.
     /// - Parameter url: the server, credentials, database and namespace.
     /// - Returns: the store.

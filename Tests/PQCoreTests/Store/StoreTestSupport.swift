@@ -90,32 +90,36 @@ func claimRequest(
 
 /// The events `body` causes, as a follower of the store sees them: read from the store's event
 /// log after a cursor taken before, or, where the store keeps no log (Redis, DESIGN.md section
-/// 6), from its live stream opened before `body` (the first `count` events, within 10 s).
+/// 6) or when `viaFollower` asks, through ``TaskEventLog/followEvents(after:batch:_:)`` started
+/// before `body` (the first `count` events, within 10 s).
 func recordedEvents(
-    _ store: any TaskStore, count: Int, during body: () async throws -> Void
+    _ store: any TaskStore, count: Int, viaFollower: Bool = false, during body: () async throws -> Void
 ) async throws -> [TaskEvent] {
-    guard store is RedisTaskStore else {
+    guard viaFollower || store is RedisTaskStore else {
         let start = try await store.lastEventCursor()
         try await body()
         return try await store.events(after: start, limit: 1_000)
     }
-    let stream = store.eventStream()
-    try await Task.sleep(for: .milliseconds(300))  // the subscription is made
-    try await body()
     return try await withThrowingTaskGroup(of: [TaskEvent]?.self) { group in
         group.addTask {
             var seen: [TaskEvent] = []
-            for try await event in stream {
+            try await store.followEvents { event in
                 seen.append(event)
-                if seen.count >= count { break }
+                return seen.count < count
             }
             return seen
         }
+        try await Task.sleep(for: .milliseconds(300))  // the subscription is made
+        try await body()
         group.addTask {
             try await Task.sleep(for: .seconds(10))
             return nil
         }
-        let first = try await group.next() ?? nil
+        var first: [TaskEvent]? = nil
+        for try await result in group {
+            first = result
+            break
+        }
         group.cancelAll()
         return first ?? []
     }

@@ -496,17 +496,12 @@ struct TaskStoreConformanceTests {
     @Test(arguments: StoreKind.allCases)
     func eventStreamDeliversNewEvents(kind: StoreKind) async throws {
         try await withStore(kind) { store in
-            let stream = store.eventStream()
-            try await Task.sleep(for: .milliseconds(300))  // let the follower read its start cursor (or subscribe)
-            let task = try await store.enqueue([NewTask(name: "a")])[0]
-            _ = try await store.claim(claimRequest())
-            var kinds: [TaskEventKind] = []
-            for try await event in stream {
-                #expect(event.taskID == task.id)
-                kinds.append(event.kind)
-                if kinds.count == 2 { break }
+            let events = try await recordedEvents(store, count: 2, viaFollower: true) {
+                _ = try await store.enqueue([NewTask(name: "a")])
+                _ = try await store.claim(claimRequest())
             }
-            #expect(kinds == [.queued, .started])
+            #expect(events.map(\.kind) == [.queued, .started])
+            #expect(Set(events.map(\.taskID)).count == 1)
         }
     }
 

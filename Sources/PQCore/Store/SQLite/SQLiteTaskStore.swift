@@ -342,7 +342,7 @@ public final class SQLiteTaskStore: TaskStore {
 
     // MARK: - TaskStore
 
-    /// See ``TaskStore/enqueue(_:)``.
+    /// See ``TaskQueueStore/enqueue(_:)``.
     public func enqueue(_ tasks: [NewTask]) async throws -> [TaskRecord] {
         for task in tasks { try TaskEngine.validate(task) }
         guard !tasks.isEmpty else { return [] }
@@ -379,7 +379,7 @@ public final class SQLiteTaskStore: TaskStore {
         return nil
     }
 
-    /// See ``TaskStore/claim(_:)``.
+    /// See ``TaskQueueStore/claim(_:)``.
     public func claim(_ request: ClaimRequest) async throws -> [TaskRecord] {
         guard request.limit > 0 else { return [] }
         let trimmer = self.trimmer
@@ -388,7 +388,7 @@ public final class SQLiteTaskStore: TaskStore {
         return try await writer.perform(durability: .none) { db in try Self.claim(request, db, trimmer) }
     }
 
-    /// See ``TaskStore/finish(_:thenClaim:)``: one transaction, synced right after it commits
+    /// See ``TaskQueueStore/finish(_:thenClaim:)``: one transaction, synced right after it commits
     /// (the host does not wait for the sync: an outcome lost in a power cut runs its task again).
     public func finish(_ outcomes: [TaskOutcome], thenClaim request: ClaimRequest?) async throws -> [TaskRecord] {
         let trimmer = self.trimmer
@@ -458,7 +458,7 @@ public final class SQLiteTaskStore: TaskStore {
         return try s.step() ? (s.int(0) ?? 0) : 0
     }
 
-    /// See ``TaskStore/renew(ids:worker:leaseUntil:)``.
+    /// See ``TaskQueueStore/renew(ids:worker:leaseUntil:)``.
     public func renew(ids: [String], worker: String, leaseUntil: Double) async throws -> Set<String> {
         guard !ids.isEmpty else { return [] }
         return try await writer.perform(durability: .none) { db in
@@ -484,7 +484,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/finish(_:)``.
+    /// See ``TaskQueueStore/finish(_:)``.
     public func finish(_ outcomes: [TaskOutcome]) async throws -> [TaskRecord] {
         guard !outcomes.isEmpty else { return [] }
         let trimmer = self.trimmer
@@ -507,13 +507,13 @@ public final class SQLiteTaskStore: TaskStore {
         return out
     }
 
-    /// See ``TaskStore/recoverExpiredLeases(now:maxDeadRuns:)``.
+    /// See ``TaskQueueStore/recoverExpiredLeases(now:maxDeadRuns:)``.
     public func recoverExpiredLeases(now: Double, maxDeadRuns: Int) async throws -> [TaskRecord] {
         let filter = "status = \(Self.started) AND lease_expires < ?"
         return try await recover(filter: filter, now: now, maxDeadRuns: maxDeadRuns) { $0.bind(1, now) }
     }
 
-    /// See ``TaskStore/recoverWorker(_:now:maxDeadRuns:)``.
+    /// See ``TaskQueueStore/recoverWorker(_:now:maxDeadRuns:)``.
     public func recoverWorker(_ worker: String, now: Double, maxDeadRuns: Int) async throws -> [TaskRecord] {
         try await recover(filter: "status = \(Self.started) AND worker = ?", now: now, maxDeadRuns: maxDeadRuns) {
             $0.bind(1, worker)
@@ -551,12 +551,12 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/task(id:)``.
+    /// See ``TaskQueueStore/task(id:)``.
     public func task(id: String) async throws -> TaskRecord? {
         try await reader.perform { db in try Self.fetch(id: id, db) }
     }
 
-    /// See ``TaskStore/tasks(ids:)``: one read transaction, one prepared statement for all.
+    /// See ``TaskQueueStore/tasks(ids:)``: one read transaction, one prepared statement for all.
     public func tasks(ids: [String]) async throws -> [String: TaskRecord] {
         try await reader.perform { db in
             var found: [String: TaskRecord] = [:]
@@ -566,7 +566,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/tasks(status:job:queue:limit:)``.
+    /// See ``TaskQueueStore/tasks(status:job:queue:limit:)``.
     public func tasks(status: TaskStatus?, job: String?, queue: String?, limit: Int) async throws -> [TaskRecord] {
         try await reader.perform { db in
             let s = try db.statement(
@@ -585,7 +585,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/revoke(id:now:)``.
+    /// See ``TaskQueueStore/revoke(id:now:)``.
     public func revoke(id: String, now: Double) async throws -> RevokeOutcome {
         let trimmer = self.trimmer
         return try await writer.perform { db in
@@ -607,7 +607,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/queueSizes(now:)``.
+    /// See ``TaskQueueStore/queueSizes(now:)``.
     public func queueSizes(now: Double) async throws -> [QueueSize] {
         try await reader.perform { db in
             // Two parts so that each walks its partial index (waiting, started), not every task
@@ -637,7 +637,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/nextDue(queues:jobs:)``.
+    /// See ``TaskQueueStore/nextDue(queues:jobs:)``.
     public func nextDue(queues: Set<String>?, jobs: Set<String>?) async throws -> Double? {
         try await reader.perform { db in
             let s = try db.statement(
@@ -652,7 +652,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/purge(finishedBefore:)``.
+    /// See ``TaskQueueStore/purge(finishedBefore:)``.
     public func purge(finishedBefore: Double) async throws -> Int {
         try await writer.perform { db in
             let s = try db.statement("DELETE FROM tasks WHERE time_ended < ? AND status IN \(Self.ready)")
@@ -662,7 +662,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/publishJobs(host:jobs:)``.
+    /// See ``HostDirectory/publishJobs(host:jobs:)``.
     public func publishJobs(host: String, jobs: [JobInfo]) async throws {
         try await writer.perform { db in
             let now = TaskClock.now()
@@ -691,7 +691,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/publishedJobs()``.
+    /// See ``HostDirectory/publishedJobs()``.
     public func publishedJobs() async throws -> [JobInfo] {
         try await reader.perform { db in
             let s = try db.statement(
@@ -714,7 +714,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/events(after:limit:)``.
+    /// See ``TaskEventLog/events(after:limit:)``.
     public func events(after cursor: Int64, limit: Int) async throws -> [TaskEvent] {
         try await reader.perform { db in
             let s = try db.statement(
@@ -734,7 +734,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/publishHostStatus(worker:json:)``.
+    /// See ``HostDirectory/publishHostStatus(worker:json:)``.
     public func publishHostStatus(worker: String, json: String) async throws {
         // A status is refreshed every few seconds: losing the last one in a power cut is harmless.
         try await writer.perform(durability: .none) { db in
@@ -748,7 +748,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/hostStatuses(since:)``.
+    /// See ``HostDirectory/hostStatuses(since:)``.
     public func hostStatuses(since: Double) async throws -> [String] {
         try await reader.perform { db in
             let s = try db.statement("SELECT status FROM host_status WHERE time >= ? ORDER BY time DESC")
@@ -760,7 +760,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/recordEvent(_:json:)``.
+    /// See ``TaskEventLog/recordEvent(_:json:)``.
     public func recordEvent(_ kind: TaskEventKind, json: String) async throws {
         let trimmer = self.trimmer
         try await writer.perform { db in
@@ -772,7 +772,7 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/lastEventCursor()``.
+    /// See ``TaskEventLog/lastEventCursor()``.
     public func lastEventCursor() async throws -> Int64 {
         try await reader.perform { db in
             let s = try db.statement("SELECT coalesce(max(seq), 0) FROM events")
@@ -781,18 +781,18 @@ public final class SQLiteTaskStore: TaskStore {
         }
     }
 
-    /// See ``TaskStore/observeChanges(_:)``.
+    /// See ``TaskQueueStore/observeChanges(_:)``.
     public func observeChanges(_ handler: @escaping @Sendable () -> Void) -> ChangeObservation {
         broadcaster.observe(handler)
     }
 
-    /// See ``TaskStore/changes()``. Fires after each commit of this store and, through inotify on
+    /// See ``TaskQueueStore/changes()``. Fires after each commit of this store and, through inotify on
     /// the file's folder (with a `data_version` poll as a safety net), after commits by other processes.
     public func changes() -> AsyncStream<Void> {
         broadcaster.stream()
     }
 
-    /// See ``TaskStore/close()``.
+    /// See ``TaskQueueStore/close()``.
     public func close() async {
         let wasClosed = closed.withLock { value in
             defer { value = true }
