@@ -8,7 +8,7 @@ struct PeriodicState: Sendable {
 extension MemoryTaskStore: PeriodicScheduleStore {
     /// See ``PeriodicScheduleStore/acquireSchedulerLease(holder:until:now:)``.
     public func acquireSchedulerLease(holder: String, until: Double, now: Double) async throws -> Bool {
-        try read { state in
+        try writeQuietly { state in
             let lease = state.periodic
             guard lease.leaseHolder == nil || lease.leaseHolder == holder || lease.leaseUntil < now else {
                 return false
@@ -21,7 +21,7 @@ extension MemoryTaskStore: PeriodicScheduleStore {
 
     /// See ``PeriodicScheduleStore/releaseSchedulerLease(holder:)``.
     public func releaseSchedulerLease(holder: String) async throws {
-        try read { state in
+        try writeQuietly { state in
             guard state.periodic.leaseHolder == holder else { return }
             state.periodic.leaseHolder = nil
             state.periodic.leaseUntil = 0

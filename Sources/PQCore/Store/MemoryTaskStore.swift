@@ -84,10 +84,21 @@ public final class MemoryTaskStore: TaskStore {
         return result
     }
 
-    func read<T>(_ body: (inout State) throws -> T) throws -> T {
+    /// Runs `body` under the lock without signalling a change: for writes that make no task
+    /// claimable and that no follower waits for (a lease renewed, stale heap heads dropped, a
+    /// host's job list).
+    func writeQuietly<T>(_ body: (inout State) throws -> T) throws -> T {
         try state.withLock { (state) throws -> T in
             guard !state.closed else { throw TaskStoreError(.closed, "the memory store was closed") }
             return try body(&state)
+        }
+    }
+
+    /// Runs `body` under the lock with the state as it is (a read changes nothing).
+    func read<T>(_ body: (State) throws -> T) throws -> T {
+        try state.withLock { (state) throws -> T in
+            guard !state.closed else { throw TaskStoreError(.closed, "the memory store was closed") }
+            return try body(state)
         }
     }
 
@@ -274,7 +285,7 @@ public final class MemoryTaskStore: TaskStore {
 
     /// See ``TaskQueueStore/renew(ids:worker:leaseUntil:)``.
     public func renew(ids: [String], worker: String, leaseUntil: Double) async throws -> Set<String> {
-        try read { state in
+        try writeQuietly { state in
             var cancel: Set<String> = []
             for id in ids {
                 guard let position = state.index[id], let record = state.slots[position],
@@ -419,7 +430,7 @@ public final class MemoryTaskStore: TaskStore {
 
     /// See ``TaskQueueStore/nextDue(queues:jobs:)``.
     public func nextDue(queues: Set<String>?, jobs: Set<String>?) async throws -> Double? {
-        try read { state in
+        try writeQuietly { state in
             var best: Double?
             for (queue, heap) in state.waiting where queues?.contains(queue) ?? true {
                 if jobs == nil {
@@ -483,7 +494,7 @@ public final class MemoryTaskStore: TaskStore {
     /// See ``HostDirectory/publishJobs(host:jobs:)``.
     public func publishJobs(host: String, jobs: [JobInfo]) async throws {
         let now = TaskClock.now()
-        try read { $0.published[host] = (now, jobs) }
+        try writeQuietly { $0.published[host] = (now, jobs) }
     }
 
     /// See ``HostDirectory/publishedJobs()``.

@@ -167,7 +167,7 @@ enum RedisFunctions {
         -- a: P, CH, n, then per task: id, check ('1': the id was given, look for a task holding it),
         -- eta, wait name, overlap name ('' unless can_overlap = false), fixed members, retry, order
         -- (the host's: RedisTaskStore.order), m, then m more field-value pairs. Returns per task 0
-        -- (queued) or the twin's fields.
+        -- (queued) or the twin's fields; when a given id is taken, that id alone, nothing written.
         local function enqueue(keys, a)
           setup(a)
           local n = tonumber(a[3])
@@ -179,7 +179,7 @@ enum RedisFunctions {
             t.first = i + 9; t.m = m
             if a[i + 1] == '1' then
               if seen[t.id] or redis.call('EXISTS', tkey(t.id)) == 1 then
-                return redis.error_reply('PQDUPLICATE ' .. t.id)
+                return t.id  -- a bare string: this id is taken (success is an array)
               end
               seen[t.id] = true
             end

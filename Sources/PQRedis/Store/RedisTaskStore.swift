@@ -189,16 +189,10 @@ public final class RedisTaskStore: TaskStore {
             ]
             arguments += extra
         }
-        let reply: RESPValue
-        do {
-            reply = try await call(RedisFunctions.enqueue, arguments)
-        } catch let error as TaskStoreError where error.code == .database {
-            // The function's own error reply: `PQDUPLICATE <id>`.
-            if let range = error.message.range(of: "PQDUPLICATE ") {
-                let id = String(error.message[range.upperBound...].prefix { !$0.isWhitespace })
-                throw TaskStoreError(.invalidArgument, "task id \(id) is already used", taskID: id)
-            }
-            throw error
+        let reply = try await call(RedisFunctions.enqueue, arguments)
+        // The function answers a taken id with that id alone (a string), having written nothing.
+        if case .bulkString = reply, let id = try reply.string {
+            throw TaskStoreError(.invalidArgument, "task id \(id) is already used", taskID: id)
         }
         wrote()
         let items = try reply.array ?? []
