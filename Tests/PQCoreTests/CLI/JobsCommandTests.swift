@@ -6,9 +6,9 @@ import Testing
 @Suite struct JobsCommandTests {
     var root: String { Fixtures.installedPluginsRoot }
 
-    @Test func tableListsJobsOfBothExamplePlugins() throws {
+    @Test func tableListsJobsOfBothExamplePlugins() async throws {
         _ = try Fixtures.requireBuilt(Fixtures.swiftExamplePlugin)
-        let r = try PQCommand.run(["jobs", "--task-paths", "examples.*", "--plugins-dir", root])
+        let r = try await PQCommand.run(["jobs", "--task-paths", "examples.*", "--plugins-dir", root])
         #expect(r.status == 0)
         #expect(r.stderr == "")
         let lines = r.stdout.split(separator: "\n")
@@ -18,8 +18,8 @@ import Testing
         #expect(lines.contains { $0.hasPrefix("c.tick ") && $0.contains("periodic") && $0.contains("every 2s") })
     }
 
-    @Test func jsonHasTheContractFields() throws {
-        let r = try PQCommand.run(["jobs", "--json", "--task-paths", "examples.*", "--plugins-dir", root])
+    @Test func jsonHasTheContractFields() async throws {
+        let r = try await PQCommand.run(["jobs", "--json", "--task-paths", "examples.*", "--plugins-dir", root])
         #expect(r.status == 0)
         let array = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
         let byName = Dictionary(uniqueKeysWithValues: array.map { ($0["name"] as! String, $0) })
@@ -41,11 +41,11 @@ import Testing
     @Test func withoutTaskPathsItListsTheJobsHostsRegistered() async throws {
         let dir = Fixtures.temporaryDirectory("pqjobsstore")
         let store = "sqlite:\(dir)/pq.sqlite"
-        let empty = try PQCommand.run(["jobs", "--store", store])
+        let empty = try await PQCommand.run(["jobs", "--store", store])
         #expect(empty.status == 0)
         #expect(empty.stdout.contains("no task_paths given, and no host"))
         let host = try HostProcess(store: store, directory: dir)
-        let r = try PQCommand.run(["jobs", "--json", "--store", store])
+        let r = try await PQCommand.run(["jobs", "--json", "--store", store])
         #expect(r.status == 0, "\(r.stderr)")
         let array = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
         let mul = try #require(array.first { $0["name"] as? String == "c.mul" })
@@ -53,7 +53,7 @@ import Testing
         #expect(mul["path"] as? String == Fixtures.cExamplePlugin)
         #expect(mul["signature"] as? String == "(a:i64,b:i64)->i64")
         #expect(array.first { $0["name"] as? String == "c.tick" }?["type"] as? String == "periodic")
-        let table = try PQCommand.run(["jobs", "--store", store])
+        let table = try await PQCommand.run(["jobs", "--store", store])
         #expect(
             table.stdout.split(separator: "\n").contains {
                 $0.hasPrefix("addition ") && $0.contains(Fixtures.swiftExamplePlugin)
@@ -61,7 +61,7 @@ import Testing
         #expect(host.stop() == 0)
     }
 
-    @Test func brokenPluginIsNamedOnStderrAndTheOthersAreListed() throws {
+    @Test func brokenPluginIsNamedOnStderrAndTheOthersAreListed() async throws {
         let pluginsRoot = Fixtures.temporaryDirectory()
         let dir = pluginsRoot + "/mixed"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -69,15 +69,15 @@ import Testing
         let full = try Data(contentsOf: URL(fileURLWithPath: Fixtures.cExamplePlugin))
         try full.prefix(3000).write(to: URL(fileURLWithPath: dir + "/libhalf.so"))
         try Data("junk".utf8).write(to: URL(fileURLWithPath: dir + "/libjunk.so"))
-        let r = try PQCommand.run(["jobs", "--task-paths", "mixed", "--plugins-dir", pluginsRoot])
+        let r = try await PQCommand.run(["jobs", "--task-paths", "mixed", "--plugins-dir", pluginsRoot])
         #expect(r.status == 0)
         #expect(r.stdout.contains("c.echo"))
         #expect(r.stderr.contains(dir + "/libhalf.so") && r.stderr.contains("incomplete"))
         #expect(r.stderr.contains(dir + "/libjunk.so") && r.stderr.contains("not an ELF"))
     }
 
-    @Test func missingDirectoryIsAnErrorNamingEntryAndPath() throws {
-        let r = try PQCommand.run(["jobs", "--task-paths", "examples.*,nothere.sub", "--plugins-dir", root])
+    @Test func missingDirectoryIsAnErrorNamingEntryAndPath() async throws {
+        let r = try await PQCommand.run(["jobs", "--task-paths", "examples.*,nothere.sub", "--plugins-dir", root])
         #expect(r.status != 0)
         #expect(r.stdout == "")
         #expect(r.stderr.contains("'nothere.sub'"))
@@ -85,8 +85,8 @@ import Testing
         #expect(r.stderr.split(separator: "\n").count == 1)
     }
 
-    @Test func environmentAndConfigFileAreHonouredWithFlagsWinning() throws {
-        let viaEnv = try PQCommand.run(
+    @Test func environmentAndConfigFileAreHonouredWithFlagsWinning() async throws {
+        let viaEnv = try await PQCommand.run(
             ["jobs", "--json"], environment: ["PQ_TASK_PATHS": "examples.c", "PQ_PLUGINS_DIR": root])
         #expect(viaEnv.status == 0)
         #expect(viaEnv.stdout.contains("c.echo") && !viaEnv.stdout.contains("\"addition\""))
@@ -98,40 +98,40 @@ import Testing
         task_paths = ["examples.swift"]
         plugins_dir = "\(root)"
         """.write(toFile: config, atomically: true, encoding: .utf8)
-        let viaFile = try PQCommand.run(["jobs", "--json", "--config", config])
+        let viaFile = try await PQCommand.run(["jobs", "--json", "--config", config])
         #expect(viaFile.status == 0)
         #expect(viaFile.stdout.contains("\"addition\"") && !viaFile.stdout.contains("c.echo"))
 
-        let flagWins = try PQCommand.run(
+        let flagWins = try await PQCommand.run(
             ["jobs", "--json", "--config", config, "--task-paths", "examples.c"],
             environment: ["PQ_TASK_PATHS": "examples.swift"])
         #expect(flagWins.stdout.contains("c.echo") && !flagWins.stdout.contains("\"addition\""))
 
         // ./pq.toml in the working directory is read when no --config is given.
-        let implicit = try PQCommand.run(["jobs", "--json"], currentDirectory: dir)
+        let implicit = try await PQCommand.run(["jobs", "--json"], currentDirectory: dir)
         #expect(implicit.stdout.contains("\"addition\""))
     }
 
-    @Test func untrustedPluginDirectoryIsRefusedWithTheOptOut() throws {
+    @Test func untrustedPluginDirectoryIsRefusedWithTheOptOut() async throws {
         let pluginsRoot = Fixtures.temporaryDirectory()
         let dir = pluginsRoot + "/open"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: Fixtures.cExamplePlugin, toPath: dir + "/libc.so")
         chmod(dir, 0o777)
-        let r = try PQCommand.run(["jobs", "--task-paths", "open", "--plugins-dir", pluginsRoot])
+        let r = try await PQCommand.run(["jobs", "--task-paths", "open", "--plugins-dir", pluginsRoot])
         #expect(r.status == 0)
         #expect(r.stderr.contains(dir) && r.stderr.contains("--trust-all-plugins"))
         #expect(!r.stdout.contains("c.echo"))
-        let trusted = try PQCommand.run([
+        let trusted = try await PQCommand.run([
             "jobs", "--task-paths", "open", "--plugins-dir", pluginsRoot, "--trust-all-plugins",
         ])
         #expect(trusted.stdout.contains("c.echo"))
     }
 
-    @Test func badConfigFileIsOneClearLine() throws {
+    @Test func badConfigFileIsOneClearLine() async throws {
         let dir = Fixtures.temporaryDirectory()
         try "task_paths = [examples\n".write(toFile: dir + "/bad.toml", atomically: true, encoding: .utf8)
-        let r = try PQCommand.run(["jobs", "--config", dir + "/bad.toml"])
+        let r = try await PQCommand.run(["jobs", "--config", dir + "/bad.toml"])
         #expect(r.status != 0)
         #expect(r.stderr.contains("bad.toml") && r.stderr.contains("line 1"))
     }

@@ -9,11 +9,11 @@ enum PQCommand {
     static func run(
         _ arguments: [String], environment extra: [String: String] = [:], stdin: String? = nil,
         currentDirectory: String? = nil, timeout: Double = 60
-    ) throws -> Fixtures.ProcessResult {
+    ) async throws -> Fixtures.ProcessResult {
         try #require(FileManager.default.isExecutableFile(atPath: binary), "missing \(binary): run `make build` first")
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PQ_") }
         for (k, v) in extra { env[k] = v }
-        return try Fixtures.run(
+        return try await Fixtures.run(
             binary, arguments, environment: env,
             currentDirectory: currentDirectory ?? Fixtures.temporaryDirectory("pqcwd"),
             stdin: stdin, timeout: timeout)

@@ -17,11 +17,12 @@ import Testing
         var array: [[String: Any]] { parsed as? [[String: Any]] ?? [] }
     }
 
-    static func curl(_ method: String, _ url: String, json: String? = nil, headers: [String] = []) throws -> Reply {
+    static func curl(_ method: String, _ url: String, json: String? = nil, headers: [String] = []) async throws -> Reply
+    {
         var args = ["-s", "-S", "--max-time", "20", "-X", method, "-w", "\n%{http_code}"]
         for h in headers { args += ["-H", h] }
         if json != nil { args += ["-H", "Content-Type: application/json", "--data-binary", "@-"] }
-        let r = try Fixtures.run(try curlBinary(), args + [url], stdin: json, timeout: 30)
+        let r = try await Fixtures.run(try curlBinary(), args + [url], stdin: json, timeout: 30)
         try #require(r.status == 0, "curl \(method) \(url) failed: \(r.stderr)")
         let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         return Reply(status: Int(lines.last ?? "") ?? 0, body: lines.dropLast().joined(separator: "\n"))
@@ -58,13 +59,14 @@ import Testing
     }
 
     /// Polls `GET /api/tasks/ID` until the task is ready (bounded).
-    static func waitReady(_ base: String, _ id: String, headers: [String] = [], timeout: Double = 30) throws -> [String:
+    static func waitReady(_ base: String, _ id: String, headers: [String] = [], timeout: Double = 30) async throws
+        -> [String:
         Any]
     {
         let deadline = Date().addingTimeInterval(timeout)
         var last: [String: Any] = [:]
         while Date() < deadline {
-            last = try curl("GET", base + "api/tasks/" + id, headers: headers).object
+            last = try await curl("GET", base + "api/tasks/" + id, headers: headers).object
             if let s = last["status"] as? Int, [1, 2, 3].contains(s) { return last }
             usleep(50_000)
         }
@@ -73,8 +75,8 @@ import Testing
     }
 
     /// Scrapes `/metrics` and parses it line by line (any malformed line fails the test).
-    static func metrics(_ base: String, headers: [String] = []) throws -> [String: Double] {
-        let reply = try curl("GET", base + "metrics", headers: headers)
+    static func metrics(_ base: String, headers: [String] = []) async throws -> [String: Double] {
+        let reply = try await curl("GET", base + "metrics", headers: headers)
         try #require(reply.status == 200, "\(reply.body)")
         var samples: [String: Double] = [:]
         for line in reply.body.split(separator: "\n") {
@@ -126,61 +128,62 @@ import Testing
 
     // MARK: tests
 
-    @Test func serveQueuesRunsAndCountsTasksQueuedThroughTheAPI() throws {
+    @Test func serveQueuesRunsAndCountsTasksQueuedThroughTheAPI() async throws {
         let store = "sqlite:\(dir)/serve.sqlite"
         let host = try HostProcess(store: store, arguments: ["--http", "127.0.0.1:0"], directory: dir)
         let base = try Self.announcedURL({ host.log }, running: { host.isRunning })
-        #expect(try Self.curl("GET", base + "healthz").status == 200)
-        let jobs = try Self.curl("GET", base + "api/jobs").array
+        await #expect(try await Self.curl("GET", base + "healthz").status == 200)
+        let jobs = try await Self.curl("GET", base + "api/jobs").array
         #expect(jobs.contains { $0["name"] as? String == "addition" && $0["plugin"] as? String == "examples" })
 
-        let created = try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":2}}"#)
+        let created = try await Self.curl(
+            "POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":2}}"#)
         #expect(created.status == 201, "\(created.body)")
         let id = try #require(created.object["id"] as? String)
-        let done = try Self.waitReady(base, id)
+        let done = try await Self.waitReady(base, id)
         #expect(done["status_string"] as? String == "SUCCESS")
         #expect(done["result"] as? Int == 3)
         #expect(done["worker"] as? String != nil)
 
         // Bad input through the real server: a JSON error, nothing queued.
         let client = PQClient(store: store, directory: dir)
-        let before = try client.run(["tasks", "--json", "--limit", "1000"]).stdout
-        let unknown = try Self.curl("POST", base + "api/tasks", json: #"{"job":"no.such.job"}"#)
+        let before = try await client.run(["tasks", "--json", "--limit", "1000"]).stdout
+        let unknown = try await Self.curl("POST", base + "api/tasks", json: #"{"job":"no.such.job"}"#)
         #expect(unknown.status == 400)
         #expect((unknown.object["error"] as? String)?.contains("unknown job 'no.such.job'") == true)
-        let notObject = try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":"a=1"}"#)
+        let notObject = try await Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":"a=1"}"#)
         #expect(notObject.status == 400)
-        let malformed = try Self.curl("POST", base + "api/tasks", json: #"{"job":"#)
+        let malformed = try await Self.curl("POST", base + "api/tasks", json: #"{"job":"#)
         #expect(malformed.status == 400)
         let big = #"{"job":"addition","kwargs":{"x":""# + String(repeating: "y", count: 1_100_000) + #""}}"#
-        #expect(try Self.curl("POST", base + "api/tasks", json: big).status == 413)
-        #expect(try Self.curl("DELETE", base + "api/tasks").status == 405)
-        #expect(try Self.curl("GET", base + "api/tasks/0123456789abcdef0123456789abcdef").status == 404)
+        await #expect(try await Self.curl("POST", base + "api/tasks", json: big).status == 413)
+        await #expect(try await Self.curl("DELETE", base + "api/tasks").status == 405)
+        await #expect(try await Self.curl("GET", base + "api/tasks/0123456789abcdef0123456789abcdef").status == 404)
         // Without a token only requests addressed to a loopback name are answered (a page of
         // another site pointing its own name at 127.0.0.1 gets nothing).
-        let rebound = try Self.curl("GET", base + "api/tasks", headers: ["Host: evil.example:80"])
+        let rebound = try await Self.curl("GET", base + "api/tasks", headers: ["Host: evil.example:80"])
         #expect(rebound.status == 403)
-        #expect(
-            try Self.curl(
+        await #expect(
+            try await Self.curl(
                 "POST", base + "api/tasks", json: #"{"job":"addition"}"#, headers: ["Origin: http://evil.example"]
             ).status == 403)
-        #expect(
-            try Self.curl(
+        await #expect(
+            try await Self.curl(
                 "POST", base + "api/tasks", json: #"{"job":"addition"}"#, headers: ["Sec-Fetch-Site: cross-site"]
             ).status == 403)
-        #expect(try client.run(["tasks", "--json", "--limit", "1000"]).stdout == before)
+        await #expect(try await client.run(["tasks", "--json", "--limit", "1000"]).stdout == before)
 
         // A worker crash is counted (process isolation: in thread mode it would take the host).
         if Self.isolation == "process" {
-            let crash = try Self.curl("POST", base + "api/tasks", json: #"{"job":"c.crash"}"#)
+            let crash = try await Self.curl("POST", base + "api/tasks", json: #"{"job":"c.crash"}"#)
             let crashID = try #require(crash.object["id"] as? String)
-            #expect(try Self.waitReady(base, crashID)["status_string"] as? String == "FAILURE")
+            await #expect(try Self.waitReady(base, crashID)["status_string"] as? String == "FAILURE")
         }
         // The host's metrics (its status is published every few seconds: wait for pq_hosts).
         var samples: [String: Double] = [:]
         let deadline = Date().addingTimeInterval(15)
         repeat {
-            samples = try Self.metrics(base)
+            samples = try await Self.metrics(base)
             if samples["pq_hosts"] == 1 { break }
             usleep(200_000)
         } while Date() < deadline
@@ -195,13 +198,13 @@ import Testing
             #expect(samples["pq_worker_crashes_total"] == 1)
             #expect(samples[#"pq_tasks_total{job="c.crash",status="FAILURE"}"#] == 1)
         }
-        let hosts = try Self.curl("GET", base + "api/hosts").array
+        let hosts = try await Self.curl("GET", base + "api/hosts").array
         #expect(hosts.count == 1)
         #expect(hosts.first?["concurrent_tasks"] as? Int == 5)
         #expect(host.stop() == 0)
     }
 
-    @Test func eventStreamDeliversTheDoneEvent() throws {
+    @Test func eventStreamDeliversTheDoneEvent() async throws {
         let store = "sqlite:\(dir)/sse.sqlite"
         let host = try HostProcess(store: store, arguments: ["--http", "127.0.0.1:0"], directory: dir)
         let base = try Self.announcedURL({ host.log }, running: { host.isRunning })
@@ -210,10 +213,11 @@ import Testing
         // a child deaf to SIGTERM.
         let (stream, text, headers) = try followEvents(base)
         defer { if stream.isRunning { kill(stream.processIdentifier, SIGKILL) } }
-        #expect(try Self.metrics(base)["pq_http_event_subscribers"] == 1)
+        #expect(try await Self.metrics(base)["pq_http_event_subscribers"] == 1)
         let id = try #require(
-            try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":20,"b":22}}"#).object[
-                "id"] as? String)
+            try await Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":20,"b":22}}"#)
+                .object[
+                    "id"] as? String)
         let seen = Self.waitForDone(text, id)
         #expect(headers().lowercased().contains("content-type: text/event-stream"))
         // Each message: `event: <kind>` then `data: <the JSON object of a pq watch line>`.
@@ -241,46 +245,51 @@ import Testing
         var jobs: [[String: Any]] = []
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline, jobs.isEmpty {
-            jobs = try Self.curl("GET", base + "api/jobs").array
+            jobs = try await Self.curl("GET", base + "api/jobs").array
             if jobs.isEmpty { usleep(100_000) }
         }
         #expect(jobs.contains { $0["name"] as? String == "c.mul" })
         // Events on both stores: SQLite's log, Redis's pub/sub.
         let (stream, text, _) = try followEvents(base)
         defer { kill(stream.processIdentifier, SIGKILL) }
-        let id = try #require(
-            try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":2,"b":5}}"#).object["id"]
+        let id = try await #require(
+            try await Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":2,"b":5}}"#).object[
+                "id"]
                 as? String)
-        #expect(try Self.waitReady(base, id)["result"] as? Int == 7)
+        await #expect(try Self.waitReady(base, id)["result"] as? Int == 7)
         let seen = Self.waitForDone(text, id)
         #expect(
             seen.components(separatedBy: "\n\n").contains { $0.hasPrefix("event: done\n") && $0.contains(id) },
             "\(seen)")
         // Revoke a delayed task through the API.
-        let later = try #require(
-            try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":1},"delay":600}"#)
-                .object["id"] as? String)
-        let queued = try Self.curl("GET", base + "api/tasks?status=QUEUED&job=addition").array
+        let later = try await #require(
+            try await Self.curl(
+                "POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":1},"delay":600}"#
+            )
+            .object["id"] as? String)
+        let queued = try await Self.curl("GET", base + "api/tasks?status=QUEUED&job=addition").array
         #expect(queued.map { $0["id"] as? String } == [later])
-        let revoked = try Self.curl("POST", base + "api/tasks/\(later)/revoke", json: "{}")
+        let revoked = try await Self.curl("POST", base + "api/tasks/\(later)/revoke", json: "{}")
         #expect(revoked.status == 200)
         #expect(revoked.object["outcome"] as? String == "revoked")
-        #expect(try Self.curl("GET", base + "api/tasks/" + later).object["status_string"] as? String == "REVOKED")
-        #expect(try Self.curl("POST", base + "api/tasks/\(later)/revoke", json: "{}").status == 409)
+        await #expect(
+            try await Self.curl("GET", base + "api/tasks/" + later).object["status_string"] as? String == "REVOKED")
+        await #expect(try await Self.curl("POST", base + "api/tasks/\(later)/revoke", json: "{}").status == 409)
         // The store's gauges; no host counters in a process that runs no host.
-        let samples = try Self.metrics(base)
+        let samples = try await Self.metrics(base)
         #expect(samples.keys.contains("pq_hosts"))
         #expect(!samples.keys.contains { $0.hasPrefix("pq_tasks_total") })
         #expect(web.stop() == 0)
         #expect(host.stop() == 0)
     }
 
-    @Test func tokenAndLoopbackRules() throws {
+    @Test func tokenAndLoopbackRules() async throws {
         let store = "sqlite:\(dir)/token.sqlite"
         // No token: loopback only, refused in one line naming the flag.
-        let open = try PQCommand.run(["web", "--http", "0.0.0.0:0"], environment: ["PQ_STORE": store], timeout: 20)
+        let open = try await PQCommand.run(
+            ["web", "--http", "0.0.0.0:0"], environment: ["PQ_STORE": store], timeout: 20)
         expectOneLineError(open, ["--http-token", "0.0.0.0:0"])
-        let badAddress = try PQCommand.run(
+        let badAddress = try await PQCommand.run(
             ["web", "--http", "localhost"], environment: ["PQ_STORE": store], timeout: 20)
         expectOneLineError(badAddress, ["HOST:PORT"])
         // With a token (from pq.toml here) any address may be used, and nothing answers without it.
@@ -290,20 +299,22 @@ import Testing
         let host = try HostProcess(store: store, directory: dir)
         let (web, announced) = try Self.web(store: store, arguments: [], directory: configDir)
         let base = announced.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
-        #expect(try Self.curl("GET", base + "healthz").status == 200)
+        await #expect(try await Self.curl("GET", base + "healthz").status == 200)
         for route in ["api/queues", "api/jobs", "api/tasks", "metrics", "api/events", ""] {
-            #expect(try Self.curl("GET", base + route).status == 401, "\(route)")
+            await #expect(try await Self.curl("GET", base + route).status == 401, "\(route)")
         }
-        let refused = try Self.curl("POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":2}}"#)
+        let refused = try await Self.curl(
+            "POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":2}}"#)
         #expect(refused.status == 401)
-        #expect(
-            try Self.curl(
+        await #expect(
+            try await Self.curl(
                 "POST", base + "api/tasks", json: #"{"job":"addition"}"#, headers: ["Authorization: Bearer wrong"]
             ).status == 401)
         let auth = ["Authorization: Bearer s3cret"]
-        #expect(try Self.curl("GET", base + "api/tasks", headers: auth).array.isEmpty)  // nothing was queued
-        #expect(try Self.curl("GET", base + "api/queues", headers: auth).status == 200)
-        let ok = try Self.curl(
+        // Nothing was queued.
+        await #expect(try await Self.curl("GET", base + "api/tasks", headers: auth).array.isEmpty)
+        await #expect(try await Self.curl("GET", base + "api/queues", headers: auth).status == 200)
+        let ok = try await Self.curl(
             "POST", base + "api/tasks", json: #"{"job":"addition","kwargs":{"a":1,"b":2}}"#, headers: auth)
         #expect(ok.status == 201)
         #expect(web.stop() == 0)
@@ -312,20 +323,20 @@ import Testing
 
     /// The dashboard in headless Chromium: a task queued through the API appears without a
     /// reload, and kwargs holding markup stay text.
-    @Test func dashboardShowsTasksLiveAndKwargsAsText() throws {
+    @Test func dashboardShowsTasksLiveAndKwargsAsText() async throws {
         let store = "sqlite:\(dir)/browser.sqlite"
         let host = try HostProcess(store: store, arguments: ["--http", "127.0.0.1:0"], directory: dir)
         let base = try Self.announcedURL({ host.log }, running: { host.isRunning })
-        try checkInBrowser(base, token: nil)
+        try await checkInBrowser(base, token: nil)
         // The token flow: the page asks for it, then goes live with it.
         let (web, url) = try Self.web(
             store: store, arguments: ["--http", "127.0.0.1:0", "--http-token", "t0ken"], directory: dir)
-        try checkInBrowser(url, token: "t0ken")
+        try await checkInBrowser(url, token: "t0ken")
         #expect(web.stop() == 0)
         #expect(host.stop() == 0)
     }
 
-    private func checkInBrowser(_ base: String, token: String?) throws {
+    private func checkInBrowser(_ base: String, token: String?) async throws {
         let script = Fixtures.packageRoot + "/scripts/browser-check.py"
         let outPath = dir + "/browser-\(UUID().uuidString.prefix(6)).txt"
         _ = FileManager.default.createFile(atPath: outPath, contents: nil)
@@ -344,26 +355,26 @@ import Testing
             if browser.isRunning { kill(browser.processIdentifier, SIGKILL) }
         }
         func output() -> String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
-        func waitLine(after count: Int) -> String? {
+        func waitLine(after count: Int) async -> String? {
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline {
                 let lines = output().split(separator: "\n")
                 if lines.count > count { return String(lines[count]) }
                 if !browser.isRunning { return nil }
-                usleep(20_000)
+                try? await Task.sleep(for: .milliseconds(20))
             }
             return nil
         }
-        let first = waitLine(after: 0)
+        let first = await waitLine(after: 0)
         try #require(first == "ready", "browser: \(output())")
         // The page is open and live; now queue a task whose kwargs hold markup.
         let hostile = #"<script>document.title='pwned'</script><img src=x onerror="document.title='pwned'">"#
         let body = JSONValueText.object(["job": "c.echo", "kwargs": ["note": hostile]])
         let auth = token.map { ["Authorization: Bearer \($0)"] } ?? []
-        let created = try Self.curl("POST", base + "api/tasks", json: body, headers: auth)
+        let created = try await Self.curl("POST", base + "api/tasks", json: body, headers: auth)
         let id = try #require(created.object["id"] as? String, "\(created.body)")
         input.fileHandleForWriting.write(Data("task \(id)\n".utf8))
-        let answer = try #require(waitLine(after: 1), "browser: \(output())")
+        let answer = try #require(await waitLine(after: 1), "browser: \(output())")
         let row = try #require(try JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any], "\(answer)")
         #expect(row["found"] as? Bool == true, "the task did not appear without a reload: \(answer)")
         // It came through the event stream (the page also reloads its list every 15 s).

@@ -191,32 +191,33 @@ struct PQClient {
     }
 
     @discardableResult
-    func run(_ args: [String], stdin: String? = nil, timeout: Double = 60, taskPaths: Bool = true) throws
+    func run(_ args: [String], stdin: String? = nil, timeout: Double = 60, taskPaths: Bool = true) async throws
         -> Fixtures.ProcessResult
     {
         var env = HostProcess.environment(store: store, taskPaths: taskPathsValue, pluginsDir: pluginsDir)
         if !taskPaths { env["PQ_TASK_PATHS"] = nil }
-        return try PQCommand.run(args, environment: env, stdin: stdin, currentDirectory: directory, timeout: timeout)
+        return try await PQCommand.run(
+            args, environment: env, stdin: stdin, currentDirectory: directory, timeout: timeout)
     }
 
     /// `pq submit ...` that must succeed; returns the id.
-    func submit(_ args: [String]) throws -> String {
-        let r = try run(["submit"] + args)
+    func submit(_ args: [String]) async throws -> String {
+        let r = try await run(["submit"] + args)
         try #require(r.status == 0, "submit failed: \(r.stderr)")
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// `pq status ID --json` parsed.
-    func status(_ id: String) throws -> [String: Any] {
-        let r = try run(["status", id, "--json"])
+    func status(_ id: String) async throws -> [String: Any] {
+        let r = try await run(["status", id, "--json"])
         try #require(r.status == 0, "status failed: \(r.stderr)")
         return try #require(
             try JSONSerialization.jsonObject(with: Data(r.stdout.utf8), options: [.fragmentsAllowed]) as? [String: Any])
     }
 
     /// `pq wait ID --json` parsed (bounded).
-    func wait(_ ids: [String], timeout: Double = 30) throws -> [[String: Any]] {
-        let r = try run(["wait"] + ids + ["--json", "--timeout", "\(timeout)"], timeout: timeout + 10)
+    func wait(_ ids: [String], timeout: Double = 30) async throws -> [[String: Any]] {
+        let r = try await run(["wait"] + ids + ["--json", "--timeout", "\(timeout)"], timeout: timeout + 10)
         try #require(r.status == 0 || r.status == 1, "wait failed (\(r.status)): \(r.stderr)")
         return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
     }
@@ -224,8 +225,8 @@ struct PQClient {
 
 extension PQClient {
     /// `pq tasks --json` shows no task at all.
-    func expectNothingQueued(sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let r = try run(["tasks", "--json"])
+    func expectNothingQueued(sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let r = try await run(["tasks", "--json"])
         #expect(r.status == 0, sourceLocation: sourceLocation)
         #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[]", sourceLocation: sourceLocation)
     }

@@ -41,9 +41,9 @@ import Testing
         const pq_plugin *pq_plugin_entry(uint32_t v) { return v == PQ_ABI_VERSION ? &plugin : NULL; }
         """
 
-    func build(version: String, prefix: String = "rl") throws -> String {
+    func build(version: String, prefix: String = "rl") async throws -> String {
         let out = Fixtures.temporaryDirectory("pqbuild") + "/lib\(prefix).so"
-        return try Fixtures.compileC(
+        return try await Fixtures.compileC(
             Self.versioned, to: out, defines: ["VERSION=\"\(version)\"", "PREFIX=\"\(prefix)\""])
     }
 
@@ -54,17 +54,12 @@ import Testing
         #expect(rename(tmp, target) == 0)
     }
 
-    func waitFor(_ what: String, timeout: Double = 10, _ condition: () throws -> Bool) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try condition() { return }
-            usleep(20_000)
-        }
-        Issue.record("timed out waiting for \(what)")
+    func waitFor(_ what: String, timeout: Double = 10, _ condition: () async throws -> Bool) async throws {
+        if try await !poll(timeout: timeout, condition) { Issue.record("timed out waiting for \(what)") }
     }
 
-    func result(_ id: String) throws -> String? {
-        try client.wait([id], timeout: 15).first?["result"] as? String
+    func result(_ id: String) async throws -> String? {
+        try await client.wait([id], timeout: 15).first?["result"] as? String
     }
 
     func prepareRoot() throws -> String {
@@ -73,83 +68,86 @@ import Testing
         return pkg
     }
 
-    @Test func atomicReplaceServesTheNewVersionWhileARunningTaskFinishesOnTheOld() throws {
+    @Test func atomicReplaceServesTheNewVersionWhileARunningTaskFinishesOnTheOld() async throws {
         let pkg = try prepareRoot()
-        try install(try build(version: "1.0.0"), as: pkg + "/a/librl.so")
+        try install(try await build(version: "1.0.0"), as: pkg + "/a/librl.so")
         let host = try HostProcess(store: store, directory: dir, taskPaths: "pkg.*", pluginsDir: root)
-        #expect(try result(try client.submit(["rl.version"])) == "1.0.0")
-        let slow = try client.submit(["rl.slow"])
-        try waitFor("rl.slow to start") { try client.status(slow)["status"] as? Int == 5 }
+        await #expect(try result(try await client.submit(["rl.version"])) == "1.0.0")
+        let slow = try await client.submit(["rl.slow"])
+        try await waitFor("rl.slow to start") { try await client.status(slow)["status"] as? Int == 5 }
         let replacedAt = Date()
-        try install(try build(version: "2.0.0"), as: pkg + "/a/librl.so")
+        try install(try await build(version: "2.0.0"), as: pkg + "/a/librl.so")
         // Within a second, new tasks run on version 2.
         var served = ""
-        try waitFor("version 2 to serve", timeout: 5) {
-            served = try result(try client.submit(["rl.version"])) ?? ""
+        try await waitFor("version 2 to serve", timeout: 5) {
+            served = try await result(try await client.submit(["rl.version"])) ?? ""
             return served == "2.0.0"
         }
         #expect(Date().timeIntervalSince(replacedAt) < 2)
         // The task that started on version 1 finished on version 1, and says so.
-        let old = try client.wait([slow])[0]
+        let old = try await client.wait([slow])[0]
         #expect(old["result"] as? String == "1.0.0")
         #expect(old["plugin_version"] as? String == "1.0.0")
-        let newest = try client.wait([try client.submit(["rl.version"])])[0]
+        let newest = try await client.wait([try await client.submit(["rl.version"])])[0]
         #expect(newest["plugin_version"] as? String == "2.0.0")
         #expect(host.log.contains("plugin loaded"))
         #expect(host.stop() == 0)
     }
 
-    @Test func newSubdirectoryUnderAWildcardRegistersAndRemovalUnregisters() throws {
+    @Test func newSubdirectoryUnderAWildcardRegistersAndRemovalUnregisters() async throws {
         let pkg = try prepareRoot()
-        try install(try build(version: "1.0.0"), as: pkg + "/a/librl.so")
+        try await install(try build(version: "1.0.0"), as: pkg + "/a/librl.so")
         let host = try HostProcess(store: store, directory: dir, taskPaths: "pkg.*", pluginsDir: root)
         // A new subdirectory with a new plugin.
         try FileManager.default.createDirectory(atPath: pkg + "/fresh", withIntermediateDirectories: true)
         usleep(200_000)
-        try install(try build(version: "1.0.0", prefix: "nw"), as: pkg + "/fresh/libnw.so")
+        try await install(try build(version: "1.0.0", prefix: "nw"), as: pkg + "/fresh/libnw.so")
         var id = ""
-        try waitFor("nw.version to be accepted") {
-            let r = try client.run(["submit", "nw.version"], taskPaths: false)
+        try await waitFor("nw.version to be accepted") {
+            let r = try await client.run(["submit", "nw.version"], taskPaths: false)
             if r.status == 0 { id = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
             return r.status == 0
         }
-        #expect(try result(id) == "1.0.0")
-        #expect(try client.run(["jobs", "--from-store", "--json"], taskPaths: false).stdout.contains("\"nw.version\""))
+        await #expect(try result(id) == "1.0.0")
+        await #expect(
+            try await client.run(["jobs", "--from-store", "--json"], taskPaths: false).stdout.contains("\"nw.version\"")
+        )
         // Removal: the jobs go; a task of them queued meanwhile waits, it is not failed.
-        let queued = try client.submit(["nw.version", "--delay", "0.5"])
+        let queued = try await client.submit(["nw.version", "--delay", "0.5"])
         try FileManager.default.removeItem(atPath: pkg + "/fresh/libnw.so")
-        try waitFor("nw.version to be unpublished") {
-            !(try client.run(["jobs", "--from-store", "--json"], taskPaths: false).stdout.contains("\"nw.version\""))
+        try await waitFor("nw.version to be unpublished") {
+            !(try await client.run(["jobs", "--from-store", "--json"], taskPaths: false).stdout.contains(
+                "\"nw.version\""))
         }
         #expect(host.log.contains("plugin removed"))
         usleep(1_000_000)
-        #expect(try client.status(queued)["status"] as? Int == 6)
-        let r = try client.run(["submit", "nw.version"], taskPaths: false)
+        await #expect(try await client.status(queued)["status"] as? Int == 6)
+        let r = try await client.run(["submit", "nw.version"], taskPaths: false)
         #expect(r.status != 0)
         #expect(r.stderr.contains("unknown job 'nw.version'"))
         #expect(host.stop() == 0)
     }
 
-    @Test func badFilesNeverCrashTheHostAndTheLastGoodGenerationServes() throws {
+    @Test func badFilesNeverCrashTheHostAndTheLastGoodGenerationServes() async throws {
         let pkg = try prepareRoot()
         let target = pkg + "/a/librl.so"
-        let v1 = try build(version: "1.0.0")
+        let v1 = try await build(version: "1.0.0")
         try install(v1, as: target)
         let host = try HostProcess(store: store, directory: dir, taskPaths: "pkg.*", pluginsDir: root)
-        #expect(try result(try client.submit(["rl.version"])) == "1.0.0")
+        await #expect(try result(try await client.submit(["rl.version"])) == "1.0.0")
 
         // A half-written .so, written in place without a rename.
-        let v2 = try build(version: "2.0.0")
+        let v2 = try await build(version: "2.0.0")
         let bytes = try Data(contentsOf: URL(fileURLWithPath: v2))
         try bytes.prefix(4096).write(to: URL(fileURLWithPath: pkg + "/a/libhalf.so"))
         // Garbage, and a wrong ABI.
         try Data("not a library".utf8).write(to: URL(fileURLWithPath: pkg + "/a/libjunk.so"))
-        try Fixtures.compileC(Fixtures.configurablePlugin, to: pkg + "/a/libwrongabi.so", defines: ["ABI=7"])
-        try waitFor("the failures to be logged") {
+        try await Fixtures.compileC(Fixtures.configurablePlugin, to: pkg + "/a/libwrongabi.so", defines: ["ABI=7"])
+        try await waitFor("the failures to be logged") {
             host.log.contains("libhalf.so") && host.log.contains("libjunk.so") && host.log.contains("libwrongabi.so")
         }
         #expect(host.isRunning)
-        #expect(try result(try client.submit(["rl.version"])) == "1.0.0")
+        await #expect(try result(try await client.submit(["rl.version"])) == "1.0.0")
 
         // Overwrite the loaded .so in place (truncate and write): the host runs a private copy.
         let handle = try #require(FileHandle(forWritingAtPath: target))
@@ -158,58 +156,62 @@ import Testing
         try handle.close()
         usleep(300_000)
         #expect(host.isRunning)
-        #expect(try result(try client.submit(["rl.version"])) == "1.0.0")
+        await #expect(try result(try await client.submit(["rl.version"])) == "1.0.0")
         let fh = try #require(FileHandle(forWritingAtPath: target))
         try fh.truncate(atOffset: 0)
         try fh.write(contentsOf: bytes)
         try fh.close()
-        try waitFor("the completed in-place write to load") {
-            (try result(try client.submit(["rl.version"]))) == "2.0.0"
+        try await waitFor("the completed in-place write to load") {
+            (try await result(try await client.submit(["rl.version"]))) == "2.0.0"
         }
 
         // Another plugin defining the same job: the later file by name wins, with a warning.
-        try install(try build(version: "9.9.9"), as: pkg + "/a/libzz.so")
-        try waitFor("the duplicate warning") { host.log.contains("is defined by both") }
+        try await install(try build(version: "9.9.9"), as: pkg + "/a/libzz.so")
+        try await waitFor("the duplicate warning") { host.log.contains("is defined by both") }
 
         // 20 replacements in quick succession: the host ends on the newest.
         try FileManager.default.removeItem(atPath: pkg + "/a/libzz.so")
         var builds: [String] = []
-        for i in 0..<3 { builds.append(try build(version: "3.0.\(i)")) }
+        for i in 0..<3 { await builds.append(try build(version: "3.0.\(i)")) }
         for i in 0..<20 { try install(builds[i % 3], as: target) }
-        try install(try build(version: "4.0.0"), as: target)
-        try waitFor("version 4 to serve") { (try result(try client.submit(["rl.version"]))) == "4.0.0" }
+        try await install(try build(version: "4.0.0"), as: target)
+        try await waitFor("version 4 to serve") {
+            (try await result(try await client.submit(["rl.version"]))) == "4.0.0"
+        }
         #expect(host.isRunning)
         #expect(host.stop() == 0)
     }
 }
 
 extension HotReloadTests {
-    @Test func pqReloadRescansAHostStartedWithoutWatching() throws {
+    @Test func pqReloadRescansAHostStartedWithoutWatching() async throws {
         let pkg = try prepareRoot()
-        try install(try build(version: "1.0.0"), as: pkg + "/a/librl.so")
+        try await install(try build(version: "1.0.0"), as: pkg + "/a/librl.so")
         let host = try HostProcess(
             store: store, arguments: ["--no-reload"], directory: dir, taskPaths: "pkg.*", pluginsDir: root)
-        try install(try build(version: "2.0.0"), as: pkg + "/a/librl.so")
+        try await install(try build(version: "2.0.0"), as: pkg + "/a/librl.so")
         usleep(500_000)
-        #expect(try result(try client.submit(["rl.version"])) == "1.0.0")
-        let r = try client.run(["reload"])
+        await #expect(try result(try await client.submit(["rl.version"])) == "1.0.0")
+        let r = try await client.run(["reload"])
         #expect(r.status == 0)
         #expect(r.stdout.contains("\(host.pid)"))
-        try waitFor("version 2 after pq reload") { (try result(try client.submit(["rl.version"]))) == "2.0.0" }
+        try await waitFor("version 2 after pq reload") {
+            (try await result(try await client.submit(["rl.version"]))) == "2.0.0"
+        }
         #expect(host.isRunning)
         #expect(host.stop() == 0)
     }
 }
 
 extension HotReloadTests {
-    @Test func pluginEventsAppearInPQWatch() throws {
+    @Test func pluginEventsAppearInPQWatch() async throws {
         let pkg = try prepareRoot()
-        try install(try build(version: "1.0.0"), as: pkg + "/a/librl.so")
+        try install(try await build(version: "1.0.0"), as: pkg + "/a/librl.so")
         let host = try HostProcess(store: store, directory: dir, taskPaths: "pkg.*", pluginsDir: root)
         let watch = try PQCommand.startWatch(
             ["--events", "plugin_loaded,plugin_failed,plugin_removed", "--count", "3"], store: store)
         usleep(300_000)
-        try install(try build(version: "2.0.0"), as: pkg + "/a/librl.so")
+        try install(try await build(version: "2.0.0"), as: pkg + "/a/librl.so")
         usleep(400_000)
         try Data("junk".utf8).write(to: URL(fileURLWithPath: pkg + "/a/libjunk.so"))
         usleep(400_000)

@@ -19,20 +19,19 @@ import Testing
     }
 
     /// Waits (bounded) until `condition` holds.
-    func waitFor(_ seconds: Double, _ condition: () -> Bool) {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !condition() && Date() < deadline { usleep(50_000) }
+    func waitFor(_ seconds: Double, _ condition: () async -> Bool) async {
+        await poll(timeout: seconds, condition)
     }
 
-    func periodicTasks() throws -> [[String: Any]] {
-        let r = try client.run(["tasks", "--job", "testperiodicjob", "--limit", "1000", "--json"])
+    func periodicTasks() async throws -> [[String: Any]] {
+        let r = try await client.run(["tasks", "--job", "testperiodicjob", "--limit", "1000", "--json"])
         try #require(r.status == 0, "tasks failed: \(r.stderr)")
         return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
     }
 
-    @Test func aSchedulingHostQueuesAboutOneRunASecond() throws {
+    @Test func aSchedulingHostQueuesAboutOneRunASecond() async throws {
         let host = try HostProcess(store: store, arguments: ["--schedule-periodic"], directory: dir)
-        waitFor(5) { !slots(host).isEmpty }
+        await waitFor(5) { !slots(host).isEmpty }
         let before = slots(host).count
         try #require(before > 0, "no periodic run queued within 5 s: \(host.log)")
         usleep(3_000_000)
@@ -44,11 +43,11 @@ import Testing
         #expect(Set(all).count == all.count)
         // Consecutive slots, one second apart.
         #expect(zip(all, all.dropFirst()).allSatisfy { $1 - $0 == 1 })
-        let tasks = try periodicTasks()
+        let tasks = try await periodicTasks()
         #expect(tasks.count == all.count)
         #expect(tasks.contains { $0["status_string"] as? String == "SUCCESS" && $0["result"] as? String == "periodic" })
         // `pq next` reads the published jobs from the store.
-        let next = try client.run(["next", "--json"], taskPaths: false)
+        let next = try await client.run(["next", "--json"], taskPaths: false)
         #expect(next.status == 0)
         let jobs = try #require(try JSONSerialization.jsonObject(with: Data(next.stdout.utf8)) as? [[String: Any]])
         let job = try #require(jobs.first { $0["name"] as? String == "testperiodicjob" })
@@ -58,18 +57,18 @@ import Testing
         #expect(jobs.contains { $0["name"] as? String == "c.tick" })
     }
 
-    @Test func aHostWithoutTheFlagQueuesNone() throws {
+    @Test func aHostWithoutTheFlagQueuesNone() async throws {
         let host = try HostProcess(store: store, directory: dir)
-        usleep(2_500_000)
+        try await Task.sleep(for: .milliseconds(2_500))
         #expect(host.stop() == 0)
         #expect(!host.log.contains("periodic scheduler"))
-        #expect(try periodicTasks().isEmpty)
+        #expect(try await periodicTasks().isEmpty)
     }
 
-    @Test func twoSchedulersNeverQueueARunTwice() throws {
+    @Test func twoSchedulersNeverQueueARunTwice() async throws {
         let a = try HostProcess(store: store, arguments: ["--schedule-periodic"], directory: dir)
         let b = try HostProcess(store: store, arguments: ["--schedule-periodic"], directory: dir)
-        waitFor(5) { !(slots(a) + slots(b)).isEmpty }
+        await waitFor(5) { !(slots(a) + slots(b)).isEmpty }
         let before = (slots(a) + slots(b)).count
         usleep(3_000_000)
         let all = slots(a) + slots(b)
@@ -81,23 +80,23 @@ import Testing
         #expect(b.stop() == 0)
         let final = slots(a) + slots(b)
         #expect(Set(final).count == final.count)
-        #expect(try periodicTasks().count == final.count)
+        await #expect(try await periodicTasks().count == final.count)
     }
 
-    @Test func aRestartDoesNotRepeatTheLastRun() throws {
+    @Test func aRestartDoesNotRepeatTheLastRun() async throws {
         let first = try HostProcess(store: store, arguments: ["--schedule-periodic"], directory: dir)
-        waitFor(6) { slots(first).count >= 2 }
+        await waitFor(6) { slots(first).count >= 2 }
         #expect(first.stop() == 0)
         let before = slots(first)
         let last = try #require(before.max())
         let second = try HostProcess(store: store, arguments: ["--schedule-periodic"], directory: dir)
-        waitFor(6) { slots(second).count >= 2 }
+        await waitFor(6) { slots(second).count >= 2 }
         #expect(second.stop() == 0)
         let after = slots(second)
         #expect(!after.isEmpty)
         #expect(after.allSatisfy { $0 > last }, "restart repeated a run: before \(before), after \(after)")
         // At most one catch-up run: from the first slot on, the runs follow the schedule.
         #expect(zip(after, after.dropFirst()).allSatisfy { $1 - $0 == 1 })
-        #expect(try periodicTasks().count == before.count + after.count)
+        await #expect(try await periodicTasks().count == before.count + after.count)
     }
 }

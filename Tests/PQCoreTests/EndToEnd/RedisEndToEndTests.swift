@@ -31,7 +31,7 @@ import Testing
         var ids = Set<String>()
         // Follow the live events (Redis keeps no event log), as `pq watch` does.
         let events = try await recordedEvents(store, count: 3000) {
-            let submitted = try client.run(["submit", "c.noop", "--batch", "-"], stdin: lines)
+            let submitted = try await client.run(["submit", "c.noop", "--batch", "-"], stdin: lines)
             try #require(submitted.status == 0, "submit failed: \(submitted.stderr)")
             ids = Set(submitted.stdout.split(separator: "\n").map(String.init))
             #expect(ids.count == 1000)
@@ -62,7 +62,7 @@ import Testing
         let first = try HostProcess(store: url, arguments: ["--lease", "2"], directory: dir)
         let second = try HostProcess(store: url, arguments: ["--lease", "2"], directory: dir)
         let client = PQClient(store: url, directory: dir)
-        let id = try client.submit(["asynchronous", "lag=2"])
+        let id = try await client.submit(["asynchronous", "lag=2"])
         // Wait (bounded) until it runs, then kill its host without warning.
         let deadline = Date().addingTimeInterval(10)
         var running: TaskRecord?
@@ -74,7 +74,7 @@ import Testing
         let owner = try #require(running?.worker)
         let (victim, survivor) = owner.hasSuffix(":\(first.pid)") ? (first, second) : (second, first)
         victim.stop(SIGKILL)
-        let task = try client.wait([id], timeout: 30)[0]
+        let task = try await client.wait([id], timeout: 30)[0]
         #expect(task["status"] as? Int == 1)
         #expect((task["worker"] as? String)?.hasSuffix(":\(survivor.pid)") == true)
         #expect(task["retry"] as? Int == 1)
@@ -83,9 +83,9 @@ import Testing
         #expect(survivor.stop() == 0)
     }
 
-    @Test func unreachableRedisIsOneClearErrorLine() throws {
+    @Test func unreachableRedisIsOneClearErrorLine() async throws {
         let client = PQClient(store: "redis://127.0.0.1:1/0", directory: dir)
-        let r = try client.run(["tasks"], timeout: 30)
+        let r = try await client.run(["tasks"], timeout: 30)
         #expect(r.status != 0)
         let lines = r.stderr.split(separator: "\n")
         #expect(lines.count == 1, "stderr: \(r.stderr)")
@@ -123,16 +123,16 @@ import Testing
         let url = "redis://127.0.0.1:\(port)/0"
         let host = try HostProcess(store: url, directory: dir)
         let client = PQClient(store: url, directory: dir)
-        let before = try client.submit(["asynchronous", "lag=0.1"])
-        #expect(try client.wait([before])[0]["status"] as? Int == 1)
+        let before = try await client.submit(["asynchronous", "lag=0.1"])
+        #expect(try await client.wait([before])[0]["status"] as? Int == 1)
 
         stopRedis(redis)
         try await Task.sleep(for: .seconds(2))
         #expect(host.isRunning)
         redis = try startRedis()
 
-        let after = try client.submit(["asynchronous", "lag=0.1"])
-        let task = try client.wait([after], timeout: 30)[0]
+        let after = try await client.submit(["asynchronous", "lag=0.1"])
+        let task = try await client.wait([after], timeout: 30)[0]
         #expect(task["status"] as? Int == 1)
         #expect(host.isRunning)
         #expect(host.log.contains("Redis"), "the host did not log the outage: \(host.log)")
@@ -151,7 +151,7 @@ extension RedisEndToEndTests {
         try await Task.sleep(for: .milliseconds(300))
         let host = try HostProcess(store: url, directory: dir)
         let client = PQClient(store: url, directory: dir)
-        let id = try client.submit(["addition", "a=2", "b=2"])
+        let id = try await client.submit(["addition", "a=2", "b=2"])
         // Collect one message of each channel, for at most 15 s.
         let seen = await withTaskGroup(of: [String: String]?.self) { group in
             group.addTask {

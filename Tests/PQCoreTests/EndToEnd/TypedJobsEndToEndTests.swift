@@ -9,9 +9,9 @@ import Testing
     var store: String { "sqlite:\(dir)/pq.sqlite" }
     var client: PQClient { PQClient(store: store, directory: dir) }
 
-    @Test func jobsListsTheLibmManifest() throws {
+    @Test func jobsListsTheLibmManifest() async throws {
         _ = try Fixtures.requireBuilt(Fixtures.installedPluginsRoot + "/examples/math/libm.pq.toml")
-        let r = try PQCommand.run([
+        let r = try await PQCommand.run([
             "jobs", "--json", "--task-paths", "examples.*", "--plugins-dir", Fixtures.installedPluginsRoot,
         ])
         #expect(r.status == 0)
@@ -27,7 +27,7 @@ import Testing
         )
     }
 
-    @Test func brokenManifestsAreReportedAndTheOthersListed() throws {
+    @Test func brokenManifestsAreReportedAndTheOthersListed() async throws {
         let root = Fixtures.temporaryDirectory()
         let sub = root + "/mixed"
         try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
@@ -38,50 +38,51 @@ import Testing
         try
             "library = \"libm.so.6\"\n[[jobs]]\nname = \"x.g\"\nsymbol = \"no_such_symbol_here\"\nsignature = \"()->void\"\n"
             .write(toFile: sub + "/nosym.pq.toml", atomically: true, encoding: .utf8)
-        let r = try PQCommand.run(["jobs", "--task-paths", "mixed", "--plugins-dir", root])
+        let r = try await PQCommand.run(["jobs", "--task-paths", "mixed", "--plugins-dir", root])
         #expect(r.status == 0)
         #expect(r.stdout.contains("c.echo") && r.stdout.contains("c.mul"))
         #expect(r.stderr.contains(sub + "/nolib.pq.toml") && r.stderr.contains("libpq-missing.so.3"))
         #expect(r.stderr.contains(sub + "/nosym.pq.toml") && r.stderr.contains("no_such_symbol_here"))
     }
 
-    @Test func libmAndCTypedJobsRunInAHost() throws {
+    @Test func libmAndCTypedJobsRunInAHost() async throws {
         let host = try HostProcess(store: store, directory: dir)
-        let pow = try client.run(["submit", "m.pow", "x=2", "y=10", "--wait", "--json"])
+        let pow = try await client.run(["submit", "m.pow", "x=2", "y=10", "--wait", "--json"])
         #expect(pow.status == 0, "\(pow.stderr)")
         let task = try #require(try JSONSerialization.jsonObject(with: Data(pow.stdout.utf8)) as? [String: Any])
         #expect(task["status"] as? Int == 1)
         #expect((task["result"] as? NSNumber)?.doubleValue == 1024)
-        let greet = try client.run(["submit", "c.greet", "name=wörld \"q\"", "--wait", "--json"])
+        let greet = try await client.run(["submit", "c.greet", "name=wörld \"q\"", "--wait", "--json"])
         #expect(greet.status == 0)
         let g = try #require(try JSONSerialization.jsonObject(with: Data(greet.stdout.utf8)) as? [String: Any])
         #expect(g["result"] as? String == "hello, wörld \"q\"")
         #expect(host.stop() == 0)
     }
 
-    @Test func badTypedArgumentsAreRefusedBeforeQueueing() throws {
+    @Test func badTypedArgumentsAreRefusedBeforeQueueing() async throws {
         expectOneLineError(
-            try client.run(["submit", "c.mul", "a=1.5", "b=2"]),
+            try await client.run(["submit", "c.mul", "a=1.5", "b=2"]),
             ["'c.mul'", "argument 'a'", "i64", "fraction", "nothing was queued"])
-        expectOneLineError(try client.run(["submit", "c.mul", "a=1"]), ["missing argument 'b'", "nothing was queued"])
-        expectOneLineError(try client.run(["submit", "c.mul", "a=1", "b=2", "c=3"]), ["unexpected argument 'c'"])
         expectOneLineError(
-            try client.run(["submit", "c.mul", "--args", #"{"a":"x","b":2}"#]), ["argument 'a'", "a string"])
-        expectOneLineError(try client.run(["submit", "m.pow", "x=2", "y=true"]), ["argument 'y'", "f64"])
+            try await client.run(["submit", "c.mul", "a=1"]), ["missing argument 'b'", "nothing was queued"])
+        expectOneLineError(try await client.run(["submit", "c.mul", "a=1", "b=2", "c=3"]), ["unexpected argument 'c'"])
         expectOneLineError(
-            try client.run(
+            try await client.run(["submit", "c.mul", "--args", #"{"a":"x","b":2}"#]), ["argument 'a'", "a string"])
+        expectOneLineError(try await client.run(["submit", "m.pow", "x=2", "y=true"]), ["argument 'y'", "f64"])
+        expectOneLineError(
+            try await client.run(
                 ["submit", "c.mul", "--batch", "-"], stdin: "{\"a\":1,\"b\":2}\n{\"a\":9223372036854775808,\"b\":1}\n"),
             ["batch line 2", "argument 'a'", "out of range", "nothing was queued"])
-        try client.expectNothingQueued()
+        try await client.expectNothingQueued()
     }
 
-    @Test func publishedSignaturesAreCheckedWithoutTaskPaths() throws {
+    @Test func publishedSignaturesAreCheckedWithoutTaskPaths() async throws {
         let host = try HostProcess(store: store, directory: dir)
         // The host published its jobs; this client knows c.mul only from the store.
         expectOneLineError(
-            try client.run(["submit", "c.mul", "a=1.5", "b=2"], taskPaths: false),
+            try await client.run(["submit", "c.mul", "a=1.5", "b=2"], taskPaths: false),
             ["argument 'a'", "fraction", "nothing was queued"])
-        try client.expectNothingQueued()
+        try await client.expectNothingQueued()
         #expect(host.stop() == 0)
     }
 
@@ -98,7 +99,7 @@ import Testing
             NewTask(name: "t.nan"),
         ]).map(\.id)
         await sqlite.close()
-        let failed = try client.wait(bad)
+        let failed = try await client.wait(bad)
         let byID = Dictionary(uniqueKeysWithValues: failed.map { ($0["id"] as! String, $0) })
         let expected: [[String]] = [
             ["'t.i32'", "argument 'x'", "i32", "out of range", "not called"], ["argument 'x'", "bool"],
@@ -115,12 +116,12 @@ import Testing
         // A C function cannot be interrupted: on timeout the task is REVOKED at once and the call
         // finishes on its thread; the host goes on.
         let started = Date()
-        let slow = try client.submit(["t.sleep", "ms=3000", "--timeout", "0.3"])
-        let revoked = try client.wait([slow])[0]
+        let slow = try await client.submit(["t.sleep", "ms=3000", "--timeout", "0.3"])
+        let revoked = try await client.wait([slow])[0]
         #expect(revoked["status"] as? Int == 3)
         #expect((revoked["exception"] as? String)?.contains("timed out") == true)
         #expect(Date().timeIntervalSince(started) < 2.5)
-        let good = try client.run(["submit", "t.u64", "x=18446744073709551615", "--wait", "--json"])
+        let good = try await client.run(["submit", "t.u64", "x=18446744073709551615", "--wait", "--json"])
         #expect(good.status == 0)
         #expect(good.stdout.contains("\"result\":18446744073709551615"))
         #expect(host.isRunning)

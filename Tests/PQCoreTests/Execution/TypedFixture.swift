@@ -81,7 +81,7 @@ enum TypedFixture {
     static let root: Result<String, any Error> = Result {
         let root = Fixtures.temporaryDirectory("pqtyped")
         try FileManager.default.createDirectory(atPath: root + "/typed", withIntermediateDirectories: true)
-        try Fixtures.compileC(source, to: root + "/typed/libtyped.so")
+        try Fixtures.compileCOnce(source, to: root + "/typed/libtyped.so")
         return root
     }
 

@@ -18,9 +18,9 @@ import Testing
         const pq_plugin *pq_plugin_entry(uint32_t v) { return v == PQ_ABI_VERSION ? &plugin : NULL; }
         """
 
-    @Test func aBadScheduleRejectsOnlyThatJob() throws {
+    @Test func aBadScheduleRejectsOnlyThatJob() async throws {
         let dir = Fixtures.temporaryDirectory("pqperiodicplugin")
-        let path = try Fixtures.compileC(Self.source, to: dir + "/libperiodic.so")
+        let path = try await Fixtures.compileC(Self.source, to: dir + "/libperiodic.so")
         let plugin = try PluginLoader().load(path: path)
         #expect(plugin.jobs.map(\.name) == ["p.good", "p.cron"])
         #expect(plugin.rejectedJobs.count == 2)

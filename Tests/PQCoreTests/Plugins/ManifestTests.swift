@@ -52,9 +52,9 @@ import Testing
         #expect(plugin.jobs.first { $0.name == "m.hypot" }?.options.timeout == 5)
     }
 
-    @Test func libraryByRelativePathWithFreeString() throws {
+    @Test func libraryByRelativePathWithFreeString() async throws {
         try FileManager.default.createDirectory(atPath: dir + "/lib", withIntermediateDirectories: true)
-        try Fixtures.compileC(Self.librarySource, to: dir + "/lib/libplain.so")
+        try await Fixtures.compileC(Self.librarySource, to: dir + "/lib/libplain.so")
         let path = try write(
             "plain.pq.toml",
             """

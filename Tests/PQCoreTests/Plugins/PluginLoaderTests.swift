@@ -6,17 +6,17 @@ import Testing
 @Suite struct PluginLoaderTests {
     let loader = PluginLoader()
 
-    func fixture(_ defines: [String] = [], name: String = "libfixture.so") throws -> String {
+    func fixture(_ defines: [String] = [], name: String = "libfixture.so") async throws -> String {
         let dir = Fixtures.temporaryDirectory()
-        return try Fixtures.compileC(Fixtures.configurablePlugin, to: dir + "/" + name, defines: defines)
+        return try await Fixtures.compileC(Fixtures.configurablePlugin, to: dir + "/" + name, defines: defines)
     }
 
     func loadError(_ path: String, loader: PluginLoader? = nil) -> PluginError? {
         #expect(throws: PluginError.self) { try (loader ?? self.loader).load(path: path) }
     }
 
-    @Test func validCPluginLoadsWithJobsAndOptions() throws {
-        let plugin = try loader.load(path: try fixture())
+    @Test func validCPluginLoadsWithJobsAndOptions() async throws {
+        let plugin = try loader.load(path: try await fixture())
         #expect(plugin.info.name == "fixture")
         #expect(plugin.info.version == "1.0.0")
         #expect(plugin.info.toolchain == "c")
@@ -42,8 +42,8 @@ import Testing
         #expect(loadError(path)?.code == .notELF)
     }
 
-    @Test func truncatedSharedObjectIsAnErrorNotSIGBUS() throws {
-        let full = try fixture()
+    @Test func truncatedSharedObjectIsAnErrorNotSIGBUS() async throws {
+        let full = try await fixture()
         let data = try Data(contentsOf: URL(fileURLWithPath: full))
         let dir = Fixtures.temporaryDirectory()
         let path = dir + "/libtruncated.so"
@@ -61,44 +61,44 @@ import Testing
         }
     }
 
-    @Test func libraryWithoutEntrySymbol() throws {
-        let error = loadError(try fixture(["NO_ENTRY"]))
+    @Test func libraryWithoutEntrySymbol() async throws {
+        let error = loadError(try await fixture(["NO_ENTRY"]))
         #expect(error?.code == .missingEntry)
         #expect(error?.description.contains("pq_plugin_entry") == true)
     }
 
-    @Test func entryReturningNull() throws {
-        let error = loadError(try fixture(["RETURN_NULL"]))
+    @Test func entryReturningNull() async throws {
+        let error = loadError(try await fixture(["RETURN_NULL"]))
         #expect(error?.code == .entryReturnedNull)
         #expect(error?.description.contains("returned NULL") == true)
     }
 
-    @Test func wrongABIVersion() throws {
-        let error = loadError(try fixture(["ABI=2"]))
+    @Test func wrongABIVersion() async throws {
+        let error = loadError(try await fixture(["ABI=2"]))
         #expect(error?.code == .abiMismatch)
         #expect(error?.description.contains("ABI version 2") == true)
     }
 
-    @Test func tooSmallStructSize() throws {
-        let error = loadError(try fixture(["STRUCT_SIZE=16"]))
+    @Test func tooSmallStructSize() async throws {
+        let error = loadError(try await fixture(["STRUCT_SIZE=16"]))
         #expect(error?.code == .structTooSmall)
         #expect(error?.description.contains("struct_size 16") == true)
     }
 
-    @Test func largerStructSizeFromALaterABIRevisionIsAccepted() throws {
-        let plugin = try loader.load(path: try fixture(["STRUCT_SIZE=sizeof(pq_plugin)+16"]))
+    @Test func largerStructSizeFromALaterABIRevisionIsAccepted() async throws {
+        let plugin = try loader.load(path: try await fixture(["STRUCT_SIZE=sizeof(pq_plugin)+16"]))
         #expect(plugin.jobs.count == 2)
     }
 
-    @Test func swiftPluginFromAnotherToolchainIsRefusedNamingBoth() throws {
-        let error = loadError(try fixture(["TOOLCHAIN=\"swift-5.9.2\""]))
+    @Test func swiftPluginFromAnotherToolchainIsRefusedNamingBoth() async throws {
+        let error = loadError(try await fixture(["TOOLCHAIN=\"swift-5.9.2\""]))
         #expect(error?.code == .toolchainMismatch)
         #expect(error?.description.contains("swift-5.9.2") == true)
         #expect(error?.description.contains(hostSwiftToolchain) == true)
     }
 
-    @Test func invalidJobsAreSkippedAndTheRestLoads() throws {
-        let plugin = try loader.load(path: try fixture(["BAD_JOB"]))
+    @Test func invalidJobsAreSkippedAndTheRestLoads() async throws {
+        let plugin = try loader.load(path: try await fixture(["BAD_JOB"]))
         #expect(plugin.jobs.map(\.name) == ["fixture.echo", "fixture.fail"])
         #expect(plugin.rejectedJobs.count == 2)
         #expect(plugin.rejectedJobs.contains { $0.description.contains("'Bad Name!'") })
@@ -108,8 +108,8 @@ import Testing
             })
     }
 
-    @Test func worldWritableDirectoryIsRefusedUnlessTrusted() throws {
-        let path = try fixture()
+    @Test func worldWritableDirectoryIsRefusedUnlessTrusted() async throws {
+        let path = try await fixture()
         let dir = (path as NSString).deletingLastPathComponent
         chmod(dir, 0o777)
         let error = loadError(path)
@@ -120,20 +120,20 @@ import Testing
         #expect(try trusting.load(path: path).jobs.count == 2)
     }
 
-    @Test func groupWritableFileIsRefused() throws {
-        let path = try fixture()
+    @Test func groupWritableFileIsRefused() async throws {
+        let path = try await fixture()
         chmod(path, 0o775)
         let error = loadError(path)
         #expect(error?.code == .untrusted)
         #expect(error?.description.contains("mode 775") == true)
     }
 
-    @Test func reloadingAFreshCopyGivesNewCode() throws {
+    @Test func reloadingAFreshCopyGivesNewCode() async throws {
         let dir = Fixtures.temporaryDirectory()
         let path = dir + "/libversioned.so"
-        try Fixtures.compileC(Fixtures.configurablePlugin, to: path, defines: ["VERSION=\"1.0.0\""])
+        try await Fixtures.compileC(Fixtures.configurablePlugin, to: path, defines: ["VERSION=\"1.0.0\""])
         let v1 = try loader.load(path: path)
-        try Fixtures.compileC(Fixtures.configurablePlugin, to: path + ".new", defines: ["VERSION=\"2.0.0\""])
+        try await Fixtures.compileC(Fixtures.configurablePlugin, to: path + ".new", defines: ["VERSION=\"2.0.0\""])
         rename(path + ".new", path)
         let v2 = try loader.load(path: path)
         #expect(v1.info.version == "1.0.0")
@@ -141,13 +141,14 @@ import Testing
         #expect(v2.info.generation > v1.info.generation)
     }
 
-    @Test func pluginSetReportsBrokenFilesAndLoadsTheRest() throws {
+    @Test func pluginSetReportsBrokenFilesAndLoadsTheRest() async throws {
         let root = Fixtures.temporaryDirectory()
         let dir = root + "/jobs"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try Fixtures.compileC(Fixtures.configurablePlugin, to: dir + "/liba.so")
+        try await Fixtures.compileC(Fixtures.configurablePlugin, to: dir + "/liba.so")
         try Data("garbage".utf8).write(to: URL(fileURLWithPath: dir + "/libb.so"))
-        try Fixtures.compileC(Fixtures.configurablePlugin, to: dir + "/libc.so", defines: ["PLUGIN_NAME=\"other\""])
+        try await Fixtures.compileC(
+            Fixtures.configurablePlugin, to: dir + "/libc.so", defines: ["PLUGIN_NAME=\"other\""])
         let registry = JobRegistry()
         let report = try PluginSet.load(taskPaths: ["jobs"], root: root, loader: loader, into: registry)
         #expect(report.loaded.count == 2)

@@ -78,7 +78,7 @@ import Testing
         // The CLI says the same, in one line, and queues nothing.
         let client = PQClient(
             store: try TestRedis.urlText(namespace: namespace), directory: Fixtures.temporaryDirectory("pqold"))
-        let submitted = try client.run(["submit", "addition", "a=1", "b=2"])
+        let submitted = try await client.run(["submit", "addition", "a=1", "b=2"])
         #expect(submitted.status != 0)
         #expect(submitted.stderr.contains("previous Redis layout"))
         #expect(submitted.stderr.split(separator: "\n").count == 1)

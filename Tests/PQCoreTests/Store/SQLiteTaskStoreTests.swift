@@ -38,7 +38,7 @@ struct SQLiteTaskStoreTests {
         let id = try await old.enqueue([NewTask(name: "kept")])[0].id
         await old.close()
         // Make it what pq wrote before version 2.
-        let downgrade = try Fixtures.run(
+        let downgrade = try await Fixtures.run(
             "/usr/bin/env",
             [
                 "python3", "-c",
@@ -56,12 +56,12 @@ struct SQLiteTaskStoreTests {
 
     /// Root writes anywhere (and CI runs as root): there the check runs `bin/pq` as `nobody`.
     @Test(.enabled(if: getuid() == 0, "needs root to become nobody; unwritableFolderIsExplained runs instead"))
-    func unwritableFolderIsExplainedToAnotherUser() throws {
+    func unwritableFolderIsExplainedToAnotherUser() async throws {
         let folder = "/tmp/pq-readonly-\(UUID().uuidString)"
         try FileManager.default.createDirectory(
             atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o555])
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let r = try Fixtures.run(
+        let r = try await Fixtures.run(
             "/usr/bin/setpriv",
             [
                 "--reuid=65534", "--regid=65534", "--clear-groups", "--", PQCommand.binary, "queues", "--store",

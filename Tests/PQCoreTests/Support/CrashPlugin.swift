@@ -265,12 +265,12 @@ enum CrashPlugin {
 
     /// The `crashy` plugin (or, with `constructorCrash`, the constructor crasher) built once per
     /// set of defines in this test process.
-    static func build(constructorCrash: Bool = false, defines: [String] = []) throws -> String {
+    static func build(constructorCrash: Bool = false, defines: [String] = []) async throws -> String {
         let key = (constructorCrash ? "ctor|" : "crashy|") + defines.joined(separator: " ")
         if let path = builds.withLock({ $0[key] }) { return path }
         let out =
             Fixtures.temporaryDirectory("pqcrashbuild") + (constructorCrash ? "/libctorcrash.so" : "/libcrashy.so")
-        try Fixtures.compileC(constructorCrash ? constructorCrashSource : source, to: out, defines: defines)
+        try await Fixtures.compileC(constructorCrash ? constructorCrashSource : source, to: out, defines: defines)
         builds.withLock { $0[key] = out }
         return out
     }
@@ -301,12 +301,12 @@ enum CrashPlugin {
     /// task_paths entry `entry`.
     /// - Returns: the installed path.
     @discardableResult
-    static func installPlugin(root: String, entry: String = "crashy", defines: [String] = []) throws -> String {
+    static func installPlugin(root: String, entry: String = "crashy", defines: [String] = []) async throws -> String {
         let dir = root + "/" + entry.replacingOccurrences(of: ".", with: "/")
         try makePluginDirectory(root)
         try makePluginDirectory(dir)
         let target = dir + "/libcrashy.so"
-        try install(try build(defines: defines), as: target)
+        try install(try await build(defines: defines), as: target)
         return target
     }
 

@@ -48,15 +48,31 @@ enum Fixtures {
     /// Compiles C source into a shared library against pq_plugin.h.
     /// - Returns: the path of the .so.
     @discardableResult
-    static func compileC(_ source: String, to path: String, defines: [String] = []) throws -> String {
+    static func compileC(_ source: String, to path: String, defines: [String] = []) async throws -> String {
         let dir = temporaryDirectory("pqsrc")
         let sourcePath = dir + "/plugin.c"
         try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
-        let result = try run(
+        let result = try await run(
             "/usr/bin/env",
             ["cc", "-shared", "-fPIC", "-O1", "-I", headerDirectory] + defines.map { "-D" + $0 }
                 + ["-o", path, sourcePath, "-lpthread"])
         try #require(result.status == 0, "cc failed: \(result.stderr)")
+        return path
+    }
+
+    /// ``compileC(_:to:defines:)`` for a fixture built once per test process from a static
+    /// initializer, which cannot await: it waits for `cc` with `waitUntilExit` (no polling).
+    @discardableResult
+    static func compileCOnce(_ source: String, to path: String) throws -> String {
+        let dir = temporaryDirectory("pqsrc")
+        let sourcePath = dir + "/plugin.c"
+        try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
+        let cc = Process()
+        cc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        cc.arguments = ["cc", "-shared", "-fPIC", "-O1", "-I", headerDirectory, "-o", path, sourcePath, "-lpthread"]
+        try cc.run()
+        cc.waitUntilExit()
+        try #require(cc.terminationStatus == 0, "cc failed for \(path)")
         return path
     }
 
@@ -115,11 +131,12 @@ enum Fixtures {
         var stderr: String
     }
 
-    /// Runs a program and waits (bounded) for it.
+    /// Runs a program and waits (bounded) for it without holding a thread: the wait is its
+    /// termination handler, the pipes are drained on dispatch threads, the deadline is a sleep.
     static func run(
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
         currentDirectory: String? = nil, stdin: String? = nil, timeout: Double = 120
-    ) throws -> ProcessResult {
+    ) async throws -> ProcessResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -131,32 +148,48 @@ enum Fixtures {
         process.standardError = err
         let input = Pipe()
         process.standardInput = input
+        let (ended, ending) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        process.terminationHandler = { _ in
+            ending.yield()
+            ending.finish()
+        }
         try process.run()
+        let pid = process.processIdentifier
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
         try? input.fileHandleForWriting.close()
-        // Read both pipes on background threads so a chatty child never blocks.
+        // Read both pipes on dispatch threads so a chatty child never blocks.
         let outData = DataBox()
         let errData = DataBox()
         let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            outData.set(out.fileHandleForReading.readDataToEndOfFile())
-            group.leave()
+        for (pipe, box) in [(out, outData), (err, errData)] {
+            group.enter()
+            DispatchQueue.global().async {
+                box.set(pipe.fileHandleForReading.readDataToEndOfFile())
+                group.leave()
+            }
         }
-        group.enter()
-        DispatchQueue.global().async {
-            errData.set(err.fileHandleForReading.readDataToEndOfFile())
-            group.leave()
+        let finished = await withTaskGroup(of: Bool.self) { waits in
+            waits.addTask {
+                for await _ in ended {}
+                return true
+            }
+            waits.addTask {
+                try? await Task.sleep(for: .seconds(timeout))
+                return false
+            }
+            let first = await waits.next() ?? false
+            waits.cancelAll()
+            return first
         }
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(5_000) }
-        if process.isRunning {
-            process.terminate()
-            usleep(200_000)
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if !finished {
+            kill(pid, SIGTERM)
+            try? await Task.sleep(for: .milliseconds(200))
+            kill(pid, SIGKILL)
+            for await _ in ended {}
         }
-        process.waitUntilExit()
-        _ = group.wait(timeout: .now() + 10)
+        await withCheckedContinuation { continuation in
+            group.notify(queue: .global()) { continuation.resume() }
+        }
         return ProcessResult(
             status: process.terminationStatus, stdout: String(decoding: outData.get(), as: UTF8.self),
             stderr: String(decoding: errData.get(), as: UTF8.self))
@@ -175,5 +208,18 @@ final class DataBox: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return data
+    }
+}
+
+/// Checks `condition` until it holds or `timeout` seconds pass, sleeping 20 ms between checks
+/// (a task sleep: no thread is held while waiting).
+/// - Returns: whether the condition held in time.
+@discardableResult
+func poll(timeout: Double = 10, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while true {
+        if try await condition() { return true }
+        if Date() >= deadline { return false }
+        try? await Task.sleep(for: .milliseconds(20))
     }
 }

@@ -53,9 +53,19 @@ enum TestRedisCluster {
         process.standardError = FileHandle.nullDevice
         try process.run()
         for _ in 0..<100 where !TestRedis.canConnect(port: port) { usleep(50_000) }
+        // Started once per test process under the lock of `baseURL` (not async): redis-cli is
+        // waited for with waitUntilExit, the node's readiness by a bounded loop.
         func cli(_ args: [String]) throws -> String {
-            let r = try Fixtures.run("/usr/bin/redis-cli", ["-p", String(port)] + args, timeout: 10)
-            return r.stdout
+            let cli = Process()
+            cli.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
+            cli.arguments = ["-p", String(port)] + args
+            let out = Pipe()
+            cli.standardOutput = out
+            cli.standardError = FileHandle.nullDevice
+            try cli.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            cli.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
         }
         _ = try cli(["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
         for _ in 0..<200 {  // bounded: 10 s
