@@ -3,6 +3,7 @@
 #   <root>/examples/swift/libpq_examples.so   (task_paths entry: examples.*)
 #   <root>/examples/c/libexamples_c.so
 #   <root>/examples/math/libm.pq.toml        (libm functions as typed jobs, through a manifest)
+#   <root>/examples/rust/libexamples_rust.so (when cargo is present)
 # Each file is written beside its target and renamed into place, so a running host never
 # sees a half-written .so.
 set -euo pipefail
@@ -23,4 +24,13 @@ install_atomic() {
 install_atomic "$bin/libpq_examples.so" "$root/examples/swift/libpq_examples.so"
 install_atomic "$bin/c-plugins/libexamples_c.so" "$root/examples/c/libexamples_c.so"
 install_atomic "$here/Plugins/manifests/libm.pq.toml" "$root/examples/math/libm.pq.toml" 644
+if command -v cargo >/dev/null; then
+    mkdir -p "$root/examples/rust"
+    chmod go-w "$root/examples/rust"
+    cargo build --quiet --release --offline --manifest-path "$here/Plugins/examples-rust/Cargo.toml" \
+        --target-dir "$bin/rust-plugins"
+    install_atomic "$bin/rust-plugins/release/libexamples_rust.so" "$root/examples/rust/libexamples_rust.so"
+else
+    echo "cargo not found: the Rust example plugin is not built" >&2
+fi
 echo "example plugins installed under $root (task_paths: examples.*)"

@@ -10,7 +10,8 @@ struct PQ: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Serve.self, Jobs.self, Next.self, Submit.self, Status.self, Tasks.self, Revoke.self, Wait.self,
-            Watch.self, Queues.self, Reload.self, Hosts.self, Web.self, Worker.self,
+            Watch.self, Queues.self, Reload.self, Hosts.self, Web.self, New.self, Install.self, Header.self,
+            Worker.self,
         ]
     )
 
