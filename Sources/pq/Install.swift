@@ -32,7 +32,8 @@ extension PQ {
             let parts = taskPath.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
             guard !taskPath.isEmpty, parts.allSatisfy(isSlug) else {
                 throw CLIError(
-                    "'\(taskPath)' is not a task path: dotted slugs ([a-z0-9][a-z0-9_-]*), e.g. 'myjobs' or 'team.mail'")
+                    "'\(taskPath)' is not a task path: dotted slugs ([a-z0-9][a-z0-9_-]*), e.g. 'myjobs' or 'team.mail'"
+                )
             }
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {
@@ -89,7 +90,8 @@ extension PQ {
         static func isSlug(_ part: String) -> Bool {
             guard let first = part.utf8.first, part.utf8.count <= 100 else { return false }
             func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
-            return alnum(first) && part.utf8.allSatisfy { alnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+            return alnum(first)
+                && part.utf8.allSatisfy { alnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
         }
 
         static func privateDirectory() throws -> String {

@@ -24,7 +24,8 @@ extension PQ {
                     throw CLIError("unknown language '\(language)' (use swift, c or rust)")
                 }
                 guard JobDefinition.isValidName(name) else {
-                    throw CLIError("'\(name)' is not a plugin name: a slug ([a-z0-9][a-z0-9._-]*), e.g. 'mail' or 'my-jobs'")
+                    throw CLIError(
+                        "'\(name)' is not a plugin name: a slug ([a-z0-9][a-z0-9._-]*), e.g. 'mail' or 'my-jobs'")
                 }
                 let folder = dir ?? name
                 let files = try Scaffold.files(kind, name: name)

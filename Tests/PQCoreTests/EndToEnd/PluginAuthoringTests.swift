@@ -49,7 +49,8 @@ import Testing
         var result: Any?
         let served = try await poll(timeout: 10) {
             let r = try await client.run(["submit", "\(name).hello", "name=world", "--wait", "--json"], timeout: 20)
-            guard r.status == 0, let task = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            guard r.status == 0,
+                let task = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
             else { return false }
             result = task["result"]
             return true
@@ -98,7 +99,8 @@ import Testing
         let whole = try Data(contentsOf: URL(fileURLWithPath: good))
         let truncated = dir + "/truncated.so"
         try whole.prefix(whole.count / 2).write(to: URL(fileURLWithPath: truncated))
-        let wrongABI = try await Fixtures.compileC(Fixtures.configurablePlugin, to: dir + "/libabi.so", defines: ["ABI=99"])
+        let wrongABI = try await Fixtures.compileC(
+            Fixtures.configurablePlugin, to: dir + "/libabi.so", defines: ["ABI=99"])
         let cases: [([String], [String])] = [
             ([garbage, "team"], ["garbage.so", "not installed"]),
             ([truncated, "team"], ["truncated.so", "not installed"]),
@@ -171,6 +173,44 @@ import Testing
         let fromRust = try await Fixtures.run(dir + "/layout-rs", []).stdout
         #expect(fromC.split(separator: "\n").count == 28)
         #expect(fromC == fromRust)
+    }
+
+    /// The shipped examples in Swift, C and Rust, side by side in one host, on SQLite and Redis:
+    /// JSON jobs and typed jobs of each, a failure with its message.
+    @Test(arguments: ["sqlite", "redis"])
+    func examplePluginsOfEveryLanguageRunInAHost(kind: String) async throws {
+        try #require(
+            FileManager.default.fileExists(
+                atPath: Fixtures.installedPluginsRoot + "/examples/rust/libexamples_rust.so"),
+            "the Rust example is built by make build when cargo is present")
+        let store =
+            kind == "redis"
+            ? try TestRedis.urlText(namespace: TestRedis.uniqueNamespace()) : "sqlite:\(dir)/examples.sqlite"
+        let host = try HostProcess(store: store, directory: dir)
+        defer { _ = host.stop() }
+        let client = PQClient(store: store, directory: dir)
+        let jobs = try await client.run(["jobs", "--json"])
+        for name in ["rust.echo", "rust.fail", "rust.add", "rust.hello", "c.echo", "addition", "swift.mul"] {
+            #expect(jobs.stdout.contains("\"\(name)\""), "pq jobs lacks \(name)")
+        }
+        let submitted: [(String, [String])] = [
+            ("rust.echo", ["x=1", "y=two"]), ("rust.add", ["a=40", "b=2"]), ("rust.hello", ["name=rust"]),
+            ("rust.fail", []), ("c.echo", ["x=1"]), ("addition", ["a=1", "b=2"]), ("swift.mul", ["a=6", "b=7"]),
+        ]
+        var ids: [String] = []
+        for (job, arguments) in submitted { ids.append(try await client.submit([job] + arguments)) }
+        let done = try await client.wait(ids)
+        let byID = Dictionary(uniqueKeysWithValues: done.map { ($0["id"] as? String ?? "", $0) })
+        let echo = byID[ids[0]]?["result"] as? [String: Any]
+        #expect(echo?["x"] as? Int == 1 && echo?["y"] as? String == "two", "\(String(describing: byID[ids[0]]))")
+        #expect(byID[ids[1]]?["result"] as? Int == 42)
+        #expect(byID[ids[2]]?["result"] as? String == "hello, rust")
+        #expect(byID[ids[3]]?["status"] as? Int == 2)
+        #expect((byID[ids[3]]?["exception"] as? String)?.contains("rust.fail failed on purpose (attempt 1)") == true)
+        #expect((byID[ids[4]]?["result"] as? [String: Any])?["x"] as? Int == 1)
+        #expect(byID[ids[5]]?["result"] as? Int == 3)
+        #expect(byID[ids[6]]?["result"] as? Int == 42)
+        #expect(host.stop() == 0)
     }
 
     @Test func headerIsFound() async throws {
