@@ -25,7 +25,10 @@ extension PQ {
                 if fromStore || settings.taskPaths.isEmpty {
                     let store = try await settings.openStore()
                     let jobs = try await store.publishedJobs()
+                    // Hosts that published a status in the last minute name the files they could not load.
+                    let statuses = (try? await store.hostStatuses(since: TaskClock.now() - 60)) ?? []
                     await store.close()
+                    for failure in Self.loadFailures(statuses) { printError("pq: plugin not loaded on \(failure)") }
                     if json {
                         print(JSONValue.array(jobs.map(\.listingJSON)).jsonText)
                     } else if jobs.isEmpty {
@@ -55,6 +58,23 @@ extension PQ {
                     print(JobListing.table(jobs), terminator: "")
                 }
             }
+        }
+
+        /// `HOST: PATH: REASON` for every plugin_failures entry of the statuses, newest host first.
+        static func loadFailures(_ statuses: [String]) -> [String] {
+            var lines: [String] = []
+            for text in statuses {
+                guard let status = try? JSONValue.parse(text), case .array(let failures)? = status["plugin_failures"],
+                    case .string(let worker)? = status["worker"]
+                else { continue }
+                for failure in failures {
+                    guard case .string(let path)? = failure["path"], case .string(let error)? = failure["error"] else {
+                        continue
+                    }
+                    lines.append("\(worker): \(path): \(error)")
+                }
+            }
+            return lines
         }
     }
 }
@@ -129,4 +149,5 @@ extension String {
         while s.last == " " { s.removeLast() }
         return s
     }
+
 }

@@ -166,6 +166,7 @@ extension PQ {
                         "task_paths": "\(settings.taskPaths.joined(separator: ","))",
                     ])
                 let store = try await settings.openStore(resultTTL: resultTTL)
+                registry.noteLoadResults(initial)
                 await recordPluginEvents(initial, store: store, logger: logger)
                 let publisher =
                     HostIdentity.node + ":" + settings.pluginsDir + "|" + settings.taskPaths.joined(separator: ",")
@@ -216,6 +217,7 @@ extension PQ {
                             logger.error("publishing the reloaded jobs failed: \(error)")
                         }
                         if mode == .process { mirrorThreadJobs(changes, into: threadJobs, logger: logger) }
+                        registry.noteLoadResults(changes)
                         await recordPluginEvents(changes, store: store, logger: logger)
                         pool.pluginsChanged()
                     }

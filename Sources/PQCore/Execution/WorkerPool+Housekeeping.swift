@@ -64,6 +64,14 @@ extension WorkerPool {
         pairs.append(("jobs", .int(Int64(registry.jobNames.count))))
         pairs.append(("isolation", .string(defaultIsolation.rawValue)))
         if let processes { pairs.append(("workers", processes.workerStatus)) }
+        let failures = registry.loadFailures
+        if !failures.isEmpty {
+            pairs.append(
+                (
+                    "plugin_failures",
+                    .array(failures.map { .object([("path", .string($0.path)), ("error", .string($0.message))]) })
+                ))
+        }
         return JSONValue.object(pairs).jsonText
     }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The jobs this process can run, keyed by job name, and the plugins they came from, keyed by path.
 ///
 /// When two plugins define the same job name, the one registered later wins and a warning names
@@ -9,6 +11,7 @@ public final class JobRegistry: Sendable {
         var order: [String] = []  // plugin paths in registration order
         var names: Set<String> = []  // cached keys of `jobs`, read on every claim
         var isolation: [String: JobOptions.Isolation] = [:]  // jobs with an "isolation" option
+        var failures: [String: String] = [:]  // plugin file → why it did not load
     }
 
     private let state = ReadWriteLock(State())
@@ -83,6 +86,25 @@ public final class JobRegistry: Sendable {
     /// Every registered job, sorted by name.
     public var jobs: [JobDefinition] {
         state.read { $0.jobs.values.sorted { $0.name < $1.name } }
+    }
+
+    /// Files of the plugin directories that did not load, with why, sorted by path: what a host
+    /// publishes in its status so that `pq jobs` can name them (DESIGN.md section 13).
+    public var loadFailures: [(path: String, message: String)] {
+        // A file that never loaded is not "removed" by a rescan: it leaves the list once it is gone.
+        state.read { $0.failures }.filter { FileManager.default.fileExists(atPath: $0.key) }
+            .sorted { $0.key < $1.key }.map { (path: $0.key, message: $0.value) }
+    }
+
+    /// Keeps ``loadFailures`` current after a load or rescan: a failed file is listed until it
+    /// loads or goes away.
+    /// - Parameter changes: what the load or rescan did.
+    public func noteLoadResults(_ changes: PluginCatalog.Changes) {
+        state.write { state in
+            for plugin in changes.loaded { state.failures[plugin.info.path] = nil }
+            for path in changes.removed { state.failures[path] = nil }
+            for failure in changes.failures { state.failures[failure.path ?? "?"] = failure.message }
+        }
     }
 
     /// The names of every registered job.

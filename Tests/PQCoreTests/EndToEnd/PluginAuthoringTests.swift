@@ -213,6 +213,37 @@ import Testing
         #expect(host.stop() == 0)
     }
 
+    /// `pq jobs` from the store names the files a running host could not load, and why.
+    @Test func jobsNamesWhatARunningHostFailedToLoad() async throws {
+        let root = dir + "/failroot"
+        try FileManager.default.createDirectory(
+            atPath: root + "/mixed", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        try Data("garbage".utf8).write(to: URL(fileURLWithPath: root + "/mixed/libbroken.so"))
+        _ = try await Fixtures.compileC(Fixtures.configurablePlugin, to: root + "/mixed/libgood.so")
+        let store = "sqlite:\(dir)/failures.sqlite"
+        let host = try HostProcess(store: store, directory: dir, taskPaths: "mixed", pluginsDir: root)
+        defer { _ = host.stop() }
+        let client = PQClient(store: store, directory: dir, taskPaths: "mixed", pluginsDir: root)
+        var listing = Fixtures.ProcessResult(status: -1, stdout: "", stderr: "")
+        let named = try await poll(timeout: 20) {
+            listing = try await client.run(["jobs"], taskPaths: false)
+            return listing.stderr.contains("libbroken.so")
+        }
+        #expect(named, "pq jobs never named the broken plugin: \(listing.stderr)")
+        #expect(listing.status == 0)
+        #expect(listing.stderr.contains("pq: plugin not loaded on "))
+        #expect(listing.stderr.contains(root + "/mixed/libbroken.so: ") && listing.stderr.contains("ELF"))
+        #expect(!listing.stderr.contains("libgood.so"))
+        #expect(listing.stdout.contains("NAME"))
+        // Fixed in place: once the host reloads it, it is no longer named.
+        try FileManager.default.removeItem(atPath: root + "/mixed/libbroken.so")
+        let cleared = try await poll(timeout: 20) {
+            listing = try await client.run(["jobs"], taskPaths: false)
+            return !listing.stderr.contains("libbroken.so")
+        }
+        #expect(cleared, "\(listing.stderr)")
+    }
+
     @Test func headerIsFound() async throws {
         let r = try await PQCommand.run(["header"])
         #expect(r.status == 0)
