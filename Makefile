@@ -4,7 +4,7 @@ PLUGINS_ROOT ?= $(CURDIR)/.pq/plugins
 SWIFT_FLAGS ?=
 BIN := $(shell swift build -c $(CONFIG) --show-bin-path 2>/dev/null)
 
-.PHONY: build plugins test run bench format lint clean
+.PHONY: build plugins test run bench format lint docs clean
 
 ## build: bin/pq and the example plugins, installed under $(PLUGINS_ROOT) (task_paths examples.*)
 build:
@@ -38,6 +38,10 @@ format:
 ## lint: the style check CI runs (.swift-format); `make format` fixes what it reports
 lint:
 	swift format lint --strict --recursive Sources Tests Plugins Package.swift
+
+## docs: PQKit's reference (DocC); warnings fail it
+docs:
+	swift package generate-documentation --target PQKit --warnings-as-errors
 
 clean:
 	rm -rf .build bin .pq
