@@ -108,6 +108,7 @@ let package = Package(
         .executableTarget(
             name: "pq-bench",
             dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "PQCore",
                 "CPQPlugin",
                 "PQRedis",

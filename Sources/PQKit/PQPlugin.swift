@@ -195,6 +195,9 @@ public enum PQPlugin {
             context.log(.error, "pq: call for job \"\(jobName)\" started twice; the second start is ignored")
             return
         }
+        // The one unstructured task of the SDK: `run` is a C callback on a host thread, with no
+        // task to be a child of, and must return at once. The task is kept in `running` and
+        // cancelled through `cancel`/`is_cancelled`; it ends by calling `complete`.
         let task = Task {
             let outcome = await work(context)
             // Leave the registry before completing: once `complete` returns, the host may reuse the

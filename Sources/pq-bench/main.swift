@@ -1,4 +1,5 @@
 // pq-bench: the figures `make bench` prints. Run from the package root after `make build`.
+import ArgumentParser
 import CPQPlugin
 import Foundation
 import Logging
@@ -10,7 +11,26 @@ import Synchronization
 let root = FileManager.default.currentDirectoryPath
 let pluginsRoot = root + "/.pq/plugins"
 let pq = root + "/bin/pq"
-let quick = CommandLine.arguments.contains("--quick")
+
+/// `pq-bench [--quick] [--only SECTION]`.
+struct BenchOptions: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pq-bench",
+        abstract: "The figures `make bench` prints; run from the package root after `make build`.")
+    static let sections = ["plugins", "memory", "sqlite", "ffi", "isolation", "reload", "periodic", "redis"]
+
+    @Flag(help: "Fewer tasks and rounds (a smoke run).") var quick = false
+    @Option(help: "Only one section: \(sections.joined(separator: ", ")).") var only: String?
+
+    func validate() throws {
+        if let only, !Self.sections.contains(only) {
+            throw ValidationError("unknown section '\(only)' (one of \(Self.sections.joined(separator: ", ")))")
+        }
+    }
+}
+
+let options = BenchOptions.parseOrExit()
+let quick = options.quick
 
 func now() -> Double { TaskClock.now() }
 
@@ -79,10 +99,7 @@ func spawnAndWait(_ args: [String]) -> Int32 {
     return status
 }
 
-/// `pq-bench [--quick] [--only NAME]`: NAME is one of plugins, memory, sqlite, isolation, reload (and later sections).
-let only: String? = CommandLine.arguments.firstIndex(of: "--only").flatMap {
-    $0 + 1 < CommandLine.arguments.count ? CommandLine.arguments[$0 + 1] : nil
-}
+let only = options.only
 func wanted(_ name: String) -> Bool { only == nil || only == name }
 
 func section(_ title: String) { print("\n== \(title)") }

@@ -21,14 +21,17 @@ extension PQ {
         func run() async throws {
             try await reportingErrors {
                 let settings = try common.resolve()
-                let target = try Self.install(file: file, taskPath: taskPath, root: settings.pluginsDir)
+                let target = try Self.install(
+                    file: file, taskPath: taskPath, root: settings.pluginsDir, trustAll: settings.trustAllPlugins)
                 emit("installed \(target)")
             }
         }
 
         /// Checks `file` and renames a copy into `<root>/<task path as folders>/`.
         /// - Returns: the installed path.
-        static func install(file: String, taskPath: String, root: String) throws -> String {
+        static func install(file given: String, taskPath: String, root: String, trustAll: Bool) throws -> String {
+            // A link is followed: what is checked and installed are the bytes it points to.
+            let file = URL(fileURLWithPath: given).resolvingSymlinksInPath().path
             let parts = taskPath.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
             guard !taskPath.isEmpty, parts.allSatisfy(isSlug) else {
                 throw CLIError(
@@ -37,30 +40,32 @@ extension PQ {
             }
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {
-                throw CLIError("\(file): no such file")
+                throw CLIError("\(given): no such file")
             }
-            let name = (file as NSString).lastPathComponent
+            let name = (given as NSString).lastPathComponent
             guard !isDirectory.boolValue, name.hasSuffix(".so"), TaskPaths.isLibraryName(name) else {
-                throw CLIError("\(file): not a plugin file (a shared library whose name ends in .so)")
+                throw CLIError("\(given): not a plugin file (a shared library whose name ends in .so)")
             }
             // Check a private copy, so what is installed is exactly what was checked.
             let scratch = try privateDirectory()
             defer { try? FileManager.default.removeItem(atPath: scratch) }
             let checked = scratch + "/" + name
             do {
-                try FileManager.default.copyItem(atPath: file, toPath: checked)
+                try copyBytes(from: file, to: checked)
             } catch {
-                throw CLIError("\(file): cannot read it (\(error.localizedDescription))")
+                throw CLIError("\(given): cannot read it (\(error))")
             }
-            chmod(checked, 0o644)
             let loader = IsolatedPluginLoader(options: .init(trustAll: true))
             switch loader.load(paths: [checked]).first {
             case .failure(let error):
-                throw CLIError("\(file): not installed: \(error.message)")
+                throw CLIError("\(given): not installed: \(error.message)")
             case .success(let plugin):
-                guard !plugin.jobs.isEmpty else { throw CLIError("\(file): not installed: the plugin has no jobs") }
+                if let rejected = plugin.rejectedJobs.first {
+                    throw CLIError("\(given): not installed: a host would skip a job: \(rejected.message)")
+                }
+                guard !plugin.jobs.isEmpty else { throw CLIError("\(given): not installed: the plugin has no jobs") }
             case nil:
-                throw CLIError("\(file): not installed: the check gave no answer")
+                throw CLIError("\(given): not installed: the check gave no answer")
             }
             let folder = ([root] + parts).joined(separator: "/")
             do {
@@ -74,17 +79,53 @@ extension PQ {
             let temporary = folder + "/.\(name).install-\(getpid())"
             do {
                 try? FileManager.default.removeItem(atPath: temporary)
-                try FileManager.default.copyItem(atPath: checked, toPath: temporary)
+                try copyBytes(from: checked, to: temporary)
             } catch {
-                throw CLIError("cannot write into \(folder): \(error.localizedDescription)")
+                throw CLIError("cannot write into \(folder): \(error)")
             }
-            chmod(temporary, 0o644)
+            // The host's trust rule (DESIGN.md section 4) on the file as it will be and its folder.
+            if !trustAll {
+                do { try PluginTrust.check(path: temporary) } catch {
+                    try? FileManager.default.removeItem(atPath: temporary)
+                    throw CLIError("not installed: a host would refuse it there: \(error)")
+                }
+            }
             guard rename(temporary, target) == 0 else {
                 let reason = String(cString: strerror(errno))
                 try? FileManager.default.removeItem(atPath: temporary)
                 throw CLIError("cannot rename into \(target): \(reason)")
             }
+            // The rename itself survives a crash only once the folder is on disk.
+            let folderFD = open(folder, O_RDONLY | O_DIRECTORY)
+            if folderFD >= 0 {
+                fsync(folderFD)
+                close(folderFD)
+            }
             return target
+        }
+
+        /// Copies a file's bytes to a new file, mode 0644, flushed to disk before it is closed.
+        static func copyBytes(from source: String, to destination: String) throws {
+            let input = open(source, O_RDONLY | O_CLOEXEC)
+            guard input >= 0 else { throw CLIError(String(cString: strerror(errno))) }
+            defer { close(input) }
+            let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            guard output >= 0 else { throw CLIError(String(cString: strerror(errno))) }
+            defer { close(output) }
+            fchmod(output, 0o644)
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = read(input, &buffer, buffer.count)
+                if n == 0 { break }
+                guard n > 0 else { throw CLIError(String(cString: strerror(errno))) }
+                var written = 0
+                while written < n {
+                    let w = buffer.withUnsafeBytes { write(output, $0.baseAddress! + written, n - written) }
+                    guard w > 0 else { throw CLIError(String(cString: strerror(errno))) }
+                    written += w
+                }
+            }
+            guard fsync(output) == 0 else { throw CLIError(String(cString: strerror(errno))) }
         }
 
         static func isSlug(_ part: String) -> Bool {

@@ -64,8 +64,9 @@ extension PQ {
         static func loadFailures(_ statuses: [String]) -> [String] {
             var lines: [String] = []
             for text in statuses {
+                // Only running hosts: a host that stopped says so in its last status.
                 guard let status = try? JSONValue.parse(text), case .array(let failures)? = status["plugin_failures"],
-                    case .string(let worker)? = status["worker"]
+                    case .string(let worker)? = status["worker"], status["state"] == .string("running")
                 else { continue }
                 for failure in failures {
                     guard case .string(let path)? = failure["path"], case .string(let error)? = failure["error"] else {

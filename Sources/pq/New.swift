@@ -65,7 +65,7 @@ enum SourceTree {
             guard isRoot(given) else {
                 throw CLIError("PQ_SOURCE_DIR=\(given) is not a pq source tree (no \(headerPath) in it)")
             }
-            return (given as NSString).standardizingPath
+            return URL(fileURLWithPath: given).standardizedFileURL.path
         }
         let executable = executablePath()
         var folder = (executable as NSString).deletingLastPathComponent
@@ -105,7 +105,13 @@ enum Scaffold {
 
     /// `NAME` as an identifier of C, Rust and Swift (`my-jobs.v2` → `my_jobs_v2`).
     static func identifier(_ name: String) -> String {
-        String(name.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+        let id = String(name.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+        return id.first?.isNumber == true ? "_" + id : id  // crates, modules and C symbols start with a letter
+    }
+
+    /// `text` inside a Swift string literal.
+    static func swiftLiteral(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
     }
 
     static func files(_ language: Language, name: String) throws -> [File] {
@@ -235,7 +241,7 @@ enum Scaffold {
         CFLAGS ?= -O2 -Wall -Wextra
 
         \(name).so: \(id).c
-        \t$(CC) $(CFLAGS) -shared -fPIC -I$(PQ_INCLUDE) -o $@ $<
+        \t$(CC) $(CFLAGS) -shared -fPIC -I"$(PQ_INCLUDE)" -o $@ $<
 
         clean:
         \trm -f \(name).so
@@ -261,6 +267,9 @@ enum Scaffold {
 
         [profile.release]
         panic = "abort"
+
+        # A project of its own, even inside another Cargo workspace.
+        [workspace]
 
         """
     }
@@ -427,7 +436,7 @@ enum Scaffold {
             let package = Package(
                 name: "\(id)",
                 products: [.library(name: "\(id)", type: .dynamic, targets: ["\(id)"])],
-                dependencies: [.package(path: "\(root)")],
+                dependencies: [.package(path: "\(swiftLiteral(root))")],
                 targets: [
                     .target(name: "\(id)", dependencies: [.product(name: "PQKit", package: "\(identity)")])
                 ]

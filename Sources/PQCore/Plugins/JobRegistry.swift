@@ -92,7 +92,7 @@ public final class JobRegistry: Sendable {
     /// publishes in its status so that `pq jobs` can name them (DESIGN.md section 13).
     public var loadFailures: [(path: String, message: String)] {
         // A file that never loaded is not "removed" by a rescan: it leaves the list once it is gone.
-        state.read { $0.failures }.filter { FileManager.default.fileExists(atPath: $0.key) }
+        state.read { $0.failures }.filter { $0.key == "?" || FileManager.default.fileExists(atPath: $0.key) }
             .sorted { $0.key < $1.key }.map { (path: $0.key, message: $0.value) }
     }
 

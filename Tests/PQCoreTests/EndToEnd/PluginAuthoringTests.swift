@@ -118,10 +118,21 @@ import Testing
             expectOneLineError(r, fragments)
             #expect(try FileManager.default.contentsOfDirectory(atPath: root).isEmpty, "\(arguments)")
         }
-        // The good one goes in, into nested folders made for it.
-        let r = try await PQCommand.run(["install", good, "team.mail", "--plugins-dir", root])
+        // A folder others can write: the host would refuse the plugin there, so install does.
+        try FileManager.default.createDirectory(atPath: root + "/open", withIntermediateDirectories: true)
+        chmod(root + "/open", 0o777)
+        let open = try await PQCommand.run(["install", good, "open", "--plugins-dir", root])
+        expectOneLineError(open, ["would refuse it there", "--trust-all-plugins"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/open").isEmpty)
+        try FileManager.default.removeItem(atPath: root + "/open")
+        // The good one goes in, into nested folders made for it; a link installs the bytes it names.
+        let link = dir + "/liblinked.so"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: good)
+        let r = try await PQCommand.run(["install", link, "team.mail", "--plugins-dir", root])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(FileManager.default.fileExists(atPath: root + "/team/mail/libgood.so"))
+        var st = stat()
+        #expect(lstat(root + "/team/mail/liblinked.so", &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG)
+        #expect(FileManager.default.contentsEqual(atPath: root + "/team/mail/liblinked.so", andPath: good))
     }
 
     /// The Rust mirror of `pq new rust` (also the Rust example's) has the C header's layout:

@@ -100,10 +100,12 @@ func recordedEvents(
         try await body()
         return try await store.events(after: start, limit: 1_000)
     }
+    // The cursor is taken before `body`, so a log follower misses nothing however late it starts.
+    let start: Int64? = store.keepsEventLog ? try await store.lastEventCursor() : nil
     return try await withThrowingTaskGroup(of: [TaskEvent]?.self) { group in
         group.addTask {
             var seen: [TaskEvent] = []
-            try await store.followEvents { event in
+            try await store.followEvents(after: start) { event in
                 seen.append(event)
                 return seen.count < count
             }

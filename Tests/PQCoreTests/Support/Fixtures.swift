@@ -148,11 +148,8 @@ enum Fixtures {
         process.standardError = err
         let input = Pipe()
         process.standardInput = input
-        let (ended, ending) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        process.terminationHandler = { _ in
-            ending.yield()
-            ending.finish()
-        }
+        let exit = ExitSignal()
+        process.terminationHandler = { _ in exit.signal() }
         try process.run()
         let pid = process.processIdentifier
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
@@ -168,31 +165,78 @@ enum Fixtures {
                 group.leave()
             }
         }
-        let finished = await withTaskGroup(of: Bool.self) { waits in
-            waits.addTask {
-                for await _ in ended {}
-                return true
-            }
-            waits.addTask {
-                try? await Task.sleep(for: .seconds(timeout))
-                return false
-            }
-            let first = await waits.next() ?? false
-            waits.cancelAll()
-            return first
-        }
-        if !finished {
+        if await !exit.wait(seconds: timeout) {
             kill(pid, SIGTERM)
-            try? await Task.sleep(for: .milliseconds(200))
-            kill(pid, SIGKILL)
-            for await _ in ended {}
+            if await !exit.wait(seconds: 0.2) { kill(pid, SIGKILL) }
+            _ = await exit.wait(seconds: 30)
         }
-        await withCheckedContinuation { continuation in
-            group.notify(queue: .global()) { continuation.resume() }
+        // A grandchild that keeps the pipes open must not hold the test: drain for at most 10 s.
+        let drained = DispatchSemaphore(value: 0)
+        group.notify(queue: .global()) { drained.signal() }
+        for _ in 0..<500 {
+            if drained.wait(timeout: .now()) == .success { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        guard process.isRunning == false else {
+            return ProcessResult(status: -1, stdout: "", stderr: "\(executable) did not end after SIGKILL")
         }
         return ProcessResult(
             status: process.terminationStatus, stdout: String(decoding: outData.get(), as: UTF8.self),
             stderr: String(decoding: errData.get(), as: UTF8.self))
+    }
+}
+
+/// A child's exit, awaited by one task at a time with a deadline (set by the termination handler).
+final class ExitSignal: Sendable {
+    private struct State {
+        var done = false
+        var abandoned = false  // the current wait timed out: a waiter arriving late returns at once
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
+
+    func signal() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.done = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Whether the child ended within `seconds`.
+    func wait(seconds: Double) async -> Bool {
+        state.withLock { $0.abandoned = false }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let now = self.state.withLock { state -> Bool in
+                        if state.done || state.abandoned { return true }
+                        state.waiter = continuation
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(seconds))
+                return false
+            }
+            let first = await group.next() ?? false
+            if first {
+                group.cancelAll()
+                return true
+            }
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                state.abandoned = true
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume()
+            _ = await group.next()
+            return state.withLock { $0.done }
+        }
     }
 }
 
