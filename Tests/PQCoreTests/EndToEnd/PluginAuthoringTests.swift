@@ -144,7 +144,7 @@ import Testing
         let mirror = try String(contentsOfFile: project + "/src/pq_plugin.rs", encoding: .utf8)
         let example = try String(
             contentsOfFile: Fixtures.packageRoot + "/Plugins/examples-rust/src/pq_plugin.rs", encoding: .utf8)
-        #expect(mirror == example, "Plugins/examples-rust/src/pq_plugin.rs differs from what `pq new rust` writes")
+        #expect(mirror == example, "`pq new rust` writes the mirror kept beside the Rust example")
         let fields: [(String, String, [String])] = [
             (
                 "pq_call", "PqCall",
