@@ -7,7 +7,7 @@ import Synchronization
 /// Fans the store's event stream out to the `GET /api/events` subscribers.
 ///
 /// One reader of the store however many browsers watch, and none while nobody does: on Redis a
-/// subscriber makes every host publish its events (``TaskEventLog/followEvents(after:batch:_:)``), so
+/// subscriber makes every host publish its events (``TaskEventLog/followEvents(after:batch:following:_:)``), so
 /// the hub subscribes only while it has subscribers. Each event is rendered once as an SSE
 /// message, and the messages of up to ``coalescing`` seconds go out together: one buffer,
 /// shared by every subscriber, one write on each connection (a host at 20,000 tasks/s makes
@@ -174,8 +174,9 @@ final class EventHub: Sendable {
             if store.keepsEventLog {
                 try await readLog(after: cursor)
             } else {
-                setFollowing(true)
-                try await store.followEvents(after: cursor) { event in
+                // Following once the subscription is made: clients let in after that miss nothing.
+                let following: @Sendable () -> Void = { [self] in setFollowing(true) }
+                try await store.followEvents(after: cursor, batch: 512, following: following) { event in
                     take([event])
                     return true
                 }

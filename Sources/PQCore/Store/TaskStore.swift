@@ -163,15 +163,18 @@ public protocol TaskEventLog: Sendable {
     /// - Parameters:
     ///   - cursor: the seq of the last event seen; `nil` for only events from now on.
     ///   - batch: events read per store round trip.
+    ///   - following: called once every event from then on will reach `body` (the cursor is
+    ///     taken; on Redis, each time the subscription is made), from any thread.
     ///   - body: called with each event; return `false` to stop following.
     /// - Returns: when `body` returned `false`, the calling task was cancelled, or the store closed.
     /// - Throws: what the store or `body` throws.
     func followEvents(
-        after cursor: Int64?, batch: Int, _ body: (TaskEvent) async throws -> Bool
+        after cursor: Int64?, batch: Int, following: @escaping @Sendable () -> Void,
+        _ body: (TaskEvent) async throws -> Bool
     ) async throws
 
     /// Whether ``events(after:limit:)`` reads a log of past events (false: the store keeps none,
-    /// as Redis, and only ``followEvents(after:batch:_:)`` delivers events). Default: true.
+    /// as Redis, and only ``followEvents(after:batch:following:_:)`` delivers events). Default: true.
     var keepsEventLog: Bool { get }
 
     /// Records an event that is not a task state change (plugin events of hosts), so `pq watch`
@@ -266,13 +269,13 @@ extension TaskQueueStore {
 }
 
 extension TaskEventLog where Self: TaskQueueStore {
-    /// ``followEvents(after:batch:_:)`` from now on, in batches of 512.
+    /// ``followEvents(after:batch:following:_:)`` from now on, in batches of 512.
     /// - Parameter body: called with each event; return `false` to stop.
     public func followEvents(_ body: (TaskEvent) async throws -> Bool) async throws {
         try await followEvents(after: nil, batch: 512, body)
     }
 
-    /// ``followEvents(after:batch:_:)`` in batches of 512.
+    /// ``followEvents(after:batch:following:_:)`` in batches of 512.
     /// - Parameters:
     ///   - cursor: the seq of the last event seen; `nil` for only events from now on.
     ///   - body: called with each event; return `false` to stop.
@@ -280,14 +283,21 @@ extension TaskEventLog where Self: TaskQueueStore {
         try await followEvents(after: cursor, batch: 512, body)
     }
 
-    /// See ``TaskEventLog/followEvents(after:batch:_:)``: the event log, read after each change.
+    /// ``followEvents(after:batch:following:_:)`` with no readiness callback.
+    public func followEvents(after cursor: Int64?, batch: Int, _ body: (TaskEvent) async throws -> Bool) async throws {
+        try await followEvents(after: cursor, batch: batch, following: {}, body)
+    }
+
+    /// See ``TaskEventLog/followEvents(after:batch:following:_:)``: the event log, read after each change.
     public func followEvents(
-        after cursor: Int64?, batch: Int, _ body: (TaskEvent) async throws -> Bool
+        after cursor: Int64?, batch: Int, following: @escaping @Sendable () -> Void,
+        _ body: (TaskEvent) async throws -> Bool
     ) async throws {
         // Subscribe to changes before taking the cursor, so nothing written in between is missed.
         var changes = self.changes().makeAsyncIterator()
         var last: Int64
         if let cursor { last = cursor } else { last = try await lastEventCursor() }
+        following()
         while !Task.isCancelled {
             // Drain everything after `last`, then sleep until the store changes.
             while true {

@@ -10,7 +10,7 @@ import Synchronization
 /// claims lease tasks in a sorted set by deadline, any host returns expired leases to the queue,
 /// and `max_concurrency` counts unexpired leases, so a dead host cannot hold a slot for ever.
 /// Each change is published on `<ns>_task_queued`, `<ns>_task_started`, `<ns>_task_retry` and
-/// `<ns>_task_done`; Redis keeps no event history (``followEvents(after:batch:_:)`` follows the
+/// `<ns>_task_done`; Redis keeps no event history (``followEvents(after:batch:following:_:)`` follows the
 /// live messages). A finished task's hash expires after ``Options/resultTTL``. Every key carries
 /// the namespace's hash tag (`{ns}:…`), so a namespace lives on one Redis Cluster shard.
 ///
@@ -685,7 +685,7 @@ public final class RedisTaskStore: TaskStore {
     }
 
     /// See ``TaskEventLog/events(after:limit:)``: none, since Redis keeps no event history
-    /// (DESIGN.md section 6); ``followEvents(after:batch:_:)`` follows the live messages.
+    /// (DESIGN.md section 6); ``followEvents(after:batch:following:_:)`` follows the live messages.
     public func events(after cursor: Int64, limit: Int) async throws -> [TaskEvent] { [] }
 
     /// See ``TaskEventLog/lastEventCursor()``: always 0 (no history).
@@ -703,7 +703,8 @@ public final class RedisTaskStore: TaskStore {
     ///   - body: called with each event, in this task; `false` stops following.
     /// - Returns: when `body` returned `false`, the task was cancelled, or the subscription ended.
     public func followEvents(
-        after cursor: Int64?, batch: Int, _ body: (TaskEvent) async throws -> Bool
+        after cursor: Int64?, batch: Int, following: @escaping @Sendable () -> Void,
+        _ body: (TaskEvent) async throws -> Bool
     ) async throws {
         let kinds: [TaskEventKind] = TaskEventKind.allCases
         let channels = kinds.map { channelPrefix + ($0.isTaskEvent ? "task_" : "") + $0.rawValue }
@@ -715,6 +716,8 @@ public final class RedisTaskStore: TaskStore {
             group.addTask { [client] in
                 let counter = Atomic<Int64>(0)
                 await client.subscribe(to: channels) { channel, payload in
+                    // An empty channel: the subscription is made (again); messages from now on arrive.
+                    if channel.isEmpty { following() }
                     guard let kind = byChannel[channel],
                         let event = Self.event(
                             kind: kind, message: payload, seq: counter.add(1, ordering: .relaxed).newValue)

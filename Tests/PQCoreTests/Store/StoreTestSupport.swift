@@ -90,7 +90,7 @@ func claimRequest(
 
 /// The events `body` causes, as a follower of the store sees them: read from the store's event
 /// log after a cursor taken before, or, where the store keeps no log (Redis, DESIGN.md section
-/// 6) or when `viaFollower` asks, through ``TaskEventLog/followEvents(after:batch:_:)`` started
+/// 6) or when `viaFollower` asks, through ``TaskEventLog/followEvents(after:batch:following:_:)`` started
 /// before `body` (the first `count` events, within 10 s).
 func recordedEvents(
     _ store: any TaskStore, count: Int, viaFollower: Bool = false, during body: () async throws -> Void
