@@ -349,7 +349,7 @@ import Testing
         let target = try await CrashPlugin.installPlugin(root: root)
         let host = try HostProcess(
             store: store, arguments: ["--workers", "2"], directory: dir, taskPaths: "crashy", pluginsDir: root)
-        let built = await try Data(contentsOf: URL(fileURLWithPath: try CrashPlugin.build()))
+        let built = try await Data(contentsOf: URL(fileURLWithPath: try CrashPlugin.build()))
         func serves(_ version: String) async throws -> Bool {
             let r = try await client.run(
                 ["submit", "crashy.version", "--wait", "--json"], timeout: 20, taskPaths: false)
@@ -398,7 +398,7 @@ import Testing
         let stoppedAt = Date()
         #expect(host.stop(SIGTERM, within: 15) == 0)
         #expect(Date().timeIntervalSince(stoppedAt) < 10)
-        await #expect(try await client.status(id)["status"] as? Int == 6)
+        #expect(try await client.status(id)["status"] as? Int == 6)
         #expect(
             await poll(timeout: 2) { workers.allSatisfy { !ProcTree.isAlive($0) } },
             "workers left behind: \(workers.filter(ProcTree.isAlive))")
@@ -423,8 +423,8 @@ import Testing
         let mixed = root + "/mixed"
         try CrashPlugin.makePluginDirectory(root)
         try CrashPlugin.makePluginDirectory(mixed)
-        await try CrashPlugin.install(try CrashPlugin.build(constructorCrash: true), as: mixed + "/libbad.so")
-        await try CrashPlugin.install(try CrashPlugin.build(), as: mixed + "/libgood.so")
+        try await CrashPlugin.install(try CrashPlugin.build(constructorCrash: true), as: mixed + "/libbad.so")
+        try await CrashPlugin.install(try CrashPlugin.build(), as: mixed + "/libgood.so")
         let r = try await PQCommand.run(
             ["jobs", "--task-paths", "mixed", "--plugins-dir", root], currentDirectory: dir, timeout: 30)
         #expect(r.status == 0, "stderr: \(r.stderr)")

@@ -26,8 +26,8 @@ import Testing
         #expect(byID[flaky]?["retry"] as? Int == 3)
         #expect(byID[flaky]?["result"] as? Int == 3)
         // `pq wait` exits 1 when one is not SUCCESS, 0 when all are.
-        await #expect(try await client.run(["wait", add, failing, "--timeout", "5"]).status == 1)
-        await #expect(try await client.run(["wait", add, flaky, "--timeout", "5"]).status == 0)
+        #expect(try await client.run(["wait", add, failing, "--timeout", "5"]).status == 1)
+        #expect(try await client.run(["wait", add, flaky, "--timeout", "5"]).status == 0)
         // submit --wait: exit 0 only on SUCCESS.
         let ok = try await client.run(["submit", "addition", "a=1", "b=1", "--wait", "--json"])
         #expect(ok.status == 0)
@@ -69,7 +69,7 @@ import Testing
         let start = task["time_started"] as! Double
         #expect(start - queued >= 1.5)
         #expect(task["delay"] as? Double == 1.5)
-        await #expect(try await client.status(revoked)["status"] as? Int == 3)
+        #expect(try await client.status(revoked)["status"] as? Int == 3)
         // Revoking a finished task says so and fails.
         let again = try await client.run(["revoke", delayed])
         #expect(again.status != 0)
@@ -100,7 +100,7 @@ import Testing
     @Test func tasksQueuedWithoutAHostRunWhenOneStarts() async throws {
         // No host yet: submit resolves the job through --task-paths.
         let id = try await client.submit(["addition", "a=2", "b=3"])
-        await #expect(try await client.status(id)["status"] as? Int == 6)
+        #expect(try await client.status(id)["status"] as? Int == 6)
         let host = try HostProcess(store: store, directory: dir)
         let task = try await client.wait([id])[0]
         #expect(task["result"] as? Int == 5)
@@ -116,9 +116,9 @@ import Testing
         // Wait (bounded) until it runs, then kill the host without warning.
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline, try await client.status(id)["status"] as? Int != 5 { usleep(20_000) }
-        await #expect(try await client.status(id)["status"] as? Int == 5)
+        #expect(try await client.status(id)["status"] as? Int == 5)
         first.stop(SIGKILL)
-        await #expect(try await client.status(id)["status"] as? Int == 5)
+        #expect(try await client.status(id)["status"] as? Int == 5)
         // A new host sees the owner is gone and runs the task again.
         let second = try HostProcess(store: store, directory: dir)
         let task = try await client.wait([id])[0]
@@ -140,8 +140,8 @@ import Testing
         #expect(child["result"] as? Int == 3)
         // The C plugin's child through the raw ABI.
         let cParent = try await client.submit(["c.child"])
-        let cChildID = try await #require(try await client.wait([cParent])[0]["result"] as? String)
-        await #expect(try await client.wait([cChildID])[0]["from_task"] as? String == cParent)
+        let cChildID = try #require(try await client.wait([cParent])[0]["result"] as? String)
+        #expect(try await client.wait([cChildID])[0]["from_task"] as? String == cParent)
         #expect(host.stop() == 0)
     }
 
@@ -165,7 +165,7 @@ import Testing
         #expect(task["status"] as? Int == 2)
         #expect((task["exception"] as? String)?.contains("not valid JSON") == true)
         let ok = try await client.submit(["addition", "a=1", "b=2"])
-        await #expect(try await client.wait([ok])[0]["result"] as? Int == 3)
+        #expect(try await client.wait([ok])[0]["result"] as? Int == 3)
         #expect(host.isRunning)
         #expect(host.stop() == 0)
     }

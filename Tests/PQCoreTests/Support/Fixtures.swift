@@ -148,8 +148,6 @@ enum Fixtures {
         process.standardError = err
         let input = Pipe()
         process.standardInput = input
-        let exit = ExitSignal()
-        process.terminationHandler = { _ in exit.signal() }
         try process.run()
         let pid = process.processIdentifier
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
@@ -165,10 +163,21 @@ enum Fixtures {
                 group.leave()
             }
         }
-        if await !exit.wait(seconds: timeout) {
+        // Polled with task sleeps (no thread held). Not a terminationHandler: Foundation may still
+        // be inside the handler when this function returns and drops the Process (a crash seen
+        // in CI as memory corruption in a later Process.run).
+        func ended(within seconds: Double) async -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while process.isRunning {
+                if Date() >= deadline { return false }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            return true
+        }
+        if await !ended(within: timeout) {
             kill(pid, SIGTERM)
-            if await !exit.wait(seconds: 0.2) { kill(pid, SIGKILL) }
-            _ = await exit.wait(seconds: 30)
+            if await !ended(within: 0.2) { kill(pid, SIGKILL) }
+            _ = await ended(within: 30)
         }
         // A grandchild that keeps the pipes open must not hold the test: drain for at most 10 s.
         let drained = DispatchSemaphore(value: 0)
@@ -183,60 +192,6 @@ enum Fixtures {
         return ProcessResult(
             status: process.terminationStatus, stdout: String(decoding: outData.get(), as: UTF8.self),
             stderr: String(decoding: errData.get(), as: UTF8.self))
-    }
-}
-
-/// A child's exit, awaited by one task at a time with a deadline (set by the termination handler).
-final class ExitSignal: Sendable {
-    private struct State {
-        var done = false
-        var abandoned = false  // the current wait timed out: a waiter arriving late returns at once
-        var waiter: CheckedContinuation<Void, Never>?
-    }
-    private let state = Mutex(State())
-
-    func signal() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.done = true
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        waiter?.resume()
-    }
-
-    /// Whether the child ended within `seconds`.
-    func wait(seconds: Double) async -> Bool {
-        state.withLock { $0.abandoned = false }
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let now = self.state.withLock { state -> Bool in
-                        if state.done || state.abandoned { return true }
-                        state.waiter = continuation
-                        return false
-                    }
-                    if now { continuation.resume() }
-                }
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(seconds))
-                return false
-            }
-            let first = await group.next() ?? false
-            if first {
-                group.cancelAll()
-                return true
-            }
-            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-                state.abandoned = true
-                defer { state.waiter = nil }
-                return state.waiter
-            }
-            waiter?.resume()
-            _ = await group.next()
-            return state.withLock { $0.done }
-        }
     }
 }
 
